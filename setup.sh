@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# gpt.cpp setup: installs every dependency (idempotent), builds, and runs a job.
+#
+#   ./setup.sh          set up and build only
+#   ./setup.sh demo     set up, build, run the main job on bundled data
+#   ./setup.sh test     set up, build (Release + ASan/UBSan), run the whole test suite with ctest
+#
+# Product dependencies are Debian packages; Python tools used only by tests and
+# benchmarks (tiktoken, ...) go into .venv, pinned.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+MODE=${1:-build}
+JOBS=${JOBS:-$(nproc)}
+
+log() { printf '== %s\n' "$*"; }
+
+# ---- 1. Debian packages (skipping what is present) -------------------------------------------
+APT_PACKAGES=(
+  build-essential g++ cmake ninja-build pkg-config git
+  libcli11-dev nlohmann-json3-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-venv python3-pip
+  clang-format
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  log "Debian packages present"
+fi
+
+# ---- 2. Python tools for tests and benchmarks (pinned, in .venv) ------------------------------
+PY_PINS=(tiktoken==0.14.0 regex==2024.11.6)
+if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    /usr/bin/python3 -m venv --system-site-packages .venv
+  fi
+  if ! .venv/bin/python -c "import tiktoken, regex; assert tiktoken.__version__ == '0.14.0'" 2>/dev/null; then
+    log "installing pinned Python tools: ${PY_PINS[*]}"
+    .venv/bin/pip install -q --disable-pip-version-check "${PY_PINS[@]}"
+  fi
+fi
+
+# ---- 3. Configure and build -------------------------------------------------------------------
+build_tree() { # dir build-type extra-args...
+  local dir=$1 type=$2; shift 2
+  if [ ! -f "$dir/build.ninja" ]; then
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  fi
+  cmake --build "$dir" -j "$JOBS"
+}
+log "building build/ (Release)"
+build_tree build Release
+
+case "$MODE" in
+  build|venv) ;;
+  demo)
+    log "tokenizing the bundled Tiny Shakespeare with the GPT-2 tokenizer"
+    build/gpt tokenize --input data/tinyshakespeare.txt --stats
+    ;;
+  test)
+    log "building build-asan/ (ASan + UBSan)"
+    build_tree build-asan Debug -DGPT_SANITIZE=ON
+    log "running the test suite (Release)"
+    ctest --test-dir build --output-on-failure -j "$JOBS"
+    log "running the test suite (ASan + UBSan)"
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS" -L sanitize
+    ;;
+  bench)
+    ;;
+  *) echo "setup.sh: unknown mode '$MODE' (use: build, demo, test)" >&2; exit 2 ;;
+esac
