@@ -1,0 +1,40 @@
+// gpt: the command-line front end. A thin layer: parse options, call the engine, print.
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gpt.cpp: tokenize, train, fine-tune, evaluate, generate with and serve GPT models.\n"
+               "Run `gpt COMMAND --help` for the options of a command.",
+               "gpt"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gpt.cpp " GPT_VERSION);
+  gpt::cli::add_tokenize_commands(app);
+  gpt::cli::add_bpe_train_commands(app);
+  gpt::cli::add_bench_command(app);
+  gpt::cli::add_info_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "gpt: error: %s (see gpt --help)\n", e.what());
+    return 2;
+  } catch (const gpt::Error& e) {
+    std::fprintf(stderr, "gpt: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "gpt: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpt: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,132 @@
+// Small open-addressing hash tables for the tokenizer's hot lookups (pair -> merge, bytes -> id).
+// Built once when a vocabulary loads, then read-only: no allocation while encoding.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace gpt {
+
+inline uint64_t mix64(uint64_t x) {
+  x ^= x >> 32;
+  x *= 0xD6E8FEB86659FD93ull;
+  x ^= x >> 32;
+  x *= 0xD6E8FEB86659FD93ull;
+  x ^= x >> 32;
+  return x;
+}
+
+inline uint64_t hash_bytes(const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xFF51AFD7ED558CCDull);
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ mix64(w)) * 0x9FB21C651E98DF25ull;
+    p += 8;
+    n -= 8;
+  }
+  if (n) {
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ mix64(w ^ (uint64_t(n) << 59))) * 0x9FB21C651E98DF25ull;
+  }
+  return mix64(h);
+}
+
+// uint64 key -> Value, linear probing. Key ~0 is reserved as "empty".
+template <typename Value>
+class U64Map {
+ public:
+  void reserve(size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    keys_.assign(cap, kEmpty);
+    values_.assign(cap, Value{});
+    mask_ = cap - 1;
+    size_ = 0;
+  }
+  // Inserts if absent; returns false (keeping the old value) if present.
+  bool insert(uint64_t key, const Value& v) {
+    if ((size_ + 1) * 2 > keys_.size()) grow();
+    size_t i = mix64(key) & mask_;
+    while (keys_[i] != kEmpty) {
+      if (keys_[i] == key) return false;
+      i = (i + 1) & mask_;
+    }
+    keys_[i] = key;
+    values_[i] = v;
+    ++size_;
+    return true;
+  }
+  const Value* find(uint64_t key) const {
+    if (keys_.empty()) return nullptr;
+    size_t i = mix64(key) & mask_;
+    for (;;) {
+      uint64_t k = keys_[i];
+      if (k == key) return &values_[i];
+      if (k == kEmpty) return nullptr;
+      i = (i + 1) & mask_;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint64_t kEmpty = ~0ull;
+  void grow() {
+    std::vector<uint64_t> keys = std::move(keys_);
+    std::vector<Value> values = std::move(values_);
+    reserve(keys.size() ? keys.size() : 16);
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] != kEmpty) insert(keys[i], values[i]);
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Value> values_;
+  size_t mask_ = 0, size_ = 0;
+};
+
+// byte string -> uint32 id. Strings live in the caller's storage (must outlive the map).
+class BytesMap {
+ public:
+  void reserve(size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    slots_.assign(cap, Slot{});
+    mask_ = cap - 1;
+  }
+  bool insert(std::string_view key, uint32_t id) {
+    uint64_t h = hash_bytes(key.data(), key.size());
+    size_t i = h & mask_;
+    while (slots_[i].used) {
+      if (slots_[i].hash == h && slots_[i].key == key) return false;
+      i = (i + 1) & mask_;
+    }
+    slots_[i] = Slot{h, key, id, true};
+    return true;
+  }
+  // Returns the id or -1.
+  int64_t find(const void* data, size_t n) const {
+    if (slots_.empty()) return -1;
+    uint64_t h = hash_bytes(data, n);
+    size_t i = h & mask_;
+    for (;;) {
+      const Slot& s = slots_[i];
+      if (!s.used) return -1;
+      if (s.hash == h && s.key.size() == n && std::memcmp(s.key.data(), data, n) == 0) return s.id;
+      i = (i + 1) & mask_;
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view key;
+    uint32_t id = 0;
+    bool used = false;
+  };
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+};
+
+}  // namespace gpt

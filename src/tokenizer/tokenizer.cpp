@@ -1,0 +1,72 @@
+#include "tokenizer/tokenizer.h"
+
+#include <mutex>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/char_tokenizer.h"
+#include "tokenizer/vocab_io.h"
+
+extern "C" {
+extern const char gpt_embedded_encoder_json[], gpt_embedded_encoder_json_end[];
+extern const char gpt_embedded_vocab_bpe[], gpt_embedded_vocab_bpe_end[];
+}
+
+namespace gpt {
+
+bool AllowedSpecial::allows(std::string_view name) const {
+  if (all) return true;
+  for (const auto& n : names)
+    if (n == name) return true;
+  return false;
+}
+
+std::optional<TokenId> Tokenizer::eot_token() const {
+  for (const auto& [name, id] : special_tokens())
+    if (name == "<|endoftext|>") return id;
+  return std::nullopt;
+}
+
+std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
+  static std::once_flag once;
+  static std::shared_ptr<const Tokenizer> tok;
+  std::call_once(once, [] {
+    std::string_view json(gpt_embedded_encoder_json, gpt_embedded_encoder_json_end - gpt_embedded_encoder_json);
+    std::string_view bpe(gpt_embedded_vocab_bpe, gpt_embedded_vocab_bpe_end - gpt_embedded_vocab_bpe);
+    tok = std::make_shared<BpeTokenizer>(parse_vocab_json(json, "bundled encoder.json"),
+                                         parse_merges(bpe, "bundled vocab.bpe"));
+  });
+  return tok;
+}
+
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& dir) {
+  auto in = [&](const char* name) { return dir + "/" + name; };
+  if (file_exists(in("chars.json"))) return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
+  for (auto [vocab, merges] : {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}}) {
+    if (file_exists(in(vocab)) && file_exists(in(merges))) {
+      auto tokens = parse_vocab_json(read_file(in(vocab)), in(vocab));
+      auto merge_list = parse_merges(read_file(in(merges)), in(merges));
+      try {
+        return std::make_shared<BpeTokenizer>(std::move(tokens), std::move(merge_list));
+      } catch (const Error& e) {
+        fail("{}: {}", dir, e.what());
+      }
+    }
+  }
+  fail("no vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt, or chars.json)", dir);
+}
+
+std::shared_ptr<const Tokenizer> tokenizer_from_spec(const std::string& spec) {
+  if (spec.empty() || spec == "gpt2") return gpt2_tokenizer();
+  if (spec.starts_with("char:")) {
+    std::string dir = spec.substr(5);
+    if (!file_exists(dir + "/chars.json")) fail("no character vocabulary (chars.json) in {}", dir);
+    return load_tokenizer(dir);
+  }
+  if (spec.starts_with("bpe:")) return load_tokenizer(spec.substr(4));
+  if (spec == "char") fail("--tokenizer char needs a directory: char:DIR (make one with `gpt char-vocab`)");
+  return load_tokenizer(spec);
+}
+
+}  // namespace gpt
