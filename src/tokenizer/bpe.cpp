@@ -23,48 +23,53 @@ std::atomic<uint64_t> g_next_instance{1};
 // over and over, so most pre-tokens skip the merge loop entirely. Cleared when full.
 class PieceCache {
  public:
-  static constexpr size_t kSlots = 1 << 15;
+  static constexpr size_t kSlots = 1 << 14;  // 8-byte slots: 128 KB, stays in L2
   static constexpr size_t kMaxPiece = 64;
 
   const TokenId* find(const uint8_t* p, size_t n, uint64_t h, uint32_t* count) const {
-    size_t i = h & (kSlots - 1);
-    for (;;) {
-      const Slot& s = slots_[i];
-      if (s.ids_len == 0) return nullptr;
-      if (s.hash == h && s.key_len == n && std::memcmp(keys_.data() + s.key_off, p, n) == 0) {
-        *count = s.ids_len;
-        return ids_.data() + s.ids_off;
+    const uint64_t t = (h >> 32) | 1;
+    for (size_t i = h & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+      uint64_t s = slots_[i];
+      if (s == 0) return nullptr;
+      if ((s >> 32) != t) continue;
+      const Entry& e = entries_[uint32_t(s)];
+      if (e.key_len != n) continue;
+      const auto* k = reinterpret_cast<const uint8_t*>(keys_.data()) + e.key_off;
+      size_t j = 0;
+      while (j < n && k[j] == p[j]) ++j;
+      if (j == n) {
+        *count = e.ids_len;
+        return ids_.data() + e.ids_off;
       }
-      i = (i + 1) & (kSlots - 1);
     }
   }
   void insert(const uint8_t* p, size_t n, uint64_t h, const TokenId* ids, size_t count) {
-    if (used_ * 2 >= kSlots) clear();
+    if (entries_.size() * 2 >= kSlots) clear();
     size_t i = h & (kSlots - 1);
-    while (slots_[i].ids_len != 0) i = (i + 1) & (kSlots - 1);
-    slots_[i] = Slot{h, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(n),
-                     static_cast<uint32_t>(ids_.size()), static_cast<uint32_t>(count)};
+    while (slots_[i] != 0) i = (i + 1) & (kSlots - 1);
+    slots_[i] = (((h >> 32) | 1) << 32) | entries_.size();
+    entries_.push_back(Entry{static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(ids_.size()),
+                             static_cast<uint16_t>(n), static_cast<uint16_t>(count)});
     keys_.append(reinterpret_cast<const char*>(p), n);
     ids_.insert(ids_.end(), ids, ids + count);
-    ++used_;
   }
   void clear() {
-    std::fill(slots_.begin(), slots_.end(), Slot{});
+    std::fill(slots_.begin(), slots_.end(), 0);
+    entries_.clear();
     keys_.clear();
     ids_.clear();
-    used_ = 0;
   }
   uint64_t owner = 0;
 
  private:
-  struct Slot {
-    uint64_t hash = 0;
-    uint32_t key_off = 0, key_len = 0, ids_off = 0, ids_len = 0;
+  struct Entry {
+    uint32_t key_off, ids_off;
+    uint16_t key_len, ids_len;
   };
-  std::vector<Slot> slots_ = std::vector<Slot>(kSlots);
+  std::vector<uint64_t> slots_ = std::vector<uint64_t>(kSlots);
+  std::vector<Entry> entries_;
   std::string keys_;
   std::vector<TokenId> ids_;
-  size_t used_ = 0;
 };
 
 PieceCache& thread_cache(uint64_t owner) {
@@ -82,14 +87,12 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> tokens,
                            std::vector<std::pair<std::string, std::string>> merges)
     : tokens_(std::move(tokens)), merges_(std::move(merges)), instance_(g_next_instance++) {
   present_.assign(tokens_.size(), 0);
-  BytesMap all;  // every token's bytes -> id
-  all.reserve(tokens_.size());
-  for (size_t id = 0; id < tokens_.size(); ++id) {
-    if (tokens_[id].empty()) continue;
-    present_[id] = 1;
-    if (!all.insert(tokens_[id], static_cast<TokenId>(id)))
+  for (size_t id = 0; id < tokens_.size(); ++id) present_[id] = !tokens_[id].empty();
+  TokenIndex all;  // every token's bytes -> id
+  all.build(tokens_, [&](size_t id) { return present_[id] != 0; });
+  for (size_t id = 0; id < tokens_.size(); ++id)
+    if (present_[id] && all.find(tokens_[id].data(), tokens_[id].size()) != int64_t(id))
       fail("vocabulary has two ids for the token '{}'", bytes_to_vocab_text(tokens_[id]));
-  }
 
   // Single bytes are where every pre-token starts; all 256 must exist.
   std::vector<uint8_t> mergeable(tokens_.size(), 0);
@@ -116,18 +119,9 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> tokens,
   }
 
   // Tokens that no merge produces are special (e.g. <|endoftext|>): they never come out of BPE.
-  size_t n_mergeable = 0;
-  for (size_t id = 0; id < tokens_.size(); ++id) {
-    if (!present_[id]) continue;
-    if (mergeable[id]) {
-      ++n_mergeable;
-    } else {
-      specials_.emplace_back(tokens_[id], static_cast<TokenId>(id));
-    }
-  }
-  mergeable_.reserve(n_mergeable);
   for (size_t id = 0; id < tokens_.size(); ++id)
-    if (present_[id] && mergeable[id]) mergeable_.insert(tokens_[id], static_cast<TokenId>(id));
+    if (present_[id] && !mergeable[id]) specials_.emplace_back(tokens_[id], static_cast<TokenId>(id));
+  mergeable_.build(tokens_, [&](size_t id) { return present_[id] && mergeable[id]; });
 
   // Like tiktoken, two adjacent parts merge when their concatenated bytes are a ranked token,
   // whichever way that token was first built. So index every split of every merged token.

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -86,46 +87,61 @@ class U64Map {
   size_t mask_ = 0, size_ = 0;
 };
 
-// byte string -> uint32 id. Strings live in the caller's storage (must outlive the map).
-class BytesMap {
+// Token bytes -> id for a fixed set of tokens. Compact on purpose: the slots are 8 bytes (a
+// 32-bit hash tag and the id) and the token bytes sit in one contiguous pool, so the whole index
+// of GPT-2's 50k tokens stays in L2 cache; this lookup runs once per pre-token.
+class TokenIndex {
  public:
-  void reserve(size_t n) {
-    size_t cap = 16;
-    while (cap < n * 2) cap <<= 1;
-    slots_.assign(cap, Slot{});
-    mask_ = cap - 1;
-  }
-  bool insert(std::string_view key, uint32_t id) {
-    uint64_t h = hash_bytes(key.data(), key.size());
-    size_t i = h & mask_;
-    while (slots_[i].used) {
-      if (slots_[i].hash == h && slots_[i].key == key) return false;
-      i = (i + 1) & mask_;
+  // Indexes tokens[id] for every id with include[id] != 0 (non-empty, distinct strings).
+  template <typename Include>
+  void build(const std::vector<std::string>& tokens, Include&& include) {
+    pool_.clear();
+    off_.assign(tokens.size() + 1, 0);
+    size_t count = 0;
+    for (size_t id = 0; id < tokens.size(); ++id) {
+      off_[id] = static_cast<uint32_t>(pool_.size());
+      if (include(id)) {
+        pool_ += tokens[id];
+        ++count;
+      }
     }
-    slots_[i] = Slot{h, key, id, true};
-    return true;
+    off_[tokens.size()] = static_cast<uint32_t>(pool_.size());
+    size_t cap = 16;
+    while (cap < count * 2) cap <<= 1;
+    slots_.assign(cap, 0);
+    mask_ = cap - 1;
+    for (size_t id = 0; id < tokens.size(); ++id) {
+      if (off_[id + 1] == off_[id]) continue;
+      uint64_t h = hash_bytes(tokens[id].data(), tokens[id].size());
+      size_t i = h & mask_;
+      while (slots_[i] != 0) i = (i + 1) & mask_;
+      slots_[i] = (tag(h) << 32) | id;
+    }
   }
-  // Returns the id or -1.
+  // The id of these bytes, or -1.
   int64_t find(const void* data, size_t n) const {
     if (slots_.empty()) return -1;
-    uint64_t h = hash_bytes(data, n);
-    size_t i = h & mask_;
-    for (;;) {
-      const Slot& s = slots_[i];
-      if (!s.used) return -1;
-      if (s.hash == h && s.key.size() == n && std::memcmp(s.key.data(), data, n) == 0) return s.id;
-      i = (i + 1) & mask_;
+    const auto* p = static_cast<const uint8_t*>(data);
+    uint64_t h = hash_bytes(p, n);
+    const uint64_t t = tag(h);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      uint64_t s = slots_[i];
+      if (s == 0) return -1;
+      if ((s >> 32) != t) continue;
+      uint32_t id = static_cast<uint32_t>(s);
+      if (off_[id + 1] - off_[id] != n) continue;
+      const auto* k = reinterpret_cast<const uint8_t*>(pool_.data()) + off_[id];
+      size_t j = 0;
+      while (j < n && k[j] == p[j]) ++j;
+      if (j == n) return id;
     }
   }
 
  private:
-  struct Slot {
-    uint64_t hash = 0;
-    std::string_view key;
-    uint32_t id = 0;
-    bool used = false;
-  };
-  std::vector<Slot> slots_;
+  static uint64_t tag(uint64_t h) { return (h >> 32) | 1; }  // never 0, so 0 marks an empty slot
+  std::string pool_;
+  std::vector<uint32_t> off_;
+  std::vector<uint64_t> slots_;
   size_t mask_ = 0;
 };
 
