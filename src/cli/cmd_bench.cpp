@@ -99,8 +99,8 @@ void add_bench_command(CLI::App& app) {
   t->add_option("--bytes", args->bytes, "Size of the generated corpus (default 5,500,000)");
   t->add_option("--vocab", args->vocab, "Vocabulary directory; default: bundled GPT-2");
   t->add_option("--tokenizer", args->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
-  t->add_option("--threads", args->threads, "Threads for the parallel run (default: all cores)")->check(CLI::NonNegativeNumber);
-  t->add_option("--repeat", args->repeat, "Timed repetitions; the best is reported (default 5)")->check(CLI::PositiveNumber);
+  t->add_option("--threads", args->threads, "Threads for the parallel run (default: all cores)")->check(CLI::Range(0, 4096));
+  t->add_option("--repeat", args->repeat, "Timed repetitions; the best is reported (default 5)")->check(CLI::Range(1, 1000));
   t->add_option("--write-corpus", args->write_corpus, "Save the benchmarked text to FILE (to run a peer on it)");
   t->add_option("--check-ids", args->check_ids, "Fail unless the ids equal those in FILE (one per line, e.g. from tiktoken)");
   t->callback([args] { run_bench_tokenizer(*args); });

@@ -90,7 +90,7 @@ void add_bpe_train_commands(CLI::App& app) {
   c->add_option("--out", args->out, "Output vocabulary directory (vocab.json + merges.txt)")->required();
   c->add_option("--special", args->specials, "Special token to add, e.g. '<|endoftext|>' (repeatable)");
   c->add_option("--min-frequency", args->min_frequency, "Stop when the best pair occurs fewer times (default 2)");
-  c->add_option("--threads", args->threads, "Threads for counting (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", args->threads, "Threads for counting (default: all cores)")->check(CLI::Range(0, 4096));
   c->callback([args] { run_bpe_train(*args); });
 
   auto cargs = std::make_shared<CharVocabArgs>();

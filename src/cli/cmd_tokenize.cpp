@@ -119,10 +119,10 @@ void add_tokenize_commands(CLI::App& app) {
   t->add_option("--tokenizer", targs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
   t->add_flag("--allow-special", targs->allow_special, "Recognise special tokens such as <|endoftext|> (otherwise they are ordinary text)");
   t->add_option("--input", targs->input, "Read the text from FILE instead of stdin");
-  t->add_option("--output", targs->output, "Also write the ids to FILE (atomically), one per line");
+  t->add_option("--output", targs->output, "Write the ids to FILE (atomically, one per line) instead of stdout");
   t->add_flag("--stats", targs->stats, "Print statistics (bytes, tokens, bytes/token, throughput) instead of the ids");
   t->add_flag("--batch-jsonl", targs->batch_jsonl, "Each input line is a JSON string; print one JSON array of ids per line");
-  t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")->check(CLI::NonNegativeNumber);
+  t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")->check(CLI::Range(0, 4096));
   t->callback([targs] { run_tokenize(*targs); });
 
   auto dargs = std::make_shared<DetokenizeArgs>();

@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
   CLI::App app{"gpt.cpp: tokenize, train, fine-tune, evaluate, generate with and serve GPT models.\n"
                "Run `gpt COMMAND --help` for the options of a command.",
                "gpt"};
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);  // none given: handled below with a clearer message
   app.set_version_flag("--version", "gpt.cpp " GPT_VERSION);
   gpt::cli::add_tokenize_commands(app);
   gpt::cli::add_bpe_train_commands(app);
@@ -17,6 +17,10 @@ int main(int argc, char** argv) {
   gpt::cli::add_info_command(app);
   try {
     app.parse(argc, argv);
+    if (app.get_subcommands().empty()) {
+      std::fprintf(stderr, "gpt: error: no command given (see gpt --help)\n");
+      return 2;
+    }
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

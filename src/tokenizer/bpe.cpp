@@ -125,7 +125,7 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> tokens,
 
   // Like tiktoken, two adjacent parts merge when their concatenated bytes are a ranked token,
   // whichever way that token was first built. So index every split of every merged token.
-  pairs_.reserve(merges_.size() * 4);
+  pairs_.reserve(merges_.size() * 5 / 2);  // GPT-2: ~108k splits of its 50k merged tokens
   for (size_t id = 0; id < tokens_.size(); ++id) {
     if (rank[id] == kNoRank) continue;
     const std::string& t = tokens_[id];
@@ -256,7 +256,25 @@ void BpeTokenizer::encode_piece(const uint8_t* p, size_t n, std::vector<TokenId>
 
 void BpeTokenizer::encode_ordinary(std::string_view text, std::vector<TokenId>& out) const {
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
-  pretokenize(s, text.size(), [&](size_t b, size_t e) { encode_piece(s + b, e - b, out); });
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    // Most text is long stretches of ASCII: find where this one ends (a SIMD scan, dispatched
+    // at run time) and split it with the ASCII-only scanner, which skips all UTF-8 decoding.
+    const size_t ascii_end = i + ascii_prefix_length(s + i, n - i);
+    while (i < ascii_end) {
+      size_t e = next_piece_end<true>(s, ascii_end, i);
+      // A piece that reaches the end of the stretch may go on past it: the general scanner decides.
+      if (e == ascii_end && ascii_end < n) break;
+      encode_piece(s + i, e - i, out);
+      i = e;
+    }
+    if (i < n) {
+      size_t e = next_piece_end(s, n, i);
+      encode_piece(s + i, e - i, out);
+      i = e;
+    }
+  }
 }
 
 std::vector<TokenId> BpeTokenizer::encode(std::string_view text, const AllowedSpecial& allowed,

@@ -53,7 +53,7 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
   const size_t n_special = opt.special_tokens.size();
   if (opt.vocab_size < 256 + n_special)
     fail("--vocab-size {} is too small: a byte-level vocabulary needs 256 byte tokens{}", opt.vocab_size,
-         n_special ? fmt::format(" plus {} special tokens", n_special) : "");
+         n_special ? fmt::format(" plus {} special token{}", n_special, n_special == 1 ? "" : "s") : "");
   for (const auto& s : opt.special_tokens)
     if (s.empty()) fail("a special token cannot be empty");
 

@@ -36,54 +36,53 @@ inline uint64_t hash_bytes(const void* data, size_t n) {
   return mix64(h);
 }
 
-// uint64 key -> Value, linear probing. Key ~0 is reserved as "empty".
+// uint64 key -> Value, linear probing. Key and value share a slot, so a lookup touches one
+// cache line. Key ~0 is reserved as "empty".
 template <typename Value>
 class U64Map {
  public:
   void reserve(size_t n) {
     size_t cap = 16;
     while (cap < n * 2) cap <<= 1;
-    keys_.assign(cap, kEmpty);
-    values_.assign(cap, Value{});
+    slots_.assign(cap, Slot{kEmpty, Value{}});
     mask_ = cap - 1;
     size_ = 0;
   }
   // Inserts if absent; returns false (keeping the old value) if present.
   bool insert(uint64_t key, const Value& v) {
-    if ((size_ + 1) * 2 > keys_.size()) grow();
+    if ((size_ + 1) * 2 > slots_.size()) grow();
     size_t i = mix64(key) & mask_;
-    while (keys_[i] != kEmpty) {
-      if (keys_[i] == key) return false;
+    while (slots_[i].key != kEmpty) {
+      if (slots_[i].key == key) return false;
       i = (i + 1) & mask_;
     }
-    keys_[i] = key;
-    values_[i] = v;
+    slots_[i] = Slot{key, v};
     ++size_;
     return true;
   }
   const Value* find(uint64_t key) const {
-    if (keys_.empty()) return nullptr;
-    size_t i = mix64(key) & mask_;
-    for (;;) {
-      uint64_t k = keys_[i];
-      if (k == key) return &values_[i];
-      if (k == kEmpty) return nullptr;
-      i = (i + 1) & mask_;
+    if (slots_.empty()) return nullptr;
+    for (size_t i = mix64(key) & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.key == key) return &s.value;
+      if (s.key == kEmpty) return nullptr;
     }
   }
   size_t size() const { return size_; }
 
  private:
   static constexpr uint64_t kEmpty = ~0ull;
+  struct Slot {
+    uint64_t key;
+    Value value;
+  };
   void grow() {
-    std::vector<uint64_t> keys = std::move(keys_);
-    std::vector<Value> values = std::move(values_);
-    reserve(keys.size() ? keys.size() : 16);
-    for (size_t i = 0; i < keys.size(); ++i)
-      if (keys[i] != kEmpty) insert(keys[i], values[i]);
+    std::vector<Slot> old = std::move(slots_);
+    reserve(old.empty() ? 8 : old.size());
+    for (const Slot& s : old)
+      if (s.key != kEmpty) insert(s.key, s.value);
   }
-  std::vector<uint64_t> keys_;
-  std::vector<Value> values_;
+  std::vector<Slot> slots_;
   size_t mask_ = 0, size_ = 0;
 };
 

