@@ -55,8 +55,8 @@ class Conformance : public testing::TestWithParam<std::string> {};
 
 TEST_P(Conformance, EveryIdMatchesTiktoken) {
   const std::string name = GetParam();
-  const std::string text =
-      test::read_source(name == "tinyshakespeare" ? "data/tinyshakespeare.txt" : "tests/data/corpus/" + name + ".txt");
+  const std::string text = test::read_source(
+      name == "tinyshakespeare" ? "data/tinyshakespeare.txt" : "tests/data/corpus/" + name + ".txt");
   const Ids expected = test::read_ids("tests/data/corpus/" + name + ".ids");
   ASSERT_FALSE(expected.empty());
   Ids got = gpt2().encode(text);
@@ -67,13 +67,14 @@ TEST_P(Conformance, EveryIdMatchesTiktoken) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiktoken, Conformance,
-                         testing::Values("english_prose", "source_code", "cjk", "emoji", "combining", "whitespace",
-                                         "digits", "contractions", "punctuation", "long_words", "special",
-                                         "mixed_misc", "tinyshakespeare"));
+                         testing::Values("english_prose", "source_code", "cjk", "emoji", "combining",
+                                         "whitespace", "digits", "contractions", "punctuation", "long_words",
+                                         "special", "mixed_misc", "tinyshakespeare"));
 
 TEST(Conformance, SpecialTokensAllowedMatchTiktoken) {
   const std::string text = test::read_source("tests/data/corpus/special.txt");
-  EXPECT_EQ(gpt2().encode(text, AllowedSpecial::everything()), test::read_ids("tests/data/corpus/special.allowed.ids"));
+  EXPECT_EQ(gpt2().encode(text, AllowedSpecial::everything()),
+            test::read_ids("tests/data/corpus/special.allowed.ids"));
 }
 
 // A deliberately naive BPE over byte strings: repeatedly merge the leftmost adjacent pair whose
@@ -89,7 +90,8 @@ Ids reference_bpe(const std::string& piece) {
       std::string t = merges[i].first + merges[i].second;
       if (!r.count(t)) r[t] = {i, id_of.at(t)};
     }
-    for (int b = 0; b < 256; ++b) r.emplace(std::string(1, char(b)), std::pair{SIZE_MAX, id_of.at(std::string(1, char(b)))});
+    for (int b = 0; b < 256; ++b)
+      r.emplace(std::string(1, char(b)), std::pair{SIZE_MAX, id_of.at(std::string(1, char(b)))});
     return r;
   }();
   std::vector<std::string> parts;
@@ -114,7 +116,8 @@ Ids reference_bpe(const std::string& piece) {
 
 TEST(Bpe, SmallAndLargeMergeLoopsAgreeWithAReference) {
   std::mt19937 rng(3);
-  const char* syllables[] = {"th", "e", "in", "g", "er", "an", "re", "on", "a", "t", "s", "qu", "x", "zz", "ing", "tion"};
+  const char* syllables[] = {"th", "e", "in", "g",  "er", "an", "re",  "on",
+                             "a",  "t", "s",  "qu", "x",  "zz", "ing", "tion"};
   for (int trial = 0; trial < 300; ++trial) {
     std::string piece;
     size_t len = trial < 200 ? 2 + rng() % 60 : 129 + rng() % 400;  // both sides of the 128-byte switch

@@ -17,16 +17,42 @@ namespace {
 // Random bytes with the structure that matters: UTF-8 of every length, broken sequences,
 // whitespace runs, apostrophes, digits and special-token fragments.
 std::string random_text(std::mt19937_64& rng, size_t max_len) {
-  static const char* pieces[] = {" ", "  ", "\n", "\r\n", "\t", "'", "'s", "'LL", "<|endoftext|>", "<|", "|>", "0", "42",
-                                 "abc", "Hello", "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80", "\xE2\x80\x8D",
-                                 "\xCC\x81", "\xC2\xA0", "\xED\xA0\x80", "\xC0\xAF", "\xF4\x90\x80\x80"};
+  static const char* pieces[] = {" ",
+                                 "  ",
+                                 "\n",
+                                 "\r\n",
+                                 "\t",
+                                 "'",
+                                 "'s",
+                                 "'LL",
+                                 "<|endoftext|>",
+                                 "<|",
+                                 "|>",
+                                 "0",
+                                 "42",
+                                 "abc",
+                                 "Hello",
+                                 "\xC3\xA9",
+                                 "\xE4\xB8\xAD",
+                                 "\xF0\x9F\x98\x80",
+                                 "\xE2\x80\x8D",
+                                 "\xCC\x81",
+                                 "\xC2\xA0",
+                                 "\xED\xA0\x80",
+                                 "\xC0\xAF",
+                                 "\xF4\x90\x80\x80"};
   std::string s;
   size_t len = rng() % (max_len + 1);
   while (s.size() < len) {
     switch (rng() % 4) {
-      case 0: s.push_back(static_cast<char>(rng())); break;  // any byte at all
-      case 1: s.push_back(static_cast<char>(0x20 + rng() % 95)); break;
-      default: s += pieces[rng() % std::size(pieces)];
+      case 0:
+        s.push_back(static_cast<char>(rng()));
+        break;  // any byte at all
+      case 1:
+        s.push_back(static_cast<char>(0x20 + rng() % 95));
+        break;
+      default:
+        s += pieces[rng() % std::size(pieces)];
     }
   }
   return s;
@@ -72,9 +98,14 @@ TEST(Fuzz, VocabularyParsersNeverCrashOnMangledFiles) {
     for (int e = 0; e < edits; ++e) {
       size_t at = rng() % victim.size();
       switch (rng() % 3) {
-        case 0: victim[at] = static_cast<char>(rng()); break;
-        case 1: victim.erase(at, 1 + rng() % 8); break;
-        default: victim.insert(at, 1, "{}[]\":, \n\\0-9"[rng() % 14]);
+        case 0:
+          victim[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          victim.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          victim.insert(at, 1, "{}[]\":, \n\\0-9"[rng() % 14]);
       }
       if (victim.empty()) victim = "x";
     }

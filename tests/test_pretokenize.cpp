@@ -30,7 +30,7 @@ TEST(Pretokenize, ContractionsAreLowerCaseOnly) {
   EXPECT_EQ(split("IT'S"), (V{"IT", "'", "S"}));
   EXPECT_EQ(split("THEY'LL"), (V{"THEY", "'", "LL"}));
   EXPECT_EQ(split("'sun"), (V{"'s", "un"}));
-  EXPECT_EQ(split("''s"), (V{"''", "s"}));   // a punctuation run swallows the apostrophe first
+  EXPECT_EQ(split("''s"), (V{"''", "s"}));  // a punctuation run swallows the apostrophe first
   EXPECT_EQ(split(" 's"), (V{" '", "s"}));
   EXPECT_EQ(split("it\xE2\x80\x99s"), (V{"it", "\xE2\x80\x99", "s"}));  // curly apostrophe: no contraction
   EXPECT_EQ(split("'"), (V{"'"}));
@@ -59,15 +59,19 @@ TEST(Pretokenize, WhitespaceRunsLeaveTheirLastCharacterForTheNextWord) {
 }
 
 TEST(Pretokenize, InvalidUtf8BytesAreOtherCharacters) {
-  EXPECT_EQ(split("ab\xFF\xFE" "cd"), (V{"ab", "\xFF\xFE", "cd"}));
+  EXPECT_EQ(split("ab\xFF\xFE"
+                  "cd"),
+            (V{"ab", "\xFF\xFE", "cd"}));
   EXPECT_EQ(split(" \x80!"), (V{" \x80!"}));
   EXPECT_EQ(split("\xC3"), (V{"\xC3"}));
 }
 
 TEST(Pretokenize, PiecesTileTheInputExactly) {
   std::mt19937 rng(11);
-  const char* alphabet[] = {"a", "Z", "7", " ", "  ", "\n", "\r\n", "\t", "'", "'s", "!", "\xC3\xA9", "\xE4\xB8\xAD",
-                            "\xF0\x9F\x98\x80", "\xCC\x81", "\xC2\xA0", "\xFF", "\xE4"};
+  const char* alphabet[] = {
+      "a",        "Z",        "7",    " ",   "  ",       "\n",           "\r\n",
+      "\t",       "'",        "'s",   "!",   "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80",
+      "\xCC\x81", "\xC2\xA0", "\xFF", "\xE4"};
   for (int trial = 0; trial < 3000; ++trial) {
     std::string s;
     int n = static_cast<int>(rng() % 40);
@@ -85,8 +89,8 @@ TEST(Pretokenize, PiecesTileTheInputExactly) {
 // pieces of the whole: that is what makes the parallel encoder exact.
 TEST(Pretokenize, SafeSplitPointsDoNotChangeThePieces) {
   std::mt19937 rng(5);
-  const char* alphabet[] = {"ab", "Q", "9", " ", "   ", "\n", "\n\n", "\r\n", "\t", "'s", "'", "?!", "\xC3\xA9",
-                            "\xE4\xB8\xAD", "\xC2\xA0", "\xFF"};
+  const char* alphabet[] = {"ab", "Q",  "9", " ",  "   ",      "\n",           "\n\n",     "\r\n",
+                            "\t", "'s", "'", "?!", "\xC3\xA9", "\xE4\xB8\xAD", "\xC2\xA0", "\xFF"};
   int cuts = 0;
   for (int trial = 0; trial < 3000; ++trial) {
     std::string s;

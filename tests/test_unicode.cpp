@@ -32,9 +32,10 @@ TEST(Utf8, DecodesValidSequences) {
 
 TEST(Utf8, InvalidSequencesDecodeAsOneByte) {
   uint32_t cp;
-  for (std::string bad : {"\x80", "\xBF", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\xAF", "\xED\xA0\x80" /*surrogate*/,
-                          "\xF0\x80\x80\xAF", "\xF4\x90\x80\x80" /*> U+10FFFF*/, "\xF5\x80\x80\x80", "\xFF",
-                          "\xC3" /*truncated*/, "\xE4\xB8" /*truncated*/, "\xE4\xB8Z"}) {
+  for (std::string bad :
+       {"\x80", "\xBF", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\xAF", "\xED\xA0\x80" /*surrogate*/,
+        "\xF0\x80\x80\xAF", "\xF4\x90\x80\x80" /*> U+10FFFF*/, "\xF5\x80\x80\x80", "\xFF",
+        "\xC3" /*truncated*/, "\xE4\xB8" /*truncated*/, "\xE4\xB8Z"}) {
     EXPECT_EQ(decode(bad, &cp), 1) << testing::PrintToString(bad);
     EXPECT_EQ(cp, kInvalidCodePoint);
   }
@@ -58,17 +59,18 @@ TEST(CharClasses, MatchTheRegexClassesGpt2Uses) {
   EXPECT_EQ(char_class(' '), CharClass::Space);
   EXPECT_EQ(char_class('\n'), CharClass::Space);
   EXPECT_EQ(char_class('\x0B'), CharClass::Space);
-  EXPECT_EQ(char_class('\x1C'), CharClass::Other);  // Python's isspace() says yes; Unicode White_Space says no
+  EXPECT_EQ(char_class('\x1C'),
+            CharClass::Other);  // Python's isspace() says yes; Unicode White_Space says no
   EXPECT_EQ(char_class('\''), CharClass::Other);
   EXPECT_EQ(char_class('_'), CharClass::Other);
-  EXPECT_EQ(char_class(0x00E9), CharClass::Letter);   // é
-  EXPECT_EQ(char_class(0x0301), CharClass::Other);    // combining acute: a mark, not a letter
-  EXPECT_EQ(char_class(0x4E2D), CharClass::Letter);   // 中
-  EXPECT_EQ(char_class(0xAC00), CharClass::Letter);   // 가
-  EXPECT_EQ(char_class(0x0663), CharClass::Number);   // Arabic-Indic three
-  EXPECT_EQ(char_class(0x00BD), CharClass::Number);   // ½ (No)
-  EXPECT_EQ(char_class(0x2167), CharClass::Number);   // Roman numeral eight (Nl)
-  EXPECT_EQ(char_class(0x00A0), CharClass::Space);    // no-break space
+  EXPECT_EQ(char_class(0x00E9), CharClass::Letter);  // é
+  EXPECT_EQ(char_class(0x0301), CharClass::Other);   // combining acute: a mark, not a letter
+  EXPECT_EQ(char_class(0x4E2D), CharClass::Letter);  // 中
+  EXPECT_EQ(char_class(0xAC00), CharClass::Letter);  // 가
+  EXPECT_EQ(char_class(0x0663), CharClass::Number);  // Arabic-Indic three
+  EXPECT_EQ(char_class(0x00BD), CharClass::Number);  // ½ (No)
+  EXPECT_EQ(char_class(0x2167), CharClass::Number);  // Roman numeral eight (Nl)
+  EXPECT_EQ(char_class(0x00A0), CharClass::Space);   // no-break space
   EXPECT_EQ(char_class(0x0085), CharClass::Space);
   EXPECT_EQ(char_class(0x2028), CharClass::Space);
   EXPECT_EQ(char_class(0x3000), CharClass::Space);

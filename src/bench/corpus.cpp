@@ -29,7 +29,8 @@ std::vector<std::string> vocabulary_words() {
     std::string_view t = tok->token_bytes(id);
     if (t.size() < 3 || t[0] != ' ') continue;
     bool letters = true;
-    for (size_t i = 1; i < t.size(); ++i) letters &= (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z');
+    for (size_t i = 1; i < t.size(); ++i)
+      letters &= (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z');
     if (letters) words.emplace_back(t.substr(1));
   }
   return words;
@@ -45,7 +46,8 @@ class Generator {
     return words_[std::min(words_.size() - 1, size_t(x) - 1)];
   }
   std::string rare_word() {  // glued pieces: words the vocabulary does not hold whole
-    std::string w = word() + word();
+    std::string w = word();
+    w += word();
     if (rng_.chance(0.5)) w += word();
     return w;
   }
@@ -57,7 +59,8 @@ class Generator {
       for (int i = 0; i < n; ++i) {
         std::string w = rng_.chance(0.04) ? rare_word() : word();
         if (i == 0 && !w.empty() && w[0] >= 'a' && w[0] <= 'z') w[0] = char(w[0] - 32);
-        if (rng_.chance(0.02)) for (auto& c : w) c = char(std::toupper(static_cast<unsigned char>(c)));
+        if (rng_.chance(0.02))
+          for (auto& c : w) c = char(std::toupper(static_cast<unsigned char>(c)));
         if (i > 0) out += ' ';
         out += w;
         if (rng_.chance(0.03)) out += kContractions[rng_.below(std::size(kContractions))];
@@ -75,41 +78,65 @@ class Generator {
     int depth = 0;
     for (int l = 0; l < lines; ++l) {
       std::string indent = rng_.chance(0.2) ? std::string(depth, '\t') : std::string(depth * 4, ' ');
-      std::string a = word() + "_" + word(), b = word();
+      // Every draw is its own statement: the order of operands of + is unspecified in C++.
+      std::string a = word();
+      a += "_";
+      a += word();
+      std::string b = word(), c = word(), d = word();
+      const uint64_t number = rng_.below(65536);
+      const double fraction = rng_.unit();
       b[0] = char(std::toupper(static_cast<unsigned char>(b[0])));
       switch (rng_.below(5)) {
-        case 0: out += indent + "if (" + a + " >= " + std::to_string(rng_.below(4096)) + ") {\n"; ++depth; break;
-        case 1: out += indent + "auto " + a + " = " + b + "::" + word() + "(" + word() + ", 0x" +
-                       std::to_string(rng_.below(65536)) + ");\n"; break;
-        case 2: out += indent + "// " + word() + " " + word() + " " + word() + "\n"; break;
-        case 3: out += indent + a + "[i + 1] += " + word() + ".get(\"" + word() + "\", " +
-                       std::to_string(rng_.unit()).substr(0, 6) + ");  \n"; break;
+        case 0:
+          out += indent + "if (" + a + " >= " + std::to_string(number % 4096) + ") {\n";
+          ++depth;
+          break;
+        case 1:
+          out += indent + "auto " + a + " = " + b + "::" + c + "(" + d + ", 0x" + std::to_string(number) + ");\n";
+          break;
+        case 2:
+          out += indent + "// " + b + " " + c + " " + d + "\n";
+          break;
+        case 3:
+          out += indent + a + "[i + 1] += " + c + ".get(\"" + d + "\", " + std::to_string(fraction).substr(0, 6) + ");  \n";
+          break;
         default:
-          if (depth > 0) { --depth; out += std::string(depth * 4, ' ') + "}\n"; }
-          else out += "\n";
+          if (depth > 0) {
+            --depth;
+            out += std::string(depth * 4, ' ') + "}\n";
+          } else
+            out += "\n";
       }
     }
     while (depth-- > 0) out += std::string(depth * 4, ' ') + "}\n";
   }
 
   void cjk(std::string& out) {
-    struct Range { uint32_t lo, hi; };
-    static constexpr Range kRanges[] = {{0xAC00, 0xD7A3}, {0x4E00, 0x62FF}, {0x3041, 0x3096}, {0x30A1, 0x30FA}};
+    struct Range {
+      uint32_t lo, hi;
+    };
+    static constexpr Range kRanges[] = {
+        {0xAC00, 0xD7A3}, {0x4E00, 0x62FF}, {0x3041, 0x3096}, {0x30A1, 0x30FA}};
     const Range r = kRanges[rng_.below(std::size(kRanges))];
     int n = 20 + int(rng_.below(80));
     for (int i = 0; i < n; ++i) {
       // Small per-section alphabets make words repeat, as real text does.
       append_utf8(out, r.lo + uint32_t(rng_.below(std::min<uint64_t>(r.hi - r.lo, 300))));
-      if (rng_.chance(0.15)) out += r.lo == 0xAC00 ? " " : (rng_.chance(0.5) ? "\xE3\x80\x81" : "\xE3\x80\x82");
+      if (rng_.chance(0.15))
+        out += r.lo == 0xAC00 ? " " : (rng_.chance(0.5) ? "\xE3\x80\x81" : "\xE3\x80\x82");
     }
     out += "\n";
   }
 
   void emoji(std::string& out) {
-    static const char* kEmoji[] = {"\xF0\x9F\x98\x80", "\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD",
+    static const char* kEmoji[] = {"\xF0\x9F\x98\x80",
+                                   "\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD",
                                    "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7",
-                                   "\xF0\x9F\x87\xAF\xF0\x9F\x87\xB5", "\xE2\x9D\xA4\xEF\xB8\x8F",
-                                   "\xF0\x9F\x8E\x89", "1\xEF\xB8\x8F\xE2\x83\xA3", "\xF0\x9F\xA7\x91\xE2\x80\x8D\xF0\x9F\x92\xBB"};
+                                   "\xF0\x9F\x87\xAF\xF0\x9F\x87\xB5",
+                                   "\xE2\x9D\xA4\xEF\xB8\x8F",
+                                   "\xF0\x9F\x8E\x89",
+                                   "1\xEF\xB8\x8F\xE2\x83\xA3",
+                                   "\xF0\x9F\xA7\x91\xE2\x80\x8D\xF0\x9F\x92\xBB"};
     int n = 3 + int(rng_.below(10));
     for (int i = 0; i < n; ++i) {
       out += word();
@@ -145,12 +172,18 @@ class Generator {
     out.reserve(target + 4096);
     while (out.size() < target) {
       double x = rng_.unit();
-      if (x < 0.55) prose(out);
-      else if (x < 0.75) code(out);
-      else if (x < 0.87) cjk(out);
-      else if (x < 0.90) emoji(out);
-      else if (x < 0.95) numbers(out);
-      else whitespace(out);
+      if (x < 0.55)
+        prose(out);
+      else if (x < 0.75)
+        code(out);
+      else if (x < 0.87)
+        cjk(out);
+      else if (x < 0.90)
+        emoji(out);
+      else if (x < 0.95)
+        numbers(out);
+      else
+        whitespace(out);
     }
     return out;
   }
@@ -164,6 +197,8 @@ class Generator {
 
 }  // namespace
 
-std::string make_mixed_corpus(size_t target_bytes, uint64_t seed) { return Generator(seed).make(target_bytes); }
+std::string make_mixed_corpus(size_t target_bytes, uint64_t seed) {
+  return Generator(seed).make(target_bytes);
+}
 
 }  // namespace gpt

@@ -74,16 +74,21 @@ void run_bench_tokenizer(const BenchTokArgs& a) {
   const double mb = double(text.size()) / 1e6;
   std::string s;
   s += fmt::format("cpu:      {}\n", cpu().summary());
-  s += fmt::format("input:    {}, {} bytes, {} tokens ({:.3f} bytes/token)\n", source, with_commas(text.size()),
-                   with_commas(ids1.size()), double(text.size()) / double(std::max<size_t>(1, ids1.size())));
+  s += fmt::format("input:    {}, {} bytes, {} tokens ({:.3f} bytes/token)\n", source,
+                   with_commas(text.size()), with_commas(ids1.size()),
+                   double(text.size()) / double(std::max<size_t>(1, ids1.size())));
   s += fmt::format("1 thread: {:8.2f} MB/s  ({:.1f} ms, best of {})\n", mb / t1, t1 * 1e3, repeat);
-  s += fmt::format("{} threads:{:8.2f} MB/s  ({:.1f} ms, best of {}; {:.2f}x)\n", all, mb / tn, tn * 1e3, repeat,
-                   t1 / tn);
+  s += fmt::format("{} threads:{:8.2f} MB/s  ({:.1f} ms, best of {}; {:.2f}x)\n", all, mb / tn, tn * 1e3,
+                   repeat, t1 / tn);
   s += fmt::format("ids:      {}\n", check);
-  nlohmann::json j = {{"bench", "tokenizer"},         {"bytes", text.size()},
-                      {"tokens", ids1.size()},        {"mb_per_s_1t", mb / t1},
-                      {"mb_per_s_all", mb / tn},      {"threads", all},
-                      {"ids_checked", !a.check_ids.empty()}, {"cpu", cpu().brand}};
+  nlohmann::json j = {{"bench", "tokenizer"},
+                      {"bytes", text.size()},
+                      {"tokens", ids1.size()},
+                      {"mb_per_s_1t", mb / t1},
+                      {"mb_per_s_all", mb / tn},
+                      {"threads", all},
+                      {"ids_checked", !a.check_ids.empty()},
+                      {"cpu", cpu().brand}};
   s += j.dump() + "\n";
   write_stdout(s);
 }
@@ -91,18 +96,24 @@ void run_bench_tokenizer(const BenchTokArgs& a) {
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
-  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (each prints its figures as one JSON object on its last line)");
+  CLI::App* bench =
+      app.add_subcommand("bench", "Benchmarks (each prints its figures as one JSON object on its last line)");
   bench->require_subcommand(1);
   auto args = std::make_shared<BenchTokArgs>();
-  CLI::App* t = bench->add_subcommand("tokenizer", "Encoding throughput in MB/s, single-threaded and with all threads");
+  CLI::App* t =
+      bench->add_subcommand("tokenizer", "Encoding throughput in MB/s, single-threaded and with all threads");
   t->add_option("--input", args->input, "Text file to encode (default: a generated mixed corpus)");
   t->add_option("--bytes", args->bytes, "Size of the generated corpus (default 5,500,000)");
   t->add_option("--vocab", args->vocab, "Vocabulary directory; default: bundled GPT-2");
   t->add_option("--tokenizer", args->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
-  t->add_option("--threads", args->threads, "Threads for the parallel run (default: all cores)")->check(CLI::Range(0, 4096));
-  t->add_option("--repeat", args->repeat, "Timed repetitions; the best is reported (default 5)")->check(CLI::Range(1, 1000));
-  t->add_option("--write-corpus", args->write_corpus, "Save the benchmarked text to FILE (to run a peer on it)");
-  t->add_option("--check-ids", args->check_ids, "Fail unless the ids equal those in FILE (one per line, e.g. from tiktoken)");
+  t->add_option("--threads", args->threads, "Threads for the parallel run (default: all cores)")
+      ->check(CLI::Range(0, 4096));
+  t->add_option("--repeat", args->repeat, "Timed repetitions; the best is reported (default 5)")
+      ->check(CLI::Range(1, 1000));
+  t->add_option("--write-corpus", args->write_corpus,
+                "Save the benchmarked text to FILE (to run a peer on it)");
+  t->add_option("--check-ids", args->check_ids,
+                "Fail unless the ids equal those in FILE (one per line, e.g. from tiktoken)");
   t->callback([args] { run_bench_tokenizer(*args); });
 }
 

@@ -57,12 +57,14 @@ void run_bpe_train(const BpeTrainArgs& a) {
   std::string s;
   s += fmt::format("trained {} merges on {} bytes ({} distinct pre-tokens) in {:.2f} s\n", n_merges,
                    with_commas(total), with_commas(res.distinct_pretokens), secs);
-  s += fmt::format("vocabulary: {} tokens ({} bytes + {} merges{}) -> {}/vocab.json, {}/merges.txt\n",
-                   loaded->vocab_size(), 256, n_merges,
+  // Usually one token per merge; a merge whose bytes some earlier merge already built adds none.
+  const size_t merged_tokens = loaded->vocab_size() - 256 - a.specials.size();
+  s += fmt::format("vocabulary: {} tokens (256 bytes + {} merged{}) -> {}/vocab.json, {}/merges.txt\n",
+                   loaded->vocab_size(), merged_tokens,
                    a.specials.empty() ? "" : fmt::format(" + {} special", a.specials.size()), a.out, a.out);
-  s += fmt::format("training text: {} tokens, {:.3f} bytes/token (1.000 before merges)\n", with_commas(tokens),
-                   tokens ? double(total) / double(tokens) : 0.0);
-  if (n_merges + 256 + a.specials.size() < a.vocab_size)
+  s += fmt::format("training text: {} tokens, {:.3f} bytes/token (1.000 before merges)\n",
+                   with_commas(tokens), tokens ? double(total) / double(tokens) : 0.0);
+  if (loaded->vocab_size() < a.vocab_size)
     s += fmt::format("note: stopped early: no pair occurs {} times or more\n", a.min_frequency);
   write_stdout(s);
 }
@@ -77,26 +79,33 @@ void run_char_vocab(const CharVocabArgs& a) {
   for (const auto& f : a.inputs) all += read_file(f);
   CharTokenizer tok = CharTokenizer::from_text(all);
   tok.save(a.out);
-  write_stdout(fmt::format("character vocabulary: {} characters -> {}/chars.json\n", tok.vocab_size(), a.out));
+  write_stdout(
+      fmt::format("character vocabulary: {} characters -> {}/chars.json\n", tok.vocab_size(), a.out));
 }
 
 }  // namespace
 
 void add_bpe_train_commands(CLI::App& app) {
   auto args = std::make_shared<BpeTrainArgs>();
-  CLI::App* c = app.add_subcommand("bpe-train", "Learn a byte-level BPE vocabulary (GPT-2 pre-tokenization) from text");
+  CLI::App* c =
+      app.add_subcommand("bpe-train", "Learn a byte-level BPE vocabulary (GPT-2 pre-tokenization) from text");
   c->add_option("--input", args->inputs, "Training text file(s)")->required()->expected(1, -1);
-  c->add_option("--vocab-size", args->vocab_size, "Total tokens: 256 bytes + merges + special tokens")->required();
+  c->add_option("--vocab-size", args->vocab_size, "Total tokens: 256 bytes + merges + special tokens")
+      ->required();
   c->add_option("--out", args->out, "Output vocabulary directory (vocab.json + merges.txt)")->required();
   c->add_option("--special", args->specials, "Special token to add, e.g. '<|endoftext|>' (repeatable)");
-  c->add_option("--min-frequency", args->min_frequency, "Stop when the best pair occurs fewer times (default 2)");
-  c->add_option("--threads", args->threads, "Threads for counting (default: all cores)")->check(CLI::Range(0, 4096));
+  c->add_option("--min-frequency", args->min_frequency,
+                "Stop when the best pair occurs fewer times (default 2)");
+  c->add_option("--threads", args->threads, "Threads for counting (default: all cores)")
+      ->check(CLI::Range(0, 4096));
   c->callback([args] { run_bpe_train(*args); });
 
   auto cargs = std::make_shared<CharVocabArgs>();
-  CLI::App* v = app.add_subcommand("char-vocab", "Make a character-level vocabulary (sorted characters of the text)");
+  CLI::App* v =
+      app.add_subcommand("char-vocab", "Make a character-level vocabulary (sorted characters of the text)");
   v->add_option("--input", cargs->inputs, "Text file(s)")->required()->expected(1, -1);
-  v->add_option("--out", cargs->out, "Output directory (chars.json); use it as --tokenizer char:DIR")->required();
+  v->add_option("--out", cargs->out, "Output directory (chars.json); use it as --tokenizer char:DIR")
+      ->required();
   v->callback([cargs] { run_char_vocab(*cargs); });
 }
 

@@ -62,7 +62,8 @@ void run_tokenize(const TokenizeArgs& a) {
   const AllowedSpecial allowed = a.allow_special ? AllowedSpecial::everything() : AllowedSpecial::none();
   if (a.batch_jsonl) return run_batch_jsonl(*tok, text, allowed);
 
-  const int threads = a.threads > 0 ? a.threads : num_threads();
+  // Only the BPE encoder splits work across threads; a character vocabulary is a table lookup.
+  const int threads = tok->kind() != "bpe" ? 1 : a.threads > 0 ? a.threads : num_threads();
   auto t0 = std::chrono::steady_clock::now();
   std::vector<TokenId> ids = tok->encode(text, allowed, threads);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -115,18 +116,26 @@ void run_detokenize(const DetokenizeArgs& a) {
 void add_tokenize_commands(CLI::App& app) {
   auto targs = std::make_shared<TokenizeArgs>();
   CLI::App* t = app.add_subcommand("tokenize", "Encode text into token ids (one per line on stdout)");
-  t->add_option("--vocab", targs->vocab, "Vocabulary directory (encoder.json+vocab.bpe, vocab.json+merges.txt, or chars.json); default: bundled GPT-2");
+  t->add_option("--vocab", targs->vocab,
+                "Vocabulary directory (encoder.json+vocab.bpe, vocab.json+merges.txt, or chars.json); "
+                "default: bundled GPT-2");
   t->add_option("--tokenizer", targs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
-  t->add_flag("--allow-special", targs->allow_special, "Recognise special tokens such as <|endoftext|> (otherwise they are ordinary text)");
+  t->add_flag("--allow-special", targs->allow_special,
+              "Recognise special tokens such as <|endoftext|> (otherwise they are ordinary text)");
   t->add_option("--input", targs->input, "Read the text from FILE instead of stdin");
-  t->add_option("--output", targs->output, "Write the ids to FILE (atomically, one per line) instead of stdout");
-  t->add_flag("--stats", targs->stats, "Print statistics (bytes, tokens, bytes/token, throughput) instead of the ids");
-  t->add_flag("--batch-jsonl", targs->batch_jsonl, "Each input line is a JSON string; print one JSON array of ids per line");
-  t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")->check(CLI::Range(0, 4096));
+  t->add_option("--output", targs->output,
+                "Write the ids to FILE (atomically, one per line) instead of stdout");
+  t->add_flag("--stats", targs->stats,
+              "Print statistics (bytes, tokens, bytes/token, throughput) instead of the ids");
+  t->add_flag("--batch-jsonl", targs->batch_jsonl,
+              "Each input line is a JSON string; print one JSON array of ids per line");
+  t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")
+      ->check(CLI::Range(0, 4096));
   t->callback([targs] { run_tokenize(*targs); });
 
   auto dargs = std::make_shared<DetokenizeArgs>();
-  CLI::App* d = app.add_subcommand("detokenize", "Decode whitespace-separated token ids (stdin) into raw bytes");
+  CLI::App* d =
+      app.add_subcommand("detokenize", "Decode whitespace-separated token ids (stdin) into raw bytes");
   d->add_option("--vocab", dargs->vocab, "Vocabulary directory; default: bundled GPT-2");
   d->add_option("--tokenizer", dargs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
   d->add_option("--input", dargs->input, "Read the ids from FILE instead of stdin");

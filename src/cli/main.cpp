@@ -6,9 +6,10 @@
 #include "core/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"gpt.cpp: tokenize, train, fine-tune, evaluate, generate with and serve GPT models.\n"
-               "Run `gpt COMMAND --help` for the options of a command.",
-               "gpt"};
+  CLI::App app{
+      "gpt.cpp: tokenize, train, fine-tune, evaluate, generate with and serve GPT models.\n"
+      "Run `gpt COMMAND --help` for the options of a command.",
+      "gpt"};
   app.require_subcommand(0, 1);  // none given: handled below with a clearer message
   app.set_version_flag("--version", "gpt.cpp " GPT_VERSION);
   gpt::cli::add_tokenize_commands(app);

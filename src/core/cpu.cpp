@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -57,34 +58,37 @@ CpuFeatures detect() {
   bool osxsave = c & (1u << 27);
   bool fma = c & (1u << 12);
   uint64_t xcr0 = osxsave ? xgetbv0() : 0;
-  bool os_avx = (xcr0 & 0x6) == 0x6;             // XMM + YMM state
-  bool os_avx512 = (xcr0 & 0xE6) == 0xE6;         // + opmask, ZMM hi
-  bool os_amx = (xcr0 & 0x60000) == 0x60000;      // XTILECFG + XTILEDATA
+  bool os_avx = (xcr0 & 0x6) == 0x6;          // XMM + YMM state
+  bool os_avx512 = (xcr0 & 0xE6) == 0xE6;     // + opmask, ZMM hi
+  bool os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
   if (max_leaf < 7) return f;
 
   __cpuid_count(7, 0, a, b, c, d);
+  const unsigned max_subleaf7 = a;
   f.avx2 = os_avx && fma && (b & (1u << 5));
   f.avx512f = os_avx512 && (b & (1u << 16));
   f.avx512bw = f.avx512f && (b & (1u << 30));
   f.avx512vl = f.avx512f && (b & (1u << 31));
   f.avx512vnni = f.avx512f && (c & (1u << 11));
   bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
-  __cpuid_count(7, 1, a, b, c, d);
-  f.avx512bf16 = f.avx512f && (a & (1u << 5));
-  if (os_amx && amx_tile && request_amx_permission()) {
-    f.amx_tile = true;
-    f.amx_bf16 = amx_bf16;
-    f.amx_int8 = amx_int8;
+  if (max_subleaf7 >= 1) {
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512bf16 = f.avx512f && (a & (1u << 5));
   }
 
   // Optional cap, so tests can exercise the portable paths on any machine.
-  if (const char* cap = std::getenv("GPT_CPU")) {
-    std::string s = cap;
-    if (s == "scalar" || s == "avx2") {
-      f.avx512f = f.avx512bw = f.avx512vl = f.avx512bf16 = f.avx512vnni = false;
-      f.amx_tile = f.amx_bf16 = f.amx_int8 = false;
+  std::string cap = std::getenv("GPT_CPU") ? std::getenv("GPT_CPU") : "";
+  if (!cap.empty() && cap != "scalar" && cap != "avx2" && cap != "avx512")
+    std::fprintf(stderr, "gpt: warning: ignoring GPT_CPU=%s (use scalar, avx2 or avx512)\n", cap.c_str());
+  if (cap == "scalar" || cap == "avx2") f.avx512f = f.avx512bw = f.avx512vl = f.avx512bf16 = f.avx512vnni = false;
+  if (cap == "scalar") f.avx2 = false;
+  if (cap.empty() || cap == "avx512") {
+    // Asked for only when usable: the kernel then reserves tile state for this process.
+    if (os_amx && amx_tile && request_amx_permission()) {
+      f.amx_tile = true;
+      f.amx_bf16 = amx_bf16;
+      f.amx_int8 = amx_int8;
     }
-    if (s == "scalar") f.avx2 = false;
   }
   return f;
 }
@@ -106,6 +110,7 @@ std::string CpuFeatures::summary() const {
   add(avx2, "avx2");
   add(avx512f, "avx512f");
   add(avx512bw, "avx512bw");
+  add(avx512vl, "avx512vl");
   add(avx512bf16, "avx512bf16");
   add(avx512vnni, "avx512vnni");
   add(amx_tile, "amx-tile");

@@ -6,15 +6,15 @@
 namespace gpt {
 
 struct CpuFeatures {
-  std::string vendor;      // "GenuineIntel", "AuthenticAMD", ...
-  std::string brand;       // model name
-  bool avx2 = false;       // with FMA
-  bool avx512f = false;    // AVX-512 foundation, OS-enabled
-  bool avx512bw = false;   // byte/word ops (used by the text scanners)
+  std::string vendor;     // "GenuineIntel", "AuthenticAMD", ...
+  std::string brand;      // model name
+  bool avx2 = false;      // with FMA
+  bool avx512f = false;   // AVX-512 foundation, OS-enabled
+  bool avx512bw = false;  // byte/word ops (used by the text scanners)
   bool avx512vl = false;
-  bool avx512bf16 = false; // bf16 dot products
-  bool avx512vnni = false; // int8 dot products
-  bool amx_tile = false;   // AMX tiles, OS-enabled and permitted for this process
+  bool avx512bf16 = false;  // bf16 dot products
+  bool avx512vnni = false;  // int8 dot products
+  bool amx_tile = false;    // AMX tiles, OS-enabled and permitted for this process
   bool amx_bf16 = false;
   bool amx_int8 = false;
   int logical_cores = 1;

@@ -3,9 +3,7 @@
 
 namespace gpt {
 
-// Threads the engine uses; defaults to all logical cores (or OMP_NUM_THREADS).
+// Threads the engine uses by default: all logical cores, or OMP_NUM_THREADS if set.
 int num_threads();
-// Sets the thread count for everything that follows; n <= 0 means "all cores".
-void set_num_threads(int n);
 
 }  // namespace gpt

@@ -204,8 +204,9 @@ void BpeTokenizer::merge_large(const uint8_t* p, size_t n, std::vector<TokenId>&
     Candidate c = heap.top();
     heap.pop();
     Part& left = parts[c.pos];
-    // Stale if either side changed since the candidate was pushed (a part's id only grows,
-    // and its right neighbour only changes when the part itself merges).
+    // Stale if either side changed since the candidate was pushed: a part's bytes only grow
+    // (so its id never returns to an old value), and its right neighbour only changes when the
+    // part itself merges.
     if (left.id != c.left || left.next < 0 || parts[left.next].id != c.right) continue;
     int32_t gone = left.next;
     left.id = pairs_.find(pair_key(c.left, c.right))->id;
@@ -311,7 +312,8 @@ std::vector<TokenId> BpeTokenizer::encode(std::string_view text, const AllowedSp
   // 2. Cut long ordinary segments into chunks at safe points, so threads can share the work.
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   threads = std::max(1, threads);
-  const size_t chunk = threads > 1 ? std::max<size_t>(1 << 16, text.size() / (size_t(threads) * 16)) : ~size_t(0);
+  const size_t chunk =
+      threads > 1 ? std::max<size_t>(1 << 16, text.size() / (size_t(threads) * 16)) : ~size_t(0);
   std::vector<Segment> work;
   for (const Segment& seg : segments) {
     if (seg.special >= 0) {

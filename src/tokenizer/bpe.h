@@ -53,10 +53,10 @@ class BpeTokenizer final : public Tokenizer {
   std::vector<uint8_t> present_;
   std::vector<std::pair<std::string, std::string>> merges_;
   std::vector<std::pair<std::string, TokenId>> specials_;
-  TokenIndex mergeable_;          // bytes -> id, for tokens that BPE can produce
-  U64Map<Merge> pairs_;           // (left id, right id) -> rank and id of their concatenation
+  TokenIndex mergeable_;  // bytes -> id, for tokens that BPE can produce
+  U64Map<Merge> pairs_;   // (left id, right id) -> rank and id of their concatenation
   std::array<TokenId, 256> byte_token_{};
-  uint64_t instance_ = 0;         // tells per-thread piece caches which tokenizer they belong to
+  uint64_t instance_ = 0;  // tells per-thread piece caches which tokenizer they belong to
 };
 
 }  // namespace gpt

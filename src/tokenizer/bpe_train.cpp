@@ -65,7 +65,8 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, const BpeTrainOp
       size_t best = std::string_view::npos, len = 0;
       for (const auto& s : opt.special_tokens) {
         size_t p = rest.find(s);
-        if (p < best || (p == best && p != std::string_view::npos && s.size() > len)) best = p, len = s.size();
+        if (p < best || (p == best && p != std::string_view::npos && s.size() > len))
+          best = p, len = s.size();
       }
       if (best == std::string_view::npos) break;
       pieces.push_back(rest.substr(0, best));

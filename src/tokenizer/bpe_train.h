@@ -10,10 +10,10 @@
 namespace gpt {
 
 struct BpeTrainOptions {
-  size_t vocab_size = 4096;               // including the 256 bytes and the special tokens
-  uint64_t min_frequency = 2;             // stop when the best pair is rarer than this
+  size_t vocab_size = 4096;                 // including the 256 bytes and the special tokens
+  uint64_t min_frequency = 2;               // stop when the best pair is rarer than this
   std::vector<std::string> special_tokens;  // appended after the merges, e.g. "<|endoftext|>"
-  int threads = 1;                        // for counting the pre-tokens
+  int threads = 1;                          // for counting the pre-tokens
   // Called now and then with (merges done, merges wanted).
   std::function<void(size_t, size_t)> progress;
 };

@@ -87,8 +87,8 @@ class U64Map {
 };
 
 // Token bytes -> id for a fixed set of tokens. Compact on purpose: the slots are 8 bytes (a
-// 32-bit hash tag and the id) and the token bytes sit in one contiguous pool, so the whole index
-// of GPT-2's 50k tokens stays in L2 cache; this lookup runs once per pre-token.
+// 32-bit hash tag and the id) and the token bytes sit in one contiguous pool, so the index of
+// GPT-2's 50k tokens is about 1.5 MB and mostly hits L2; this lookup runs once per pre-token.
 class TokenIndex {
  public:
   // Indexes tokens[id] for every id with include[id] != 0 (non-empty, distinct strings).

@@ -32,7 +32,8 @@ std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
   static std::once_flag once;
   static std::shared_ptr<const Tokenizer> tok;
   std::call_once(once, [] {
-    std::string_view json(gpt_embedded_encoder_json, gpt_embedded_encoder_json_end - gpt_embedded_encoder_json);
+    std::string_view json(gpt_embedded_encoder_json,
+                          gpt_embedded_encoder_json_end - gpt_embedded_encoder_json);
     std::string_view bpe(gpt_embedded_vocab_bpe, gpt_embedded_vocab_bpe_end - gpt_embedded_vocab_bpe);
     tok = std::make_shared<BpeTokenizer>(parse_vocab_json(json, "bundled encoder.json"),
                                          parse_merges(bpe, "bundled vocab.bpe"));
@@ -40,10 +41,12 @@ std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
   return tok;
 }
 
-std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& dir) {
+namespace {
+std::shared_ptr<const Tokenizer> load_bpe(const std::string& dir, bool or_char) {
   auto in = [&](const char* name) { return dir + "/" + name; };
-  if (file_exists(in("chars.json"))) return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
-  for (auto [vocab, merges] : {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}}) {
+  if (or_char && file_exists(in("chars.json"))) return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
+  for (auto [vocab, merges] :
+       {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}}) {
     if (file_exists(in(vocab)) && file_exists(in(merges))) {
       auto tokens = parse_vocab_json(read_file(in(vocab)), in(vocab));
       auto merge_list = parse_merges(read_file(in(merges)), in(merges));
@@ -54,17 +57,21 @@ std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& dir) {
       }
     }
   }
+  if (!or_char) fail("no BPE vocabulary in {} (expected encoder.json + vocab.bpe, or vocab.json + merges.txt)", dir);
   fail("no vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt, or chars.json)", dir);
 }
+}  // namespace
+
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& dir) { return load_bpe(dir, true); }
 
 std::shared_ptr<const Tokenizer> tokenizer_from_spec(const std::string& spec) {
   if (spec.empty() || spec == "gpt2") return gpt2_tokenizer();
   if (spec.starts_with("char:")) {
     std::string dir = spec.substr(5);
     if (!file_exists(dir + "/chars.json")) fail("no character vocabulary (chars.json) in {}", dir);
-    return load_tokenizer(dir);
+    return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
   }
-  if (spec.starts_with("bpe:")) return load_tokenizer(spec.substr(4));
+  if (spec.starts_with("bpe:")) return load_bpe(spec.substr(4), false);
   if (spec == "char") fail("--tokenizer char needs a directory: char:DIR (make one with `gpt char-vocab`)");
   return load_tokenizer(spec);
 }

@@ -40,8 +40,8 @@ inline int decode_utf8(const uint8_t* p, const uint8_t* end, uint32_t* cp) {
     }
   } else if (b0 >= 0xF0 && b0 <= 0xF4) {
     if (cont(1) && cont(2) && cont(3)) {
-      uint32_t c = (uint32_t(b0 & 0x07) << 18) | (uint32_t(p[1] & 0x3F) << 12) | (uint32_t(p[2] & 0x3F) << 6) |
-                   (p[3] & 0x3F);
+      uint32_t c = (uint32_t(b0 & 0x07) << 18) | (uint32_t(p[1] & 0x3F) << 12) |
+                   (uint32_t(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
       if (c >= 0x10000 && c <= 0x10FFFF) {
         *cp = c;
         return 4;

@@ -49,7 +49,8 @@ class VocabSax : public nlohmann::json_sax<nlohmann::json> {
  private:
   bool id(int64_t id) {
     if (depth_ != 1) return bad("expected a JSON object mapping tokens to ids");
-    if (id < 0 || id >= kMaxVocab) return bad(fmt::format("token '{}' has an id out of range ({})", key_, id));
+    if (id < 0 || id >= kMaxVocab)
+      return bad(fmt::format("token '{}' has an id out of range ({})", key_, id));
     if (!vocab_text_to_bytes(key_, &bytes_) || bytes_.empty())
       return bad(fmt::format("token '{}' is not written in GPT-2's byte-level alphabet", key_));
     if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
@@ -78,7 +79,8 @@ std::vector<std::string> parse_vocab_json(std::string_view json, const std::stri
   return std::move(sax.tokens);
 }
 
-std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view text, const std::string& source) {
+std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view text,
+                                                              const std::string& source) {
   std::vector<std::pair<std::string, std::string>> merges;
   size_t line_no = 0, pos = 0;
   std::string a, b;

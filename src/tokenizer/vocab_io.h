@@ -13,7 +13,8 @@ namespace gpt {
 std::vector<std::string> parse_vocab_json(std::string_view json, const std::string& source);
 
 // Parses a merges file: an optional "#version" line, then "a b" per line, in rank order.
-std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view text, const std::string& source);
+std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view text,
+                                                              const std::string& source);
 
 // Writes DIR/vocab.json and DIR/merges.txt (Hugging Face names), atomically.
 void save_bpe_vocab(const std::string& dir, const std::vector<std::string>& tokens,
