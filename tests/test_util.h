@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/io.h"
+#include "tokenizer/ids_text.h"
 
 namespace gpt::test {
 
@@ -14,24 +15,7 @@ inline std::string source_path(const std::string& rel) { return std::string(GPT_
 inline std::string read_source(const std::string& rel) { return read_file(source_path(rel)); }
 
 // Reads a fixture of decimal ids, one per line.
-inline std::vector<uint32_t> read_ids(const std::string& rel) {
-  std::string text = read_source(rel);
-  std::vector<uint32_t> ids;
-  uint64_t v = 0;
-  bool in = false;
-  for (char c : text) {
-    if (c >= '0' && c <= '9') {
-      v = v * 10 + uint64_t(c - '0');
-      in = true;
-    } else if (in) {
-      ids.push_back(static_cast<uint32_t>(v));
-      v = 0;
-      in = false;
-    }
-  }
-  if (in) ids.push_back(static_cast<uint32_t>(v));
-  return ids;
-}
+inline std::vector<uint32_t> read_ids(const std::string& rel) { return parse_ids(read_source(rel)); }
 
 inline std::string temp_dir(const std::string& name) {
   std::string dir = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) +

@@ -1,5 +1,4 @@
 // gpt bench tokenizer: encoding throughput, one thread and all threads, with an id check.
-#include <charconv>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -11,6 +10,7 @@
 #include "core/cpu.h"
 #include "core/io.h"
 #include "core/parallel.h"
+#include "tokenizer/ids_text.h"
 
 namespace gpt::cli {
 
@@ -21,23 +21,6 @@ struct BenchTokArgs {
   size_t bytes = 5'500'000;
   int threads = 0, repeat = 5;
 };
-
-std::vector<TokenId> read_id_lines(const std::string& path) {
-  std::string text = read_file(path);
-  std::vector<TokenId> ids;
-  const char* p = text.data();
-  const char* end = p + text.size();
-  while (p < end) {
-    while (p < end && (*p == '\n' || *p == ' ' || *p == '\r')) ++p;
-    if (p == end) break;
-    TokenId v;
-    auto r = std::from_chars(p, end, v);
-    if (r.ec != std::errc()) fail("{}: not a list of token ids", path);
-    ids.push_back(v);
-    p = r.ptr;
-  }
-  return ids;
-}
 
 void run_bench_tokenizer(const BenchTokArgs& a) {
   auto tok = pick_tokenizer(a.vocab, a.tokenizer);
@@ -68,7 +51,7 @@ void run_bench_tokenizer(const BenchTokArgs& a) {
   if (ids1 != idsn) fail("bench: parallel encoding differs from single-threaded encoding");
   std::string check = "not checked (pass --check-ids FILE)";
   if (!a.check_ids.empty()) {
-    if (read_id_lines(a.check_ids) != ids1) fail("bench: ids differ from {}", a.check_ids);
+    if (parse_ids(read_file(a.check_ids)) != ids1) fail("bench: ids differ from {}", a.check_ids);
     check = "identical to " + a.check_ids;
   }
   const double mb = double(text.size()) / 1e6;

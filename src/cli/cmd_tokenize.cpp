@@ -1,5 +1,4 @@
 // gpt tokenize / gpt detokenize
-#include <charconv>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -9,6 +8,7 @@
 #include "cli/commands.h"
 #include "core/io.h"
 #include "core/parallel.h"
+#include "tokenizer/ids_text.h"
 
 namespace gpt::cli {
 
@@ -19,18 +19,6 @@ struct TokenizeArgs {
   bool allow_special = false, stats = false, batch_jsonl = false;
   int threads = 0;
 };
-
-std::string ids_to_lines(const std::vector<TokenId>& ids) {
-  std::string out;
-  out.reserve(ids.size() * 6);
-  char buf[16];
-  for (TokenId id : ids) {
-    auto r = std::to_chars(buf, buf + sizeof buf, id);
-    out.append(buf, r.ptr);
-    out.push_back('\n');
-  }
-  return out;
-}
 
 // One JSON string per input line -> one JSON array of ids per output line.
 void run_batch_jsonl(const Tokenizer& tok, const std::string& input, const AllowedSpecial& allowed) {
@@ -68,9 +56,9 @@ void run_tokenize(const TokenizeArgs& a) {
   std::vector<TokenId> ids = tok->encode(text, allowed, threads);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  if (!a.output.empty()) write_file_atomic(a.output, ids_to_lines(ids));
+  if (!a.output.empty()) write_file_atomic(a.output, format_ids(ids));
   if (!a.stats) {
-    if (a.output.empty()) write_stdout(ids_to_lines(ids));
+    if (a.output.empty()) write_stdout(format_ids(ids));
     return;
   }
   std::string s;
@@ -91,24 +79,7 @@ struct DetokenizeArgs {
 void run_detokenize(const DetokenizeArgs& a) {
   auto tok = pick_tokenizer(a.vocab, a.tokenizer);
   const std::string text = a.input.empty() ? read_stdin() : read_file(a.input);
-  std::vector<TokenId> ids;
-  const char* p = text.data();
-  const char* end = p + text.size();
-  size_t index = 0;
-  while (p < end) {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == '\v' || *p == '\f')) ++p;
-    if (p == end) break;
-    const char* q = p;
-    while (q < end && !(*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r' || *q == '\v' || *q == '\f')) ++q;
-    uint64_t v = 0;
-    auto r = std::from_chars(p, q, v);
-    if (r.ec != std::errc() || r.ptr != q || v > UINT32_MAX)
-      fail("'{}' (item {}) is not a token id", std::string_view(p, std::min<size_t>(q - p, 40)), index + 1);
-    ids.push_back(static_cast<TokenId>(v));
-    ++index;
-    p = q;
-  }
-  write_stdout(tok->decode(ids));
+  write_stdout(tok->decode(parse_ids(text)));
 }
 
 }  // namespace

@@ -1,0 +1,73 @@
+// The plumbing: atomic writes, CPU detection and its cap, ids as text.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/io.h"
+#include "test_util.h"
+#include "tokenizer/ids_text.h"
+
+using namespace gpt;
+
+TEST(AtomicWrite, ReplacesTheFileAndLeavesNoTemporaries) {
+  const std::string dir = test::temp_dir("atomic");
+  const std::string path = dir + "/out.txt";
+  write_file_atomic(path, "first");
+  EXPECT_EQ(read_file(path), "first");
+  write_file_atomic(path, std::string(1 << 20, 'x'));
+  EXPECT_EQ(read_file(path).size(), size_t(1) << 20);
+  write_file_atomic(path, "");
+  EXPECT_EQ(read_file(path), "");
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.is_regular_file();
+  EXPECT_EQ(files, 1u);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(AtomicWrite, FailuresAreErrorsNamingThePath) {
+  try {
+    write_file_atomic("/nonexistent-dir/x/out.txt", "data");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/x/out.txt"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_file("/nonexistent-file"), Error);
+  EXPECT_THROW(read_file("/tmp"), Error);  // a directory
+}
+
+TEST(Cpu, LevelIsConsistentWithTheFeaturesAndTheCap) {
+  const CpuFeatures& f = cpu();
+  EXPECT_GE(f.logical_cores, 1);
+  const std::string level = f.level();
+  EXPECT_TRUE(level != "avx512" || (f.avx512f && f.avx512bw && f.avx512vl));
+  EXPECT_TRUE(level != "avx2" || f.avx2);
+  EXPECT_TRUE(!(f.avx512bf16 || f.avx512vnni) || f.avx512f);
+  EXPECT_TRUE(!(f.amx_bf16 || f.amx_int8) || f.amx_tile);
+  const std::string cap = std::getenv("GPT_CPU") ? std::getenv("GPT_CPU") : "";
+  if (cap == "scalar") {
+    EXPECT_EQ(level, "scalar");
+  }
+  if (cap == "avx2") {
+    EXPECT_NE(level, "avx512");
+    EXPECT_FALSE(f.amx_tile);
+  }
+  EXPECT_NE(f.summary().find("dispatch " + level), std::string::npos);
+}
+
+TEST(IdsText, ParsesAndFormats) {
+  EXPECT_EQ(parse_ids(" 1\n22\t333\r\n4294967295 "), (std::vector<TokenId>{1, 22, 333, 4294967295u}));
+  EXPECT_EQ(parse_ids(""), std::vector<TokenId>{});
+  EXPECT_EQ(format_ids(std::vector<TokenId>{15496, 995}), "15496\n995\n");
+  for (std::string bad : {"12 abc", "-1", "4294967296", "1.5", "0x10", "12abc", "\xFF"}) {
+    try {
+      parse_ids(bad);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a token id"), std::string::npos);
+      for (char c : std::string(e.what())) EXPECT_TRUE(c >= 0x20 && c < 0x7F) << "unprintable byte in message";
+    }
+  }
+}
