@@ -3,13 +3,13 @@
 #
 #   ./setup.sh          set up and build only
 #   ./setup.sh demo     set up, build, run the main job on bundled data
-#   ./setup.sh test     set up, build (Release + ASan/UBSan), run the whole test suite with ctest
+#   ./setup.sh test     set up, build (Release, ASan/UBSan, libFuzzer), run the whole test suite with ctest
+#   ./setup.sh bench    set up, build, run the tokenizer benchmark against tiktoken (under flock)
 #
 # Product dependencies are Debian packages; Python tools used only by tests and
 # benchmarks (tiktoken, ...) go into .venv, pinned.
 set -euo pipefail
 cd "$(dirname "$0")"
-ROOT=$(pwd)
 MODE=${1:-build}
 JOBS=${JOBS:-$(nproc)}
 
@@ -19,10 +19,12 @@ log() { printf '== %s\n' "$*"; }
 APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git
   libcli11-dev nlohmann-json3-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-venv python3-pip
-  clang-format
+  libgtest-dev libgmock-dev
 )
+# Tests and benchmarks only: Python for the tiktoken peer, clang's libFuzzer.
+if [ "$MODE" = test ] || [ "$MODE" = bench ]; then
+  APT_PACKAGES+=(python3 python3-venv python3-pip clang-14 libclang-rt-14-dev clang-format util-linux)
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -72,8 +74,13 @@ case "$MODE" in
     ctest --test-dir build --output-on-failure -j "$JOBS"
     log "running the test suite (ASan + UBSan)"
     ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    log "building build-fuzz/ (clang, libFuzzer) and fuzzing each parser for ${GPT_FUZZ_SECONDS:-20} s"
+    build_tree build-fuzz Debug -DGPT_FUZZ=ON -DGPT_FUZZ_SECONDS="${GPT_FUZZ_SECONDS:-20}" \
+      -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang-14
+    ctest --test-dir build-fuzz --output-on-failure -j "$JOBS"
     ;;
   bench)
+    flock /tmp/cpu.lock bench/run_tokenizer_bench.sh
     ;;
-  *) echo "setup.sh: unknown mode '$MODE' (use: build, demo, test)" >&2; exit 2 ;;
+  *) echo "setup.sh: unknown mode '$MODE' (use: build, demo, test, bench)" >&2; exit 2 ;;
 esac
