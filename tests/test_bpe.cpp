@@ -6,6 +6,8 @@
 #include <map>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "test_util.h"
 #include "tokenizer/bpe.h"
@@ -192,4 +194,38 @@ TEST(VocabFiles, MalformedFilesGiveClearErrors) {
   bytes.push_back("ab");
   BpeTokenizer ok(bytes, {{"a", "b"}});
   EXPECT_EQ(ok.encode("xabab"), (Ids{'x', 256, 256}));
+}
+
+TEST(VocabFiles, TokenizerJsonInBothMergeFormats) {
+  // A Hugging Face tokenizer.json built from the bundled files: merges as "a b" strings (older
+  // tokenizers releases) and as ["a", "b"] pairs (newer ones), <|endoftext|> as an added token.
+  nlohmann::json vocab = nlohmann::json::parse(test::read_source("data/gpt2/encoder.json"));
+  vocab.erase("<|endoftext|>");
+  std::string bpe = test::read_source("data/gpt2/vocab.bpe");
+  nlohmann::json as_strings = nlohmann::json::array(), as_pairs = nlohmann::json::array();
+  size_t pos = bpe.find('\n') + 1;
+  while (pos < bpe.size()) {
+    size_t eol = bpe.find('\n', pos);
+    std::string line = bpe.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.empty()) continue;
+    as_strings.push_back(line);
+    as_pairs.push_back({line.substr(0, line.find(' ')), line.substr(line.find(' ') + 1)});
+  }
+  const std::string text = test::read_source("tests/data/corpus/special.txt");
+  for (const auto& merges : {as_strings, as_pairs}) {
+    nlohmann::json tj = {{"version", "1.0"},
+                         {"added_tokens", {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}}},
+                         {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+                         {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+    const std::string dir = test::temp_dir("tokjson");
+    write_file_atomic(dir + "/tokenizer.json", tj.dump());
+    auto tok = load_tokenizer(dir);
+    EXPECT_EQ(tok->encode(text), gpt2().encode(text));
+    EXPECT_EQ(tok->encode(text, AllowedSpecial::everything()), gpt2().encode(text, AllowedSpecial::everything()));
+    tj["pre_tokenizer"]["type"] = "Metaspace";
+    write_file_atomic(dir + "/tokenizer.json", tj.dump());
+    EXPECT_THROW(load_tokenizer(dir), Error);
+    std::filesystem::remove_all(dir);
+  }
 }

@@ -88,7 +88,8 @@ void add_tokenize_commands(CLI::App& app) {
   auto targs = std::make_shared<TokenizeArgs>();
   CLI::App* t = app.add_subcommand("tokenize", "Encode text into token ids (one per line on stdout)");
   t->add_option("--vocab", targs->vocab,
-                "Vocabulary directory (encoder.json+vocab.bpe, vocab.json+merges.txt, or chars.json); "
+                "Vocabulary directory (encoder.json+vocab.bpe, vocab.json+merges.txt, tokenizer.json or "
+                "chars.json); "
                 "default: bundled GPT-2");
   t->add_option("--tokenizer", targs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
   t->add_flag("--allow-special", targs->allow_special,

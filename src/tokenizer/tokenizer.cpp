@@ -57,8 +57,16 @@ std::shared_ptr<const Tokenizer> load_bpe(const std::string& dir, bool or_char) 
       }
     }
   }
-  if (!or_char) fail("no BPE vocabulary in {} (expected encoder.json + vocab.bpe, or vocab.json + merges.txt)", dir);
-  fail("no vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt, or chars.json)", dir);
+  if (file_exists(in("tokenizer.json"))) {
+    auto [tokens, merge_list] = parse_tokenizer_json(read_file(in("tokenizer.json")), in("tokenizer.json"));
+    try {
+      return std::make_shared<BpeTokenizer>(std::move(tokens), std::move(merge_list));
+    } catch (const Error& e) {
+      fail("{}: {}", dir, e.what());
+    }
+  }
+  fail("no {}vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt{})", or_char ? "" : "BPE ",
+       dir, or_char ? ", tokenizer.json or chars.json" : " or tokenizer.json");
 }
 }  // namespace
 

@@ -52,8 +52,9 @@ class Tokenizer {
 // The GPT-2 vocabulary compiled into the binary (data/gpt2), loaded once and shared.
 std::shared_ptr<const Tokenizer> gpt2_tokenizer();
 
-// Loads a vocabulary directory: encoder.json + vocab.bpe (OpenAI), vocab.json + merges.txt
-// (Hugging Face) or chars.json (character level). Throws gpt::Error with a clear reason.
+// Loads a vocabulary directory: encoder.json + vocab.bpe (OpenAI), vocab.json + merges.txt or
+// tokenizer.json (Hugging Face), or chars.json (character level), in that order of preference.
+// Throws gpt::Error with a clear reason.
 std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& dir);
 
 // The CLI's --vocab / --tokenizer choice: "" or "gpt2" for the bundled GPT-2 vocabulary,

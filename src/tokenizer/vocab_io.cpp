@@ -104,6 +104,54 @@ std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view t
   return merges;
 }
 
+std::pair<std::vector<std::string>, std::vector<std::pair<std::string, std::string>>> parse_tokenizer_json(
+    std::string_view json, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json.begin(), json.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: not valid JSON (byte {})", source, e.byte);
+  }
+  const auto* model = j.is_object() && j.contains("model") ? &j["model"] : nullptr;
+  if (!model || !model->is_object() || model->value("type", std::string("BPE")) != "BPE" ||
+      !model->contains("vocab") || !(*model)["vocab"].is_object() || !model->contains("merges") ||
+      !(*model)["merges"].is_array())
+    fail("{}: expected a BPE model with \"vocab\" and \"merges\"", source);
+  if (j.contains("pre_tokenizer") && j["pre_tokenizer"].is_object() &&
+      j["pre_tokenizer"].value("type", std::string()) != "ByteLevel")
+    fail("{}: only byte-level BPE (GPT-2 style) is supported", source);
+
+  auto tokens = parse_vocab_json((*model)["vocab"].dump(), source + " (model.vocab)");
+  std::string text;
+  for (const auto& m : (*model)["merges"]) {
+    if (m.is_string()) {
+      text += m.get<std::string>();
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      text += m[0].get<std::string>() + " " + m[1].get<std::string>();
+    } else {
+      fail("{}: model.merges holds an entry that is neither \"a b\" nor [a, b]", source);
+    }
+    text += '\n';
+  }
+  auto merges = parse_merges(text, source + " (model.merges)");
+
+  // Added tokens are stored as plain text, not in the byte-level alphabet.
+  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
+    for (const auto& t : j["added_tokens"]) {
+      if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") ||
+          !t["content"].is_string())
+        fail("{}: an added_tokens entry lacks an integer \"id\" or a string \"content\"", source);
+      int64_t id = t["id"].get<int64_t>();
+      std::string content = t["content"].get<std::string>();
+      if (id < 0 || id >= kMaxVocab || content.empty()) fail("{}: added token '{}' is invalid", source, content);
+      if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
+      if (!tokens[id].empty() && tokens[id] != content) fail("{}: id {} is given to two tokens", source, id);
+      tokens[id] = content;
+    }
+  }
+  return {std::move(tokens), std::move(merges)};
+}
+
 void save_bpe_vocab(const std::string& dir, const std::vector<std::string>& tokens,
                     const std::vector<std::pair<std::string, std::string>>& merges) {
   make_dirs(dir);

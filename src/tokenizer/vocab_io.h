@@ -16,6 +16,11 @@ std::vector<std::string> parse_vocab_json(std::string_view json, const std::stri
 std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view text,
                                                               const std::string& source);
 
+// Parses a Hugging Face tokenizer.json holding a byte-level BPE model (model.vocab,
+// model.merges as "a b" strings or [a, b] pairs, added_tokens) into tokens[id] and merges.
+std::pair<std::vector<std::string>, std::vector<std::pair<std::string, std::string>>> parse_tokenizer_json(
+    std::string_view json, const std::string& source);
+
 // Writes DIR/vocab.json and DIR/merges.txt (Hugging Face names), atomically.
 void save_bpe_vocab(const std::string& dir, const std::vector<std::string>& tokens,
                     const std::vector<std::pair<std::string, std::string>>& merges);
