@@ -70,14 +70,15 @@ case "$MODE" in
   test)
     log "building build-asan/ (ASan + UBSan)"
     build_tree build-asan Debug -DGPT_SANITIZE=ON
-    log "running the test suite (Release)"
-    ctest --test-dir build --output-on-failure -j "$JOBS"
-    log "running the test suite (ASan + UBSan)"
-    ctest --test-dir build-asan --output-on-failure -j "$JOBS"
-    log "building build-fuzz/ (clang, libFuzzer) and fuzzing each parser for ${GPT_FUZZ_SECONDS:-20} s"
+    log "building build-fuzz/ (clang, libFuzzer)"
     build_tree build-fuzz Debug -DGPT_FUZZ=ON -DGPT_FUZZ_SECONDS="${GPT_FUZZ_SECONDS:-20}" \
       -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang-14
+    log "fuzzing the encoder and the parsers, ${GPT_FUZZ_SECONDS:-20} s each"
     ctest --test-dir build-fuzz --output-on-failure -j "$JOBS"
+    log "running the test suite (ASan + UBSan)"
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+    log "running the test suite (Release)"
+    ctest --test-dir build --output-on-failure -j "$JOBS"
     ;;
   bench)
     flock /tmp/cpu.lock bench/run_tokenizer_bench.sh
