@@ -222,7 +222,8 @@ TEST(VocabFiles, TokenizerJsonInBothMergeFormats) {
     write_file_atomic(dir + "/tokenizer.json", tj.dump());
     auto tok = load_tokenizer(dir);
     EXPECT_EQ(tok->encode(text), gpt2().encode(text));
-    EXPECT_EQ(tok->encode(text, AllowedSpecial::everything()), gpt2().encode(text, AllowedSpecial::everything()));
+    EXPECT_EQ(tok->encode(text, AllowedSpecial::everything()),
+              gpt2().encode(text, AllowedSpecial::everything()));
     tj["pre_tokenizer"]["type"] = "Metaspace";
     write_file_atomic(dir + "/tokenizer.json", tj.dump());
     EXPECT_THROW(load_tokenizer(dir), Error);

@@ -67,7 +67,8 @@ TEST(IdsText, ParsesAndFormats) {
       ADD_FAILURE() << "accepted " << bad;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("is not a token id"), std::string::npos);
-      for (char c : std::string(e.what())) EXPECT_TRUE(c >= 0x20 && c < 0x7F) << "unprintable byte in message";
+      for (char c : std::string(e.what()))
+        EXPECT_TRUE(c >= 0x20 && c < 0x7F) << "unprintable byte in message";
     }
   }
 }

@@ -92,13 +92,15 @@ class Generator {
           ++depth;
           break;
         case 1:
-          out += indent + "auto " + a + " = " + b + "::" + c + "(" + d + ", 0x" + std::to_string(number) + ");\n";
+          out += indent + "auto " + a + " = " + b + "::" + c + "(" + d + ", 0x" + std::to_string(number) +
+                 ");\n";
           break;
         case 2:
           out += indent + "// " + b + " " + c + " " + d + "\n";
           break;
         case 3:
-          out += indent + a + "[i + 1] += " + c + ".get(\"" + d + "\", " + std::to_string(fraction).substr(0, 6) + ");  \n";
+          out += indent + a + "[i + 1] += " + c + ".get(\"" + d + "\", " +
+                 std::to_string(fraction).substr(0, 6) + ");  \n";
           break;
         default:
           if (depth > 0) {

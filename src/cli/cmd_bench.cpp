@@ -85,18 +85,23 @@ void add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchTokArgs>();
   CLI::App* t =
       bench->add_subcommand("tokenizer", "Encoding throughput in MB/s, single-threaded and with all threads");
-  t->add_option("--input", args->input, "Text file to encode (default: a generated mixed corpus)");
-  t->add_option("--bytes", args->bytes, "Size of the generated corpus (default 5,500,000)");
-  t->add_option("--vocab", args->vocab, "Vocabulary directory; default: bundled GPT-2");
-  t->add_option("--tokenizer", args->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
+  t->add_option("--input", args->input, "Text file to encode (default: a generated mixed corpus)")
+      ->type_name("FILE");
+  t->add_option("--bytes", args->bytes, "Size of the generated corpus (default 5,500,000)")->type_name("N");
+  t->add_option("--vocab", args->vocab, "Vocabulary directory; default: bundled GPT-2")->type_name("DIR");
+  t->add_option("--tokenizer", args->tokenizer, "gpt2 (default), char:DIR or bpe:DIR")->type_name("SPEC");
   t->add_option("--threads", args->threads, "Threads for the parallel run (default: all cores)")
-      ->check(CLI::Range(0, 4096));
+      ->type_name("N")
+      ->check(CLI::Range(0, 4096).description(""));
   t->add_option("--repeat", args->repeat, "Timed repetitions; the best is reported (default 5)")
-      ->check(CLI::Range(1, 1000));
+      ->type_name("N")
+      ->check(CLI::Range(1, 1000).description(""));
   t->add_option("--write-corpus", args->write_corpus,
-                "Save the benchmarked text to FILE (to run a peer on it)");
+                "Save the benchmarked text to FILE (to run a peer on it)")
+      ->type_name("FILE");
   t->add_option("--check-ids", args->check_ids,
-                "Fail unless the ids equal those in FILE (one per line, e.g. from tiktoken)");
+                "Fail unless the ids equal those in FILE (one per line, e.g. from tiktoken)")
+      ->type_name("FILE");
   t->callback([args] { run_bench_tokenizer(*args); });
 }
 

@@ -89,22 +89,32 @@ void add_bpe_train_commands(CLI::App& app) {
   auto args = std::make_shared<BpeTrainArgs>();
   CLI::App* c =
       app.add_subcommand("bpe-train", "Learn a byte-level BPE vocabulary (GPT-2 pre-tokenization) from text");
-  c->add_option("--input", args->inputs, "Training text file(s)")->required()->expected(1, -1);
+  c->add_option("--input", args->inputs, "Training text file(s)")
+      ->type_name("FILE")
+      ->required()
+      ->expected(1, -1);
   c->add_option("--vocab-size", args->vocab_size, "Total tokens: 256 bytes + merges + special tokens")
+      ->type_name("N")
       ->required();
-  c->add_option("--out", args->out, "Output vocabulary directory (vocab.json + merges.txt)")->required();
-  c->add_option("--special", args->specials, "Special token to add, e.g. '<|endoftext|>' (repeatable)");
+  c->add_option("--out", args->out, "Output vocabulary directory (vocab.json + merges.txt)")
+      ->type_name("DIR")
+      ->required();
+  c->add_option("--special", args->specials, "Special token to add, e.g. '<|endoftext|>' (repeatable)")
+      ->type_name("TOKEN");
   c->add_option("--min-frequency", args->min_frequency,
-                "Stop when the best pair occurs fewer times (default 2)");
+                "Stop when the best pair occurs fewer times (default 2)")
+      ->type_name("N");
   c->add_option("--threads", args->threads, "Threads for counting (default: all cores)")
-      ->check(CLI::Range(0, 4096));
+      ->type_name("N")
+      ->check(CLI::Range(0, 4096).description(""));
   c->callback([args] { run_bpe_train(*args); });
 
   auto cargs = std::make_shared<CharVocabArgs>();
   CLI::App* v =
       app.add_subcommand("char-vocab", "Make a character-level vocabulary (sorted characters of the text)");
-  v->add_option("--input", cargs->inputs, "Text file(s)")->required()->expected(1, -1);
+  v->add_option("--input", cargs->inputs, "Text file(s)")->type_name("FILE")->required()->expected(1, -1);
   v->add_option("--out", cargs->out, "Output directory (chars.json); use it as --tokenizer char:DIR")
+      ->type_name("DIR")
       ->required();
   v->callback([cargs] { run_char_vocab(*cargs); });
 }

@@ -90,27 +90,30 @@ void add_tokenize_commands(CLI::App& app) {
   t->add_option("--vocab", targs->vocab,
                 "Vocabulary directory (encoder.json+vocab.bpe, vocab.json+merges.txt, tokenizer.json or "
                 "chars.json); "
-                "default: bundled GPT-2");
-  t->add_option("--tokenizer", targs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
+                "default: bundled GPT-2")
+      ->type_name("DIR");
+  t->add_option("--tokenizer", targs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR")->type_name("SPEC");
   t->add_flag("--allow-special", targs->allow_special,
               "Recognise special tokens such as <|endoftext|> (otherwise they are ordinary text)");
-  t->add_option("--input", targs->input, "Read the text from FILE instead of stdin");
+  t->add_option("--input", targs->input, "Read the text from FILE instead of stdin")->type_name("FILE");
   t->add_option("--output", targs->output,
-                "Write the ids to FILE (atomically, one per line) instead of stdout");
+                "Write the ids to FILE (atomically, one per line) instead of stdout")
+      ->type_name("FILE");
   t->add_flag("--stats", targs->stats,
               "Print statistics (bytes, tokens, bytes/token, throughput) instead of the ids");
   t->add_flag("--batch-jsonl", targs->batch_jsonl,
               "Each input line is a JSON string; print one JSON array of ids per line");
   t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")
-      ->check(CLI::Range(0, 4096));
+      ->type_name("N")
+      ->check(CLI::Range(0, 4096).description(""));
   t->callback([targs] { run_tokenize(*targs); });
 
   auto dargs = std::make_shared<DetokenizeArgs>();
   CLI::App* d =
       app.add_subcommand("detokenize", "Decode whitespace-separated token ids (stdin) into raw bytes");
-  d->add_option("--vocab", dargs->vocab, "Vocabulary directory; default: bundled GPT-2");
-  d->add_option("--tokenizer", dargs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR");
-  d->add_option("--input", dargs->input, "Read the ids from FILE instead of stdin");
+  d->add_option("--vocab", dargs->vocab, "Vocabulary directory; default: bundled GPT-2")->type_name("DIR");
+  d->add_option("--tokenizer", dargs->tokenizer, "gpt2 (default), char:DIR or bpe:DIR")->type_name("SPEC");
+  d->add_option("--input", dargs->input, "Read the ids from FILE instead of stdin")->type_name("FILE");
   d->callback([dargs] { run_detokenize(*dargs); });
 }
 

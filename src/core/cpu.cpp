@@ -80,7 +80,8 @@ CpuFeatures detect() {
   std::string cap = std::getenv("GPT_CPU") ? std::getenv("GPT_CPU") : "";
   if (!cap.empty() && cap != "scalar" && cap != "avx2" && cap != "avx512")
     std::fprintf(stderr, "gpt: warning: ignoring GPT_CPU=%s (use scalar, avx2 or avx512)\n", cap.c_str());
-  if (cap == "scalar" || cap == "avx2") f.avx512f = f.avx512bw = f.avx512vl = f.avx512bf16 = f.avx512vnni = false;
+  if (cap == "scalar" || cap == "avx2")
+    f.avx512f = f.avx512bw = f.avx512vl = f.avx512bf16 = f.avx512vnni = false;
   if (cap == "scalar") f.avx2 = false;
   if (cap.empty() || cap == "avx512") {
     // Asked for only when usable: the kernel then reserves tile state for this process.

@@ -2,7 +2,6 @@
 
 #include <omp.h>
 
-
 namespace gpt {
 
 int num_threads() { return omp_get_max_threads(); }

@@ -44,7 +44,8 @@ std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
 namespace {
 std::shared_ptr<const Tokenizer> load_bpe(const std::string& dir, bool or_char) {
   auto in = [&](const char* name) { return dir + "/" + name; };
-  if (or_char && file_exists(in("chars.json"))) return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
+  if (or_char && file_exists(in("chars.json")))
+    return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
   for (auto [vocab, merges] :
        {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}}) {
     if (file_exists(in(vocab)) && file_exists(in(merges))) {
@@ -65,8 +66,8 @@ std::shared_ptr<const Tokenizer> load_bpe(const std::string& dir, bool or_char) 
       fail("{}: {}", dir, e.what());
     }
   }
-  fail("no {}vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt{})", or_char ? "" : "BPE ",
-       dir, or_char ? ", tokenizer.json or chars.json" : " or tokenizer.json");
+  fail("no {}vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt{})",
+       or_char ? "" : "BPE ", dir, or_char ? ", tokenizer.json or chars.json" : " or tokenizer.json");
 }
 }  // namespace
 

@@ -143,7 +143,8 @@ std::pair<std::vector<std::string>, std::vector<std::pair<std::string, std::stri
         fail("{}: an added_tokens entry lacks an integer \"id\" or a string \"content\"", source);
       int64_t id = t["id"].get<int64_t>();
       std::string content = t["content"].get<std::string>();
-      if (id < 0 || id >= kMaxVocab || content.empty()) fail("{}: added token '{}' is invalid", source, content);
+      if (id < 0 || id >= kMaxVocab || content.empty())
+        fail("{}: added token '{}' is invalid", source, content);
       if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
       if (!tokens[id].empty() && tokens[id] != content) fail("{}: id {} is given to two tokens", source, id);
       tokens[id] = content;
