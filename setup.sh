@@ -22,7 +22,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev
 )
 # Tests and benchmarks only: Python for the tiktoken peer, clang's libFuzzer.
-if [ "$MODE" = test ] || [ "$MODE" = bench ]; then
+if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
   APT_PACKAGES+=(python3 python3-venv python3-pip clang-14 libclang-rt-14-dev clang-format util-linux)
 fi
 missing=()
@@ -39,15 +39,18 @@ else
 fi
 
 # ---- 2. Python tools for tests and benchmarks (pinned, in .venv) ------------------------------
-PY_PINS=(tiktoken==0.14.0 regex==2024.11.6)
 if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
   if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     /usr/bin/python3 -m venv --system-site-packages .venv
   fi
-  if ! .venv/bin/python -c "import tiktoken, regex; assert tiktoken.__version__ == '0.14.0'" 2>/dev/null; then
-    log "installing pinned Python tools: ${PY_PINS[*]}"
-    .venv/bin/pip install -q --disable-pip-version-check "${PY_PINS[@]}"
+  # Reinstall only when requirements-dev.txt changed since the last install.
+  stamp=.venv/.requirements.sha256
+  want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing pinned Python tools (requirements-dev.txt)"
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+    echo "$want" > "$stamp"
   fi
 fi
 
