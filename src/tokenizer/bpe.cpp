@@ -225,6 +225,10 @@ void BpeTokenizer::encode_piece_uncached(std::string_view piece, std::vector<Tok
   if (piece.size() <= 128) {
     merge_small(p, piece.size(), out);
   } else {
+    // Parts are indexed with int32; a single pre-token (a run without spaces) beyond that is
+    // not text anyone tokenizes.
+    if (piece.size() >= size_t(INT32_MAX))
+      fail("a single pre-token of {} bytes is too long to encode", piece.size());
     merge_large(p, piece.size(), out);
   }
 }
