@@ -77,6 +77,20 @@ why_cmp() {
   fi
 }
 
+# why_roundtrip SRC VOCAB-ARGS...: tokenize SRC into $TMP/rt.ids, detokenize it, compare with SRC.
+why_roundtrip() {
+  local src=$1 why
+  shift
+  x "$EMPTY" "$TMP/rt.ids" "$TMP/rt.err" tokenize "$@" --input "$src"
+  why=$(why_run "$TMP/rt.err")
+  if [[ -z $why ]]; then
+    x "$TMP/rt.ids" "$TMP/rt.out" "$TMP/rt.err" detokenize "$@"
+    why=$(why_run "$TMP/rt.err")
+    [[ -z $why ]] && why=$(why_cmp "$TMP/rt.out" "$src")
+  fi
+  echo "$why"
+}
+
 # why_error RC OUT ERR SUBSTRING: the contract of a failing command.
 why_error() {
   local rc=$1 out=$2 err=$3 sub=$4 msg lines bytes
@@ -312,26 +326,12 @@ fi
 report "bpe-train --vocab-size 1000 writes vocab.json + merges.txt" "$why"
 
 if [[ -s $TMP/bt1/vocab.json ]]; then
-  x "$EMPTY" "$TMP/bt.ids" "$TMP/bt.err" tokenize --vocab "$TMP/bt1" --input "$TS"
-  why=$(why_run "$TMP/bt.err")
-  if [[ -z $why ]]; then
-    if cmp -s "$TMP/bt.ids" "$CORPUS/tinyshakespeare.ids"; then
-      why="the trained vocabulary gives the same ids as GPT-2"
-    else
-      x "$TMP/bt.ids" "$TMP/bt.txt" "$TMP/bt.err" detokenize --vocab "$TMP/bt1"
-      why=$(why_run "$TMP/bt.err")
-      [[ -z $why ]] && why=$(why_cmp "$TMP/bt.txt" "$TS")
-    fi
-  fi
+  why=$(why_roundtrip "$TS" --vocab "$TMP/bt1")
+  [[ -z $why ]] && cmp -s "$TMP/rt.ids" "$CORPUS/tinyshakespeare.ids" &&
+    why="the trained vocabulary gives the same ids as GPT-2"
   report "trained vocabulary round-trips tinyshakespeare" "$why"
 
-  x "$EMPTY" "$TMP/bt.ids" "$TMP/bt.err" tokenize --tokenizer "bpe:$TMP/bt1" --input "$TMP/random.bin"
-  why=$(why_run "$TMP/bt.err")
-  if [[ -z $why ]]; then
-    x "$TMP/bt.ids" "$TMP/bt.txt" "$TMP/bt.err" detokenize --tokenizer "bpe:$TMP/bt1"
-    why=$(why_run "$TMP/bt.err")
-    [[ -z $why ]] && why=$(why_cmp "$TMP/bt.txt" "$TMP/random.bin")
-  fi
+  why=$(why_roundtrip "$TMP/random.bin" --tokenizer "bpe:$TMP/bt1")
   report "trained vocabulary round-trips random bytes (--tokenizer bpe:DIR)" "$why"
 
   text eot.txt '<|endoftext|>'
@@ -411,15 +411,7 @@ for src in "$CORPUS/emoji.txt" "$CORPUS/cjk.txt" "$TS"; do
   name=$(basename "$src" .txt)
   x "$EMPTY" "$TMP/cv.out" "$TMP/cv.err" char-vocab --input "$src" --out "$TMP/cv_$name"
   why=$(why_run "$TMP/cv.err")
-  if [[ -z $why ]]; then
-    x "$EMPTY" "$TMP/cv.ids" "$TMP/cv.err" tokenize --tokenizer "char:$TMP/cv_$name" --input "$src"
-    why=$(why_run "$TMP/cv.err")
-  fi
-  if [[ -z $why ]]; then
-    x "$TMP/cv.ids" "$TMP/cv.txt" "$TMP/cv.err" detokenize --tokenizer "char:$TMP/cv_$name"
-    why=$(why_run "$TMP/cv.err")
-    [[ -z $why ]] && why=$(why_cmp "$TMP/cv.txt" "$src")
-  fi
+  [[ -z $why ]] && why=$(why_roundtrip "$src" --tokenizer "char:$TMP/cv_$name")
   report "char vocabulary round-trips $name" "$why"
 done
 x "$EMPTY" "$TMP/cv.ids" "$TMP/cv.err" tokenize --tokenizer "char:$TMP/cv_tinyshakespeare" --input "$TS"

@@ -18,29 +18,39 @@ PairKey key(uint32_t a, uint32_t b) { return (uint64_t(a) << 32) | b; }
 uint32_t left_of(PairKey k) { return uint32_t(k >> 32); }
 uint32_t right_of(PairKey k) { return uint32_t(k); }
 
+// Looks up a std::string key by string_view without building a string (no allocation per hit).
+struct ViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using Counts = std::unordered_map<std::string, uint64_t, ViewHash, std::equal_to<>>;
+
 // Distinct pre-tokens and how often each occurs, counted in parallel over chunks.
-std::unordered_map<std::string, uint64_t> count_pretokens(const std::vector<std::string_view>& pieces,
-                                                          int threads) {
-  struct Range {
-    std::string_view text;
-  };
-  std::vector<Range> work;
+Counts count_pretokens(const std::vector<std::string_view>& pieces, int threads) {
+  std::vector<std::string_view> work;
   for (std::string_view t : pieces) {
     const auto* s = reinterpret_cast<const uint8_t*>(t.data());
     size_t b = 0;
     while (b < t.size()) {
       size_t e = std::min(t.size(), safe_split_point(s, t.size(), b + (1 << 20)));
-      work.push_back({t.substr(b, e - b)});
+      work.push_back(t.substr(b, e - b));
       b = e;
     }
   }
-  std::vector<std::unordered_map<std::string, uint64_t>> local(std::max(1, threads));
+  std::vector<Counts> local(std::max(1, threads));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, threads))
   for (size_t i = 0; i < work.size(); ++i) {
-    auto& counts = local[omp_get_thread_num()];
-    std::string_view t = work[i].text;
-    pretokenize(reinterpret_cast<const uint8_t*>(t.data()), t.size(),
-                [&](size_t b, size_t e) { ++counts[std::string(t.substr(b, e - b))]; });
+    Counts& counts = local[omp_get_thread_num()];
+    std::string_view t = work[i];
+    pretokenize(reinterpret_cast<const uint8_t*>(t.data()), t.size(), [&](size_t b, size_t e) {
+      std::string_view piece = t.substr(b, e - b);
+      auto it = counts.find(piece);
+      if (it != counts.end()) {
+        ++it->second;
+      } else {
+        counts.emplace(piece, 1);
+      }
+    });
   }
   for (size_t i = 1; i < local.size(); ++i)
     for (auto& [w, c] : local[i]) local[0][w] += c;

@@ -42,29 +42,30 @@ std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
 }
 
 namespace {
+using MergeList = std::vector<std::pair<std::string, std::string>>;
+
+std::shared_ptr<const Tokenizer> make_bpe(const std::string& dir, std::vector<std::string> tokens,
+                                          MergeList merges) {
+  try {
+    return std::make_shared<BpeTokenizer>(std::move(tokens), std::move(merges));
+  } catch (const Error& e) {
+    fail("{}: {}", dir, e.what());
+  }
+}
+
 std::shared_ptr<const Tokenizer> load_bpe(const std::string& dir, bool or_char) {
   auto in = [&](const char* name) { return dir + "/" + name; };
   if (or_char && file_exists(in("chars.json")))
     return std::make_shared<CharTokenizer>(CharTokenizer::load(dir));
   for (auto [vocab, merges] :
        {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}}) {
-    if (file_exists(in(vocab)) && file_exists(in(merges))) {
-      auto tokens = parse_vocab_json(read_file(in(vocab)), in(vocab));
-      auto merge_list = parse_merges(read_file(in(merges)), in(merges));
-      try {
-        return std::make_shared<BpeTokenizer>(std::move(tokens), std::move(merge_list));
-      } catch (const Error& e) {
-        fail("{}: {}", dir, e.what());
-      }
-    }
+    if (file_exists(in(vocab)) && file_exists(in(merges)))
+      return make_bpe(dir, parse_vocab_json(read_file(in(vocab)), in(vocab)),
+                      parse_merges(read_file(in(merges)), in(merges)));
   }
   if (file_exists(in("tokenizer.json"))) {
-    auto [tokens, merge_list] = parse_tokenizer_json(read_file(in("tokenizer.json")), in("tokenizer.json"));
-    try {
-      return std::make_shared<BpeTokenizer>(std::move(tokens), std::move(merge_list));
-    } catch (const Error& e) {
-      fail("{}: {}", dir, e.what());
-    }
+    auto [tokens, merges] = parse_tokenizer_json(read_file(in("tokenizer.json")), in("tokenizer.json"));
+    return make_bpe(dir, std::move(tokens), std::move(merges));
   }
   fail("no {}vocabulary in {} (expected encoder.json + vocab.bpe, vocab.json + merges.txt{})",
        or_char ? "" : "BPE ", dir, or_char ? ", tokenizer.json or chars.json" : " or tokenizer.json");
