@@ -1,0 +1,108 @@
+// The GPT network: parameters in one arena, activations in another planned for a (B, T) shape,
+// forward and backward written out op by op (ops/cpu/ops.h). Reads top to bottom like the
+// architecture diagram in docs/architecture.md.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "core/arena.h"
+#include "model/config.h"
+#include "model/params.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gpt {
+
+// A target id that is not scored (prompt tokens in fine-tuning, padding).
+inline constexpr int32_t kIgnoreIndex = -1;
+
+// Pointers to one layer's tensors, in the parameter arena or the gradient arena (same layout).
+// A tensor the config drops (biases with bias=false) is nullptr.
+struct LayerTensors {
+  float *ln1_w, *ln1_b;            // [C]
+  float *qkv_w, *qkv_b;            // [C, 3C], [3C]
+  float *attn_proj_w, *attn_proj_b;  // [C, C], [C]
+  float *ln2_w, *ln2_b;            // [C]
+  float *fc_w, *fc_b;              // [C, 4C], [4C]
+  float *fc_proj_w, *fc_proj_b;    // [4C, C], [C]
+};
+struct ModelTensors {
+  float* wte;  // [V, C] token embedding (and the LM head when tied)
+  float* wpe;  // [n_ctx, C] position embedding
+  std::vector<LayerTensors> layers;
+  float *lnf_w, *lnf_b;  // [C], pre-LN only
+  float* lm_head;        // [V, C]: == wte when tied
+};
+
+class GPT {
+ public:
+  // Builds the network with all parameters zero (see init_gpt2, or io/checkpoint.h to load).
+  explicit GPT(const ModelConfig& cfg);
+  GPT(GPT&&) noexcept;
+  GPT& operator=(GPT&&) noexcept;
+  GPT(const GPT&) = delete;
+  GPT& operator=(const GPT&) = delete;
+  ~GPT();
+
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<ParamInfo>& layout() const { return layout_; }
+  size_t num_parameters() const { return num_params_; }
+
+  // The flat parameter arena (num_parameters() floats) and tensors by name.
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  const ParamInfo* find(std::string_view name) const;  // nullptr if absent
+  float* param(std::string_view name);                 // throws gpt::Error if absent
+  const float* param(std::string_view name) const;
+  const ModelTensors& weights() const { return w_; }
+
+  // The gradient arena, same layout; allocated (zeroed) on first use.
+  float* grads();
+  const ModelTensors& grad_tensors();
+  void zero_grad();
+
+  // GPT-2's initialisation: weights N(0, 0.02), the residual projections (attn.c_proj,
+  // mlp.c_proj) N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm gains 1. Deterministic in seed.
+  void init_gpt2(uint64_t seed);
+
+  // Runs B sequences of T tokens (T <= n_ctx), inputs [B, T] row-major. With targets ([B, T],
+  // kIgnoreIndex = not scored) returns the mean cross-entropy over scored positions, else NaN.
+  // training = true applies dropout (seeded by dropout_seed) and keeps what backward needs.
+  // Throws gpt::Error on an id >= vocab_size, T > n_ctx, or B, T < 1.
+  float forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training = false,
+                uint64_t dropout_seed = 0);
+  // Logits [B, T, V] of the last forward. backward() overwrites them with their gradient.
+  const float* logits() const;
+  // Per-position cross-entropy [B, T] of the last forward with targets (0 where ignored).
+  const float* position_losses() const;
+  // Number of scored targets in the last forward.
+  size_t scored_targets() const { return scored_; }
+
+  // Adds grad_scale * d(mean loss)/d(parameters) to grads(). Needs the last forward to have run
+  // with training = true and targets. Gradient accumulation: call forward/backward repeatedly
+  // with grad_scale = 1/steps.
+  void backward(float grad_scale = 1.0f);
+
+  // Bytes of the parameter, gradient and activation arenas now allocated.
+  size_t parameter_bytes() const { return params_.bytes(); }
+  size_t gradient_bytes() const { return grads_.bytes(); }
+  size_t activation_bytes() const;
+
+ private:
+  struct Activations;
+  void plan(int B, int T, bool training);
+
+  ModelConfig cfg_;
+  std::vector<ParamInfo> layout_;
+  size_t num_params_ = 0;
+  FloatArena params_, grads_;
+  ModelTensors w_{}, g_{};
+  Activations* acts_ = nullptr;
+  size_t scored_ = 0;
+};
+
+// Binds tensor pointers for a config's layout over an arena base (used for params and grads).
+ModelTensors bind_tensors(const ModelConfig& cfg, const std::vector<ParamInfo>& layout, float* base);
+
+}  // namespace gpt

@@ -1,0 +1,92 @@
+// The operations of a GPT, each with its forward and its backward side by side. CPU versions:
+// the matrix products go to OpenBLAS (ops/cpu/linear.cpp); everything else is written here in
+// ops/cpu/kernels.inc, compiled once per instruction-set level and picked at run time
+// (core/cpu.h). Shapes: N = B*T rows, C channels, V vocabulary, H heads.
+//
+// Conventions: backward functions ADD into parameter gradients (dw, db), so gradients
+// accumulate over micro-batches; what they do to input gradients is stated per function.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "tokenizer/tokenizer.h"
+
+namespace gpt::ops {
+
+// Inverted dropout with a counter-based mask: element i is kept iff hash(seed, i) >= p * 2^32,
+// and kept values are scaled by 1/(1-p). The backward pass regenerates the same mask from
+// (seed, i), so no mask is stored. p = 0 disables it.
+struct Dropout {
+  float p = 0.0f;
+  uint32_t seed = 0;
+  bool active() const { return p > 0.0f; }
+};
+// A per-site seed: one dropout_seed per step, mixed with the layer and the site inside it.
+uint32_t dropout_seed(uint64_t step_seed, int layer, int site);
+
+// ---- embeddings: out[n] = wte[ids[n]] + wpe[n % T] ----------------------------------------------
+void embedding_forward(float* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T, int C);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const TokenId* ids, int B, int T, int C);
+
+// ---- LayerNorm over the last dimension (b may be null: no bias) -------------------------------
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b,
+                       int N, int C, float eps);
+// dinp += ..., dw += ..., db += ... (db may be null).
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C);
+
+// ---- linear layer, GPT-2's Conv1D layout: out[N,OC] = inp[N,IC] @ w[IC,OC] + bias --------------
+void linear_forward(float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC);
+// dinp = (or += when accumulate) dout @ w^T; dw += inp^T @ dout; dbias += column sums of dout.
+// Any of dinp, dw, dbias may be null.
+void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
+                     int N, int IC, int OC, bool accumulate = false);
+
+// ---- LM head, tied or not: logits[N,V] = x[N,C] @ wte[V,C]^T ------------------------------------
+void lm_head_forward(float* logits, const float* x, const float* wte, int N, int C, int V);
+// dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x.
+void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N, int C,
+                      int V);
+
+// ---- causal multi-head self-attention over a fused qkv[B,T,3C] (q | k | v, heads side by side)
+// band = 0: dense causal (query i sees keys j <= i); band = W > 0: i - W < j <= i.
+// att[B,H,T,T] keeps the softmax probabilities for backward (null in inference: then scratch
+// must hold num_threads() * T floats). out[B,T,C] is the heads' outputs side by side.
+void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H, int band,
+                       Dropout drop);
+// dqkv = gradient of qkv (overwritten). scratch: num_threads() * T floats.
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
+                        int T, int C, int H, int band, Dropout drop);
+
+// ---- GELU, GPT-2's tanh approximation ---------------------------------------------------------
+void gelu_forward(float* out, const float* inp, size_t n);
+// dinp = dout * gelu'(inp); dinp may be dout (in place).
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+
+// ---- residual adds and dropout ----------------------------------------------------------------
+// out = a + dropout(b). out may alias a.
+void residual_forward(float* out, const float* a, const float* b, size_t n, Dropout drop);
+// x = dropout(x), in place.
+void dropout_forward(float* x, size_t n, Dropout drop);
+// dinp = dout * mask / (1-p): the backward of both of the above (for the dropped branch).
+void dropout_backward(float* dinp, const float* dout, size_t n, Dropout drop);
+
+// ---- softmax cross-entropy -------------------------------------------------------------------
+// losses[n] = logsumexp(logits[n]) - logits[n][targets[n]] (0 where targets[n] < 0); lse[n]
+// keeps logsumexp for the backward. Returns the sum of the scored losses (in double).
+double cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int N, int V);
+// In place: logits[n] becomes scale * (softmax(logits[n]) - onehot(targets[n])); rows with an
+// ignored target become 0.
+void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int V, float scale);
+
+// ---- AdamW (decoupled weight decay), one tensor -----------------------------------------------
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  float bias_correction1, bias_correction2;  // 1 - beta^t
+};
+void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, const AdamWStep& s);
+
+// The instruction-set level the kernels run at ("avx512", "avx2" or "scalar").
+const char* kernel_level();
+
+}  // namespace gpt::ops

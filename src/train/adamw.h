@@ -1,0 +1,36 @@
+// AdamW with decoupled weight decay (Loshchilov & Hutter), as GPT-2/3 training uses it: weight
+// decay on matrices and embeddings only, not on biases and LayerNorm gains.
+#pragma once
+#include <cstdint>
+
+#include "core/arena.h"
+#include "model/gpt.h"
+
+namespace gpt {
+
+struct AdamWConfig {
+  float lr = 6e-4f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;
+};
+
+class AdamW {
+ public:
+  AdamW(const GPT& model, AdamWConfig cfg);
+  // One update of every parameter from model.grads(), at learning rate `lr` (the schedule's
+  // value for this step). Moments are allocated at construction.
+  void step(GPT& model, float lr);
+  int64_t steps() const { return t_; }
+  float* m() { return m_.data(); }
+  float* v() { return v_.data(); }
+  size_t state_bytes() const { return m_.bytes() + v_.bytes(); }
+
+ private:
+  AdamWConfig cfg_;
+  FloatArena m_, v_;
+  int64_t t_ = 0;
+};
+
+}  // namespace gpt
