@@ -128,7 +128,7 @@ TEST(Ops, GeluMatchesTanhFormulaAndGradient) {
 void check_attention(int B, int T, int C, int H, int band, float p) {
   auto qkv = randn(static_cast<size_t>(B) * T * 3 * C, 11), r = randn(static_cast<size_t>(B) * T * C, 12);
   std::vector<float> out(B * T * C), att(static_cast<size_t>(B) * H * T * T);
-  std::vector<float> scratch(static_cast<size_t>(num_threads()) * T);
+  std::vector<float> scratch(ops::attention_scratch_floats(T));
   const ops::Dropout drop{p, 1234};
   auto f = [&] {
     ops::attention_forward(out.data(), att.data(), scratch.data(), qkv.data(), B, T, C, H, band, drop);
@@ -143,6 +143,11 @@ void check_attention(int B, int T, int C, int H, int band, float p) {
 TEST(Ops, AttentionDenseGradients) { check_attention(2, 5, 8, 2, 0, 0.0f); }
 TEST(Ops, AttentionBandedGradients) { check_attention(2, 7, 6, 3, 2, 0.0f); }
 TEST(Ops, AttentionDropoutGradients) { check_attention(1, 6, 8, 2, 0, 0.3f); }
+// Longer than one query block (ops::kAttnBlock): blocks see keys of earlier blocks.
+TEST(Ops, AttentionMultiBlockGradients) {
+  check_attention(1, ops::kAttnBlock + 9, 4, 2, 0, 0.0f);
+  check_attention(1, ops::kAttnBlock + 9, 4, 2, 5, 0.1f);
+}
 
 // Causality: changing a later token's k or v never changes an earlier output, and banded
 // attention ignores keys more than W-1 positions back.
@@ -150,7 +155,7 @@ TEST(Ops, AttentionMasks) {
   const int T = 8, C = 4, H = 1, W = 3;
   for (int band : {0, W}) {
     auto qkv = randn(T * 3 * C, 21);
-    std::vector<float> a(T * C), b(T * C), scratch(static_cast<size_t>(num_threads()) * T);
+    std::vector<float> a(T * C), b(T * C), scratch(ops::attention_scratch_floats(T));
     ops::attention_forward(a.data(), nullptr, scratch.data(), qkv.data(), 1, T, C, H, band, {});
     const int j = 2;  // perturb position 2's key and value
     for (int c = C; c < 3 * C; c++) qkv[j * 3 * C + c] += 1.0f;
@@ -170,7 +175,7 @@ TEST(Ops, AttentionMasks) {
 TEST(Ops, AttentionInferenceMatchesTraining) {
   const int B = 2, T = 6, C = 8, H = 2;
   auto qkv = randn(B * T * 3 * C, 31);
-  std::vector<float> a(B * T * C), b(B * T * C), att(B * H * T * T), scratch(num_threads() * T);
+  std::vector<float> a(B * T * C), b(B * T * C), att(B * H * T * T), scratch(ops::attention_scratch_floats(T));
   ops::attention_forward(a.data(), att.data(), scratch.data(), qkv.data(), B, T, C, H, 0, {});
   ops::attention_forward(b.data(), nullptr, scratch.data(), qkv.data(), B, T, C, H, 0, {});
   EXPECT_EQ(a, b);
@@ -197,7 +202,7 @@ TEST(Ops, ResidualDropoutGradients) {
   f();  // the finite differences left `out` at a perturbed input
   std::vector<float> c = b;
   ops::dropout_forward(c.data(), n, drop);
-  for (size_t i = 0; i < n; i++) EXPECT_FLOAT_EQ(out[i], a[i] + c[i]);
+  for (size_t i = 0; i < n; i++) EXPECT_NEAR(out[i], a[i] + c[i], 1e-6f * (1 + std::fabs(out[i])));  // FMA or not
 }
 
 TEST(Ops, CrossEntropyGradientsAndValue) {

@@ -28,8 +28,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f, bool with_preset) {
 
 ModelConfig ModelFlags::resolve(const std::string& fallback) const {
   ModelConfig c = preset_config(preset.empty() ? fallback : preset);
-  if (any_shape() && !preset.empty()) c.preset = preset + " (modified)";
-  if (any_shape() && preset.empty()) c.preset = "custom";
+  if (any_shape()) c.preset += " (modified)";
   if (n_layer) c.n_layer = *n_layer;
   if (n_head) c.n_head = *n_head;
   if (n_embd) c.n_embd = *n_embd;

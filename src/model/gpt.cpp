@@ -98,7 +98,7 @@ void GPT::plan(int B, int T, bool training) {
   const size_t att = training ? static_cast<size_t>(B) * H * T * T : 0;
   const size_t per_layer = N * C * 6 + N * 4 + N * 3 * C + att + N * 8 * C;
   size_t total = N * C + layer_sets * per_layer + N * C + N * C + 2 * N + N * V + 2 * N +
-                 static_cast<size_t>(num_threads()) * T;
+                 ops::attention_scratch_floats(T);
   if (training) total += N * C * 3 + N * 3 * C + N * 4 * C;
   a.arena = FloatArena();  // release the old plan before allocating the new one
   a.arena.resize(total);
@@ -134,7 +134,7 @@ void GPT::plan(int B, int T, bool training) {
   a.logits = take(N * V);
   a.losses = take(N);
   a.lse = take(N);
-  a.scratch = take(static_cast<size_t>(num_threads()) * T);
+  a.scratch = take(ops::attention_scratch_floats(T));
   if (training) {
     a.dres = take(N * C);
     a.dbuf = take(N * C);

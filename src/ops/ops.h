@@ -50,11 +50,14 @@ void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float*
 
 // ---- causal multi-head self-attention over a fused qkv[B,T,3C] (q | k | v, heads side by side)
 // band = 0: dense causal (query i sees keys j <= i); band = W > 0: i - W < j <= i.
-// att[B,H,T,T] keeps the softmax probabilities for backward (null in inference: then scratch
-// must hold num_threads() * T floats). out[B,T,C] is the heads' outputs side by side.
+// att[B,H,T,T] keeps the softmax probabilities for backward (null in inference; entries a query
+// cannot see are 0 or never written). out[B,T,C] is the heads' outputs side by side.
+// scratch: attention_scratch_floats(T) floats.
+inline constexpr int kAttnBlock = 64;  // queries per block in the attention kernels
+size_t attention_scratch_floats(int T);  // per call, for all threads
 void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H, int band,
                        Dropout drop);
-// dqkv = gradient of qkv (overwritten). scratch: num_threads() * T floats.
+// dqkv = gradient of qkv (overwritten). scratch: attention_scratch_floats(T) floats.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
                         int T, int C, int H, int band, Dropout drop);
 

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include "core/cpu.h"
+#include "core/parallel.h"
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
 
@@ -78,6 +79,10 @@ void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float*
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, wte, C, 0.0f, dx, C);
   // dwte[V,C] += dlogits^T[V,N] @ x[N,C]
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, dlogits, V, x, C, 1.0f, dwte, C);
+}
+
+size_t attention_scratch_floats(int T) {
+  return static_cast<size_t>(num_threads()) * 2 * kAttnBlock * static_cast<size_t>(T);
 }
 
 void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H, int band,

@@ -1,0 +1,220 @@
+// gpt bench forward | train-step | gemm: model throughput (tokens/s, achieved GFLOP/s, peak
+// memory) and the machine's fp32 GEMM ceiling that those figures are measured against.
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/model_flags.h"
+#include "core/cpu.h"
+#include "core/memory.h"
+#include "core/parallel.h"
+#include "model/gpt.h"
+#include "ops/ops.h"
+#include "train/adamw.h"
+
+namespace gpt::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct BenchModelArgs {
+  ModelFlags model;
+  int batch = 4, seq = 64, steps = 10, warmup = 2, threads = 0;
+};
+
+void run_bench_model(const BenchModelArgs& a, bool train) {
+  if (a.threads > 0) set_num_threads(a.threads);
+  ModelConfig cfg = a.model.resolve("gpt2");
+  if (a.seq > cfg.n_ctx) fail("--seq-len {} is longer than the model's context {}", a.seq, cfg.n_ctx);
+  GPT model(cfg);
+  model.init_gpt2(1);
+  std::unique_ptr<AdamW> opt;
+  if (train) opt = std::make_unique<AdamW>(model, AdamWConfig{});
+  const size_t N = static_cast<size_t>(a.batch) * a.seq;
+  std::mt19937 rng(7);
+  std::vector<TokenId> x(N);
+  std::vector<int32_t> y(N);
+  for (size_t i = 0; i < N; i++) {
+    x[i] = rng() % cfg.vocab_size;
+    y[i] = static_cast<int32_t>(rng() % cfg.vocab_size);
+  }
+  double phase[4] = {0, 0, 0, 0};  // zero_grad, forward, backward, optimizer (timed steps only)
+  bool timing = false;
+  auto timed = [&](int i, auto&& fn) {
+    auto t0 = Clock::now();
+    fn();
+    if (timing) phase[i] += seconds_since(t0);
+  };
+  auto step = [&](int k) {
+    if (train) {
+      timed(0, [&] { model.zero_grad(); });
+      timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, true, k); });
+      timed(2, [&] { model.backward(); });
+      timed(3, [&] { opt->step(model, 1e-4f); });
+    } else {
+      timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, false); });
+    }
+  };
+  for (int k = 0; k < a.warmup; k++) step(k);
+  std::vector<double> times;
+  timing = true;
+  for (int k = 0; k < std::max(1, a.steps); k++) {
+    auto t0 = Clock::now();
+    step(a.warmup + k);
+    times.push_back(seconds_since(t0));
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2], best = times.front();
+  const double flops = (train ? cfg.train_flops_per_token(a.seq) : cfg.forward_flops_per_token(a.seq)) * N;
+  const double peak_mb = static_cast<double>(peak_rss_bytes()) / 1e6;
+  std::string s;
+  s += fmt::format("model:     {} ({} parameters), B={} T={}, {}\n", cfg.preset, with_commas(cfg.num_parameters()),
+                   a.batch, a.seq, train ? "forward + backward + AdamW, fp32" : "forward with loss, fp32");
+  s += fmt::format("cpu:       {}; {} threads; kernels {}\n", cpu().summary(), num_threads(), ops::kernel_level());
+  s += fmt::format("step:      {:.1f} ms median, {:.1f} ms best ({} steps after {} warm-up)\n", median * 1e3,
+                   best * 1e3, times.size(), a.warmup);
+  const double nsteps = static_cast<double>(times.size());
+  if (train)
+    s += fmt::format("phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
+                     phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3,
+                     phase[3] / nsteps * 1e3);
+  s += fmt::format("tokens/s:  {:.0f}\n", static_cast<double>(N) / median);
+  s += fmt::format("GFLOP/s:   {:.1f} ({:.2f} GFLOP per step)\n", flops / median / 1e9, flops / 1e9);
+  s += fmt::format("memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
+                   "activations {:.0f} MB)\n",
+                   peak_mb, model.parameter_bytes() / 1e6, model.gradient_bytes() / 1e6,
+                   opt ? opt->state_bytes() / 1e6 : 0.0, model.activation_bytes() / 1e6);
+  nlohmann::json j = {{"bench", train ? "train-step" : "forward"},
+                      {"preset", cfg.preset},
+                      {"batch", a.batch},
+                      {"seq_len", a.seq},
+                      {"threads", num_threads()},
+                      {"ms_per_step", median * 1e3},
+                      {"ms_best", best * 1e3},
+                      {"tokens_per_s", static_cast<double>(N) / median},
+                      {"gflops_per_s", flops / median / 1e9},
+                      {"gflop_per_step", flops / 1e9},
+                      {"peak_rss_mb", peak_mb},
+                      {"cpu", cpu().brand}};
+  s += j.dump() + "\n";
+  write_stdout(s);
+}
+
+// fp32 GEMM throughput through the same sgemm the model uses: a big square product (the
+// machine's ceiling) and the shapes of one GPT-2 training step at the given B*T.
+struct BenchGemmArgs {
+  int size = 2048, repeat = 5, threads = 0, rows = 256;
+};
+
+double time_gemm(int M, int N, int K, bool ta, bool tb, int repeat) {
+  std::vector<float> A(static_cast<size_t>(M) * K, 0.5f), B(static_cast<size_t>(K) * N, 0.25f),
+      C(static_cast<size_t>(M) * N);
+  // ops::linear_* cover (NN, NT, TN); pick through them so the benchmark runs the model's calls.
+  auto run = [&] {
+    if (!ta && !tb)
+      ops::linear_forward(C.data(), A.data(), B.data(), nullptr, M, K, N);
+    else if (!ta && tb)  // C[M,N] = A[M,K] @ B[N,K]^T: the LM head's product
+      ops::lm_head_forward(C.data(), A.data(), B.data(), M, K, N);
+    else  // C[M,N] += A[K,M]^T @ B[K,N]: a weight gradient
+      ops::linear_backward(nullptr, C.data(), nullptr, B.data(), A.data(), nullptr, K, M, N);
+  };
+  run();
+  double best = 1e30;
+  for (int r = 0; r < repeat; r++) {
+    auto t0 = Clock::now();
+    run();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+void run_bench_gemm(const BenchGemmArgs& a) {
+  if (a.threads > 0) set_num_threads(a.threads);
+  const int n = a.size;
+  const double t = time_gemm(n, n, n, false, false, a.repeat);
+  const double ceiling = 2.0 * n * n * n / t / 1e9;
+  std::string s;
+  s += fmt::format("cpu:      {}; {} threads\n", cpu().summary(), num_threads());
+  s += fmt::format("sgemm {}x{}x{}: {:.1f} GFLOP/s (best of {})\n", n, n, n, ceiling, a.repeat);
+  // one GPT-2 124M training step at B*T = rows: every matmul at its own shape
+  const int R = a.rows, C = 768, V = 50257, L = 12;
+  struct Shape { const char* what; int M, N, K; bool ta, tb; int count; };
+  const Shape shapes[] = {
+      {"qkv fwd", R, 3 * C, C, false, false, L},      {"attn proj fwd", R, C, C, false, false, L},
+      {"fc fwd", R, 4 * C, C, false, false, L},       {"fc proj fwd", R, C, 4 * C, false, false, L},
+      {"lm head fwd", R, V, C, false, true, 1},       {"qkv dW", C, 3 * C, R, true, false, L},
+      {"attn proj dW", C, C, R, true, false, L},      {"fc dW", C, 4 * C, R, true, false, L},
+      {"fc proj dW", 4 * C, C, R, true, false, L},    {"lm head dW", V, C, R, true, false, 1},
+      {"qkv dX", R, C, 3 * C, false, true, L},        {"attn proj dX", R, C, C, false, true, L},
+      {"fc dX", R, C, 4 * C, false, true, L},         {"fc proj dX", R, 4 * C, C, false, true, L},
+      {"lm head dX", R, C, V, false, false, 1},
+  };
+  double total_t = 0, total_f = 0;
+  for (const auto& sh : shapes) {
+    const double ts = time_gemm(sh.M, sh.N, sh.K, sh.ta, sh.tb, a.repeat);
+    const double f = 2.0 * sh.M * sh.N * sh.K;
+    total_t += ts * sh.count;
+    total_f += f * sh.count;
+    s += fmt::format("  {:<14} {:>6} x {:>6} x {:>6}: {:7.1f} GFLOP/s  x{}\n", sh.what, sh.M, sh.N, sh.K, f / ts / 1e9,
+                     sh.count);
+  }
+  s += fmt::format("GPT-2 step matmuls at B*T={}: {:.1f} ms for {:.1f} GFLOP ({:.1f} GFLOP/s)\n", R, total_t * 1e3,
+                   total_f / 1e9, total_f / total_t / 1e9);
+  nlohmann::json j = {{"bench", "gemm"},        {"size", n},
+                      {"gflops_per_s", ceiling}, {"step_matmul_ms", total_t * 1e3},
+                      {"step_matmul_gflops_per_s", total_f / total_t / 1e9}, {"threads", num_threads()},
+                      {"cpu", cpu().brand}};
+  s += j.dump() + "\n";
+  write_stdout(s);
+}
+
+}  // namespace
+
+void add_model_benches(CLI::App* bench) {
+  for (bool train : {false, true}) {
+    auto args = std::make_shared<BenchModelArgs>();
+    CLI::App* c = bench->add_subcommand(
+        train ? "train-step" : "forward",
+        train ? "Training step (forward + backward + AdamW) of a randomly initialised model: tokens/s, GFLOP/s, memory"
+              : "Forward pass with loss of a randomly initialised model: tokens/s, GFLOP/s, memory");
+    add_model_flags(c, args->model);
+    c->add_option("--batch-size,-b", args->batch, "Sequences per step (default 4)")
+        ->option_text("B")
+        ->check(CLI::Range(1, 1 << 16).description(""));
+    c->add_option("--seq-len,-t", args->seq, "Tokens per sequence (default 64)")
+        ->option_text("T")
+        ->check(CLI::Range(1, 1 << 20).description(""));
+    c->add_option("--steps", args->steps, "Timed steps; the median is reported (default 10)")
+        ->option_text("N")
+        ->check(CLI::Range(1, 100000).description(""));
+    c->add_option("--warmup", args->warmup, "Untimed steps first (default 2)")
+        ->option_text("N")
+        ->check(CLI::Range(0, 100000).description(""));
+    c->add_option("--threads", args->threads, "Threads (default: all cores)")
+        ->option_text("N")
+        ->check(CLI::Range(0, 4096).description(""));
+    c->callback([args, train] { run_bench_model(*args, train); });
+  }
+  auto g = std::make_shared<BenchGemmArgs>();
+  CLI::App* c = bench->add_subcommand("gemm", "The fp32 GEMM ceiling: sgemm at a large square size and at the shapes of "
+                                              "a GPT-2 training step");
+  c->add_option("--size", g->size, "Square size (default 2048)")->option_text("N")->check(CLI::Range(16, 16384).description(""));
+  c->add_option("--rows", g->rows, "B*T of the GPT-2 step shapes (default 256)")
+      ->option_text("N")
+      ->check(CLI::Range(1, 1 << 16).description(""));
+  c->add_option("--repeat", g->repeat, "Repetitions; the best is reported (default 5)")
+      ->option_text("N")
+      ->check(CLI::Range(1, 1000).description(""));
+  c->add_option("--threads", g->threads, "Threads (default: all cores)")->option_text("N")->check(CLI::Range(0, 4096).description(""));
+  c->callback([g] { run_bench_gemm(*g); });
+}
+
+}  // namespace gpt::cli

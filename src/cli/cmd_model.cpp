@@ -1,0 +1,164 @@
+// gpt init: a new model directory with GPT-2's initialisation.
+// gpt logits: one forward (and backward) pass on given ids, tensors written to a safetensors
+// file: what the conformance tests compare against PyTorch and transformers, and a way to look
+// inside the model.
+#include <fmt/format.h>
+
+#include <charconv>
+#include <memory>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/model_flags.h"
+#include "core/io.h"
+#include "io/model_dir.h"
+#include "io/safetensors.h"
+#include "tokenizer/ids_text.h"
+
+namespace gpt::cli {
+namespace {
+
+struct InitArgs {
+  ModelFlags model;
+  std::string out, tokenizer;
+  uint64_t seed = 1337;
+};
+
+void run_init(const InitArgs& a) {
+  ModelConfig cfg = a.model.resolve("gpt2");
+  std::shared_ptr<const Tokenizer> tok;
+  if (!a.tokenizer.empty()) {
+    tok = tokenizer_from_spec(a.tokenizer);
+  } else if (cfg.vocab_size == 50257) {
+    tok = gpt2_tokenizer();
+  }
+  if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
+    fail("the tokenizer has {} tokens but --vocab-size is {}", tok->vocab_size(), cfg.vocab_size);
+  GPT model(cfg);
+  model.init_gpt2(a.seed);
+  save_model_dir(a.out, model, tok.get());
+  write_stdout(fmt::format("wrote {}: {} parameters, {}\n", a.out, with_commas(model.num_parameters()),
+                           tok ? fmt::format("{} vocabulary of {} tokens", tok->kind(), tok->vocab_size())
+                               : std::string("no vocabulary files")));
+}
+
+// Reads B lines of T integers each (all lines the same length).
+template <typename Int>
+std::vector<Int> read_matrix(const std::string& path, int* B, int* T, bool allow_negative) {
+  const std::string text = read_file(path);
+  std::vector<Int> out;
+  int rows = 0, cols = -1;
+  size_t line_start = 0;
+  while (line_start < text.size()) {
+    size_t line_end = text.find('\n', line_start);
+    if (line_end == std::string::npos) line_end = text.size();
+    std::string_view line(text.data() + line_start, line_end - line_start);
+    line_start = line_end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    int n = 0;
+    size_t p = 0;
+    while (p < line.size()) {
+      while (p < line.size() && (line[p] == ' ' || line[p] == '\t' || line[p] == '\r')) p++;
+      if (p == line.size()) break;
+      size_t q = p;
+      while (q < line.size() && line[q] != ' ' && line[q] != '\t' && line[q] != '\r') q++;
+      long long v = 0;
+      auto r = std::from_chars(line.data() + p, line.data() + q, v);
+      if (r.ec != std::errc() || r.ptr != line.data() + q || v > 0xFFFFFFFFLL || (v < 0 && !(allow_negative && v == -1)))
+        fail("{}: line {}: '{}' is not a token id", path, rows + 1, std::string(line.substr(p, q - p)).substr(0, 40));
+      out.push_back(static_cast<Int>(v));
+      n++;
+      p = q;
+    }
+    if (cols >= 0 && n != cols) fail("{}: line {} has {} ids, line 1 has {}: every row needs the same length", path, rows + 1, n, cols);
+    cols = n;
+    rows++;
+  }
+  if (rows == 0) fail("{}: no token ids", path);
+  *B = rows;
+  *T = cols;
+  return out;
+}
+
+struct LogitsArgs {
+  std::string model, ids, targets, out;
+  bool grads = false;
+};
+
+void run_logits(const LogitsArgs& a) {
+  LoadedModel lm = load_model_dir(a.model);
+  GPT& model = lm.model;
+  int B = 0, T = 0;
+  std::vector<TokenId> x = read_matrix<TokenId>(a.ids, &B, &T, false);
+  std::vector<int32_t> y;
+  if (!a.targets.empty()) {
+    int tb = 0, tt = 0;
+    y = read_matrix<int32_t>(a.targets, &tb, &tt, true);
+    if (tb != B || tt != T) fail("--targets has shape [{}, {}] but --ids has [{}, {}]", tb, tt, B, T);
+  }
+  if (a.grads && y.empty()) fail("--grads needs --targets");
+  const bool train = a.grads;
+  // Dropout stays off: the tensors are a deterministic function of the weights and the ids.
+  ModelConfig cfg = model.config();
+  if (train && cfg.dropout > 0) {
+    GPT nodrop = [&] {
+      ModelConfig c = cfg;
+      c.dropout = 0;
+      GPT m(c);
+      std::copy(model.params(), model.params() + model.num_parameters(), m.params());
+      return m;
+    }();
+    model = std::move(nodrop);
+  }
+  const float loss = model.forward(x.data(), y.empty() ? nullptr : y.data(), B, T, train);
+  const size_t V = static_cast<size_t>(cfg.vocab_size);
+  std::vector<float> logits(model.logits(), model.logits() + static_cast<size_t>(B) * T * V);
+  std::vector<float> losses;
+  if (!y.empty()) losses.assign(model.position_losses(), model.position_losses() + static_cast<size_t>(B) * T);
+  std::vector<TensorView> tensors;
+  tensors.push_back({"logits", DType::F32, {B, T, static_cast<int64_t>(V)}, logits.data()});
+  if (!y.empty()) {
+    tensors.push_back({"loss", DType::F32, {1}, &loss});
+    tensors.push_back({"position_losses", DType::F32, {B, T}, losses.data()});
+  }
+  if (train) {
+    model.zero_grad();
+    model.backward();
+    for (const auto& p : model.layout())
+      tensors.push_back({"grad." + p.name, DType::F32, p.shape, model.grads() + p.offset});
+  }
+  write_safetensors(a.out, tensors, {{"format", "pt"}});
+  std::string s = fmt::format("wrote {}: logits [{}, {}, {}]", a.out, B, T, V);
+  if (!y.empty()) s += fmt::format(", loss {:.6f}", loss);
+  if (train) s += fmt::format(", {} gradients", model.layout().size());
+  write_stdout(s + "\n");
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto init = std::make_shared<InitArgs>();
+  CLI::App* c = app.add_subcommand("init", "Create a model directory (Hugging Face layout) with GPT-2's initialisation");
+  add_model_flags(c, init->model);
+  c->add_option("--out,-o", init->out, "Directory to write")->option_text("DIR")->required();
+  c->add_option("--seed", init->seed, "Random seed (default 1337)")->option_text("N");
+  c->add_option("--tokenizer", init->tokenizer,
+                "Vocabulary to store with the model: gpt2, char:DIR or bpe:DIR (default: gpt2 when the vocabulary "
+                "size is 50257, else none)")
+      ->option_text("SPEC");
+  c->callback([init] { run_init(*init); });
+
+  auto lg = std::make_shared<LogitsArgs>();
+  CLI::App* l = app.add_subcommand(
+      "logits", "Run the model on token ids and write logits (and loss, gradients) to a safetensors file");
+  l->add_option("--model,-m", lg->model, "Model directory")->option_text("DIR")->required();
+  l->add_option("--ids", lg->ids, "Token ids: one sequence per line, all the same length")
+      ->option_text("FILE")
+      ->required();
+  l->add_option("--targets", lg->targets, "Target ids, same shape; -1 = not scored")->option_text("FILE");
+  l->add_flag("--grads", lg->grads, "Also write every parameter's gradient of the mean loss (grad.NAME)");
+  l->add_option("--out,-o", lg->out, "safetensors file to write")->option_text("FILE")->required();
+  l->callback([lg] { run_logits(*lg); });
+}
+
+}  // namespace gpt::cli
