@@ -18,12 +18,15 @@ log() { printf '== %s\n' "$*"; }
 # ---- 1. Debian packages (skipping what is present) -------------------------------------------
 APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git
-  libcli11-dev nlohmann-json3-dev libfmt-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-openmp-dev
   libgtest-dev libgmock-dev
 )
 # Tests and benchmarks only: Python for the tiktoken peer, clang's libFuzzer.
 if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
   APT_PACKAGES+=(python3 python3-venv python3-pip clang-14 libclang-rt-14-dev clang-format util-linux)
+  # The PyTorch reference (tests) and peer (benchmarks): Debian's torch, run in the tuned
+  # environment of OpenMP OpenBLAS + tcmalloc for benchmarks.
+  APT_PACKAGES+=(python3-torch python3-numpy libopenblas0-openmp libtcmalloc-minimal4)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -553,6 +553,100 @@ printf '"Hello world"\n42\n' >"$TMP/batch_num.jsonl"
 expect_error "error: --batch-jsonl line that is not a JSON string" "line 2" "$TMP/batch_num.jsonl" tokenize --batch-jsonl
 
 # ---------------------------------------------------------------------------------------------
+# models: info, init, logits, eval, and their bad inputs
+
+x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --preset gpt2
+why=$(why_run "$TMP/info.err")
+[[ -z $why ]] && ! grep -q "parameters *124,439,808" "$TMP/info.out" && why="no 124,439,808: $(excerpt "$TMP/info.out")"
+report "info --preset gpt2 prints 124,439,808 parameters" "$why"
+x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --preset gpt1
+why=$(why_run "$TMP/info.err")
+[[ -z $why ]] && ! grep -q "post (no final LayerNorm)" "$TMP/info.out" && why="not post-LN: $(excerpt "$TMP/info.out")"
+[[ -z $why ]] && ! grep -q "context *512" "$TMP/info.out" && why="context is not 512"
+report "info --preset gpt1 is post-LN with context 512" "$why"
+x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --preset gpt3-small --band 128
+why=$(why_run "$TMP/info.err")
+[[ -z $why ]] && ! grep -q "banded (W = 128)" "$TMP/info.out" && why="band not shown: $(excerpt "$TMP/info.out")"
+report "info --preset gpt3-small --band 128" "$why"
+expect_error "error: unknown preset" "gpt5" "$EMPTY" info --preset gpt5
+expect_error "error: n_embd not a multiple of n_head" "multiple" "$EMPTY" info --n-head 5
+expect_error "error: --ln sideways" "--ln" "$EMPTY" info --ln sideways
+expect_error "error: --band on a dense model" "--band" "$EMPTY" info --preset gpt2 --band 4
+
+M=$TMP/tiny
+x "$EMPTY" "$TMP/init.out" "$TMP/init.err" init --n-layer 2 --n-head 2 --n-embd 16 --context 32 --seed 3 --out "$M"
+why=$(why_run "$TMP/init.err")
+for f in config.json model.safetensors vocab.json merges.txt; do
+  [[ -z $why && ! -s $M/$f ]] && why="no $f written"
+done
+report "init writes a model directory with the GPT-2 vocabulary" "$why"
+x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --model "$M"
+why=$(why_run "$TMP/info.err")
+[[ -z $why ]] && ! grep -q "n_embd *16" "$TMP/info.out" && why="wrong config: $(excerpt "$TMP/info.out")"
+report "info --model reads it back" "$why"
+
+head -c 3000 "$TS" >"$TMP/ts3k.txt"
+x "$EMPTY" "$TMP/eval.out" "$TMP/eval.err" eval --model "$M" --text "$TMP/ts3k.txt" --seq-len 32 --stride 16 -b 3
+why=$(why_run "$TMP/eval.err")
+last=$(tail -n 1 "$TMP/eval.out")
+if [[ -z $why ]]; then
+  if ! grep -qE '^\{.*"tokens": ?[0-9]+.*\}$' <<<"$last" || ! grep -q '"perplexity"' <<<"$last"; then
+    why="last line is not the JSON result: $last"
+  fi
+fi
+report "eval --text: JSON result on the last line" "$why"
+# the same tokens as ids give the same result; tokens = ids - 1
+"$G" tokenize --input "$TMP/ts3k.txt" >"$TMP/ts3k.ids" 2>/dev/null
+n=$(wc -l <"$TMP/ts3k.ids")
+x "$EMPTY" "$TMP/eval2.out" "$TMP/eval2.err" eval --model "$M" --ids "$TMP/ts3k.ids" --seq-len 32 --stride 16
+why=$(why_run "$TMP/eval2.err")
+[[ -z $why && $(tail -n 1 "$TMP/eval2.out") != "$last" ]] && why="ids and text differ: $(tail -n 1 "$TMP/eval2.out") vs $last"
+[[ -z $why ]] && ! grep -q "\"tokens\":$((n - 1))[,}]" <<<"$last" && why="expected $((n - 1)) scored tokens: $last"
+report "eval --ids equals eval --text, scoring every token but the first" "$why"
+
+expect_error "error: eval of an empty file" "empty" "$EMPTY" eval --model "$M" --ids "$EMPTY"
+text one.ids "7\n"
+expect_error "error: eval of one token" "2" "$EMPTY" eval --model "$M" --ids "$TMP/one.ids"
+text big.ids "1 2 50257 3\n"
+expect_error "error: eval of an id >= vocab" "50257" "$EMPTY" eval --model "$M" --ids "$TMP/big.ids"
+expect_error "error: eval --seq-len beyond the context" "context" "$EMPTY" eval --model "$M" --ids "$TMP/ts3k.ids" --seq-len 64
+expect_error "error: eval without input" "--text" "$EMPTY" eval --model "$M"
+expect_error "error: eval of a missing model" "nonexistent" "$EMPTY" eval --model "$TMP/nonexistent" --ids "$TMP/ts3k.ids"
+
+text lg.ids "1 2 3\n4 5 6\n"
+text lg.tg "2 3 -1\n5 6 7\n"
+x "$EMPTY" "$TMP/lg.out" "$TMP/lg.err" logits --model "$M" --ids "$TMP/lg.ids" --targets "$TMP/lg.tg" --grads --out "$TMP/lg.st"
+why=$(why_run "$TMP/lg.err")
+[[ -z $why && ! -s $TMP/lg.st ]] && why="no output file"
+report "logits --grads writes a safetensors file" "$why"
+text ragged.ids "1 2 3\n4 5\n"
+expect_error "error: logits with ragged rows" "same length" "$EMPTY" logits --model "$M" --ids "$TMP/ragged.ids" --out "$TMP/x.st"
+expect_error "error: logits --grads without targets" "--targets" "$EMPTY" logits --model "$M" --ids "$TMP/lg.ids" --grads --out "$TMP/x.st"
+
+# damaged checkpoints: one clear line, never a crash
+cp -r "$M" "$TMP/cut"
+head -c 5000 "$M/model.safetensors" >"$TMP/cut/model.safetensors"
+expect_error "error: truncated model.safetensors" "model.safetensors" "$EMPTY" eval --model "$TMP/cut" --ids "$TMP/ts3k.ids"
+cp -r "$M" "$TMP/junk"
+printf 'not a safetensors file at all' >"$TMP/junk/model.safetensors"
+expect_error "error: junk model.safetensors" "model.safetensors" "$EMPTY" info --model "$TMP/junk"
+cp -r "$M" "$TMP/wrongcfg"
+sed -i 's/"n_embd": 16/"n_embd": 32/' "$TMP/wrongcfg/config.json"
+expect_error "error: config.json does not match the weights" "does not match" "$EMPTY" info --model "$TMP/wrongcfg"
+cp -r "$M" "$TMP/badjson"
+printf '{"n_layer": ' >"$TMP/badjson/config.json"
+expect_error "error: broken config.json" "config.json" "$EMPTY" info --model "$TMP/badjson"
+
+x "$EMPTY" "$TMP/bf.out" "$TMP/bf.err" bench forward --n-layer 2 --n-head 2 --n-embd 32 --vocab-size 100 -b 2 -t 16 --steps 2 --warmup 0
+why=$(why_run "$TMP/bf.err")
+[[ -z $why ]] && ! grep -qE '"gflops_per_s": ?[0-9]' <<<"$(tail -n 1 "$TMP/bf.out")" && why="no JSON figures"
+report "bench forward on a tiny model" "$why"
+x "$EMPTY" "$TMP/bt.out" "$TMP/bt.err" bench train-step --n-layer 2 --n-head 2 --n-embd 32 --vocab-size 100 -b 2 -t 16 --steps 2 --warmup 0
+why=$(why_run "$TMP/bt.err")
+[[ -z $why ]] && ! grep -qE '"tokens_per_s": ?[0-9]' <<<"$(tail -n 1 "$TMP/bt.out")" && why="no JSON figures"
+report "bench train-step on a tiny model" "$why"
+
+# ---------------------------------------------------------------------------------------------
 # help, info, bench
 
 # expect_help NAME WORDS... -- ARGS...: gpt ARGS exits 0 and stdout mentions every word.
@@ -573,7 +667,7 @@ expect_help() {
   fi
   report "$name" "$why"
 }
-expect_help "gpt --help" tokenize detokenize bpe-train char-vocab bench info -- --help
+expect_help "gpt --help" tokenize detokenize bpe-train char-vocab bench info init logits eval convert -- --help
 expect_help "gpt tokenize --help" --allow-special --vocab --tokenizer --input --output --stats --batch-jsonl --threads -- tokenize --help
 expect_help "gpt detokenize --help" --vocab --tokenizer --input -- detokenize --help
 expect_help "gpt bpe-train --help" --input --vocab-size --out --special -- bpe-train --help

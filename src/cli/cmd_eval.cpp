@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <unistd.h>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -40,10 +41,10 @@ void run_eval(const EvalArgs& a) {
   if (ids.empty()) fail("the input is empty: nothing to evaluate");
   auto t0 = std::chrono::steady_clock::now();
   auto progress = [&](size_t done, size_t total) {
-    if (!a.quiet) std::fprintf(stderr, "\reval: window %zu/%zu", done, total);
+    if (!a.quiet && isatty(2)) std::fprintf(stderr, "\reval: window %zu/%zu", done, total);
   };
   EvalResult r = evaluate(lm.model, ids, a.opt, progress);
-  if (!a.quiet) std::fprintf(stderr, "\n");
+  if (!a.quiet && isatty(2)) std::fprintf(stderr, "\n");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string s;
   s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(lm.model.num_parameters()));

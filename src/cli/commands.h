@@ -8,5 +8,9 @@ void add_tokenize_commands(CLI::App& app);   // tokenize, detokenize
 void add_bpe_train_commands(CLI::App& app);  // bpe-train, char-vocab
 void add_bench_command(CLI::App& app);       // bench tokenizer
 void add_info_command(CLI::App& app);        // info
+void add_model_commands(CLI::App& app);      // init, logits
+void add_eval_command(CLI::App& app);        // eval
+void add_convert_command(CLI::App& app);     // convert
+void add_model_benches(CLI::App* bench);     // bench forward, train-step, gemm
 
 }  // namespace gpt::cli

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   gpt::cli::add_bpe_train_commands(app);
   gpt::cli::add_bench_command(app);
   gpt::cli::add_info_command(app);
+  gpt::cli::add_model_commands(app);
+  gpt::cli::add_eval_command(app);
+  gpt::cli::add_convert_command(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

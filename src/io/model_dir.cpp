@@ -1,0 +1,156 @@
+#include "io/model_dir.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "tokenizer/char_tokenizer.h"
+
+namespace gpt {
+
+namespace {
+
+// GPT2LMHeadModel's state dict names the body "transformer.*"; GPT2Model's (and the published
+// openai-community/gpt2 files) have no prefix. Both load.
+constexpr std::string_view kPrefix = "transformer.";
+
+std::string_view strip_prefix(std::string_view name) {
+  return name.starts_with(kPrefix) ? name.substr(kPrefix.size()) : name;
+}
+
+// h.<layer>.attn.bias / h.<layer>.attn.masked_bias: the causal mask and its fill value, saved as
+// buffers by older transformers versions. gpt.cpp computes the mask; nothing to load.
+bool is_mask_buffer(std::string_view name) {
+  if (!name.starts_with("h.")) return false;
+  size_t i = 2;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9') i++;
+  if (i == 2) return false;
+  std::string_view rest = name.substr(i);
+  return rest == ".attn.bias" || rest == ".attn.masked_bias";
+}
+
+std::string base_name(const std::string& path) { return std::filesystem::path(path).filename().string(); }
+
+// model.safetensors, or every shard listed by model.safetensors.index.json.
+std::vector<SafetensorsFile> open_weights(const std::string& dir) {
+  const std::string single = dir + "/model.safetensors";
+  if (file_exists(single)) {
+    std::vector<SafetensorsFile> files;
+    files.push_back(SafetensorsFile::open(single));
+    return files;
+  }
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (file_exists(index)) {
+    auto j = nlohmann::json::parse(read_file(index), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      fail("{}: expected a JSON object with a \"weight_map\" object", index);
+    std::set<std::string> shards;
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) fail("{}: weight_map[\"{}\"] is not a file name", index, name);
+      const std::string& f = file.get_ref<const std::string&>();
+      if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+        fail("{}: weight_map[\"{}\"] = \"{}\" is not a file in the directory", index, name, f);
+      shards.insert(f);
+    }
+    std::vector<SafetensorsFile> files;
+    for (const auto& f : shards) files.push_back(SafetensorsFile::open(dir + "/" + f));
+    return files;
+  }
+  if (file_exists(dir + "/pytorch_model.bin"))
+    fail(
+        "{}: has pytorch_model.bin but no model.safetensors: gpt.cpp reads safetensors only "
+        "(re-save with save_pretrained(dir, safe_serialization=True))",
+        dir);
+  fail("{}: no model.safetensors", dir);
+}
+
+struct Found {
+  const SafetensorsFile* file;
+  const TensorEntry* tensor;
+};
+
+}  // namespace
+
+LoadedModel load_model_dir(const std::string& dir) {
+  if (!std::filesystem::is_directory(dir)) fail("{}: no such model directory", dir);
+  const std::string config_path = dir + "/config.json";
+  if (!file_exists(config_path)) fail("{}: no config.json (not a Hugging Face model directory)", dir);
+  HfConfig hc = parse_hf_config(read_file(config_path), config_path);
+  const ModelConfig& cfg = hc.model;
+
+  std::vector<SafetensorsFile> files = open_weights(dir);
+  const std::string mismatch = config_path + " does not match the weights";
+  GPT model(cfg);
+  std::map<std::string, Found, std::less<>> found;  // parameter name -> where it is
+  for (const auto& f : files) {
+    for (const auto& t : f.tensors()) {
+      std::string_view name = strip_prefix(t.name);
+      if (is_mask_buffer(name)) continue;
+      if (name == "lm_head.weight" && cfg.tied_head) continue;  // tied: the head is wte
+      if (!model.find(name))
+        fail("{}: unexpected tensor \"{}\" in {} (n_layer {}, bias {}, head {})", mismatch, t.name,
+             base_name(f.name()), cfg.n_layer, cfg.bias ? "yes" : "no", cfg.tied_head ? "tied" : "untied");
+      auto [it, inserted] = found.emplace(std::string(name), Found{&f, &t});
+      if (!inserted)
+        fail("{}: tensor \"{}\" is stored twice (\"{}\" and \"{}\")", dir, name, it->second.tensor->name,
+             t.name);
+    }
+  }
+  for (const auto& p : model.layout()) {
+    auto it = found.find(p.name);
+    if (it == found.end())
+      fail("{}: tensor \"{}\" is missing from {}", mismatch, p.name,
+           files.size() == 1 ? base_name(files[0].name()) : "the safetensors shards");
+    const auto& [file, t] = it->second;
+    if (t->shape != p.shape)
+      fail("{}: tensor \"{}\" is {} in {}, the config needs {}", mismatch, t->name, shape_string(t->shape),
+           base_name(file->name()), shape_string(p.shape));
+    file->read_f32(*t, std::span<float>(model.params() + p.offset, p.numel));
+  }
+
+  std::shared_ptr<const Tokenizer> tok;
+  if (hc.chars) {
+    try {
+      tok = std::make_shared<CharTokenizer>(*hc.chars);
+    } catch (const Error& e) {
+      fail("{}: gptcpp_chars: {}", config_path, e.what());
+    }
+  } else {
+    for (const char* f : {"vocab.json", "encoder.json", "tokenizer.json", "chars.json"})
+      if (file_exists(dir + "/" + f)) {
+        tok = load_tokenizer(dir);
+        break;
+      }
+  }
+  if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
+    fail("{}: the tokenizer has {} tokens, more than the model's vocab_size {}", dir, tok->vocab_size(),
+         cfg.vocab_size);
+  return {std::move(model), std::move(tok)};
+}
+
+void save_model_dir(const std::string& dir, const GPT& model, const Tokenizer* tok) {
+  const ModelConfig& cfg = model.config();
+  if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
+    fail("cannot save to {}: the tokenizer has {} tokens, more than the model's vocab_size {}", dir,
+         tok->vocab_size(), cfg.vocab_size);
+  make_dirs(dir);
+  // The names GPT2LMHeadModel.save_pretrained writes: "transformer." + body, lm_head.weight only
+  // when untied. (Without the prefix, transformers refuses an untied lm_head.weight.)
+  std::vector<TensorView> tensors;
+  for (const auto& p : model.layout()) {
+    std::string name = p.name == "lm_head.weight" ? p.name : std::string(kPrefix) + p.name;
+    tensors.push_back({std::move(name), DType::F32, p.shape, model.params() + p.offset});
+  }
+  write_safetensors(dir + "/model.safetensors", std::move(tensors), {{"format", "pt"}});
+  if (tok && tok->kind() != "char") tok->save(dir);
+  write_file_atomic(dir + "/config.json", config_to_hf_json(cfg, tok));
+}
+
+}  // namespace gpt

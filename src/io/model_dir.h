@@ -1,0 +1,33 @@
+// Hugging Face model directories: config.json + model.safetensors (+ vocabulary files), the
+// layout transformers' GPT2LMHeadModel.save_pretrained writes and from_pretrained reads.
+// See docs/checkpoints.md.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "model/gpt.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gpt {
+
+struct LoadedModel {
+  GPT model;
+  std::shared_ptr<const Tokenizer> tokenizer;  // null if the directory has no vocabulary
+};
+
+// Reads DIR/config.json and DIR/model.safetensors (or the shards of
+// DIR/model.safetensors.index.json). Tensor names may carry transformers' "transformer." prefix;
+// F16 and BF16 weights are converted to float32; causal-mask buffers (h.N.attn.bias,
+// h.N.attn.masked_bias) are skipped, and so is lm_head.weight when the head is tied. Every
+// parameter must be present with exactly the configured shape, and nothing else may be: any
+// mismatch is one gpt::Error naming the tensor. The tokenizer comes from "gptcpp_chars" in
+// config.json, else from the vocabulary files (vocab.json + merges.txt, encoder.json + vocab.bpe,
+// tokenizer.json, chars.json) if there are any.
+LoadedModel load_model_dir(const std::string& dir);
+
+// Writes DIR/model.safetensors (float32, the names save_pretrained writes), DIR/config.json and,
+// for a BPE tokenizer, its vocab.json + merges.txt (a character tokenizer's alphabet goes into
+// config.json). Each file is written atomically; config.json last. `tok` may be null.
+void save_model_dir(const std::string& dir, const GPT& model, const Tokenizer* tok);
+
+}  // namespace gpt

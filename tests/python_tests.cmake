@@ -1,0 +1,39 @@
+# Model conformance tests in Python (included from tests/CMakeLists.txt; docs/conformance.md).
+#   torch_conformance  gpt.cpp against the float64 PyTorch reference tools/torch_gpt.py, run with
+#                      Debian's python3 and its python3-torch (no venv needed).
+#   hf_roundtrip       gpt.cpp against Hugging Face transformers, both directions through model
+#                      directories, run with the venv's python (transformers pinned in
+#                      requirements-dev.txt; torch comes from Debian through --system-site-packages).
+# Each is registered only when its interpreter can run it, with a warning otherwise.
+
+set(GPT_SYSTEM_PYTHON /usr/bin/python3)
+
+execute_process(
+  COMMAND ${GPT_SYSTEM_PYTHON} -c "import torch, numpy"
+  RESULT_VARIABLE gpt_system_torch_rc
+  OUTPUT_QUIET ERROR_QUIET)
+if(gpt_system_torch_rc EQUAL 0)
+  add_test(NAME torch_conformance
+           COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_conformance.py --gpt $<TARGET_FILE:gpt>)
+  set_tests_properties(torch_conformance PROPERTIES LABELS torch TIMEOUT 900)
+else()
+  message(WARNING "${GPT_SYSTEM_PYTHON} cannot import torch and numpy (Debian packages python3-torch, "
+                  "python3-numpy): the torch_conformance test is not registered")
+endif()
+
+if(EXISTS ${GPT_VENV_PYTHON})
+  execute_process(
+    COMMAND ${GPT_VENV_PYTHON} -c "import torch, transformers, safetensors"
+    RESULT_VARIABLE gpt_venv_hf_rc
+    OUTPUT_QUIET ERROR_QUIET)
+  if(gpt_venv_hf_rc EQUAL 0)
+    add_test(NAME hf_roundtrip
+             COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_roundtrip.py --gpt $<TARGET_FILE:gpt>)
+    set_tests_properties(hf_roundtrip PROPERTIES LABELS hf TIMEOUT 900)
+  else()
+    message(WARNING "${GPT_VENV_PYTHON} cannot import torch, transformers and safetensors "
+                    "(run ./setup.sh test to install requirements-dev.txt): the hf_roundtrip test is not registered")
+  endif()
+else()
+  message(WARNING "no .venv: the hf_roundtrip test is not registered (run ./setup.sh test)")
+endif()
