@@ -72,6 +72,12 @@ case "$MODE" in
   demo)
     log "tokenizing the bundled Tiny Shakespeare with the GPT-2 tokenizer"
     build/gpt tokenize --input data/tinyshakespeare.txt --stats
+    log "a GPT-2-shaped model (4 layers, 128 wide, GPT-2 initialisation) as a Hugging Face directory"
+    build/gpt init --n-layer 4 --n-head 4 --n-embd 128 --context 256 --seed 1 --out build/demo-model
+    build/gpt info --model build/demo-model
+    log "its perplexity on the last 100 kB of Tiny Shakespeare (untrained: about the vocabulary size)"
+    tail -c 100000 data/tinyshakespeare.txt > build/demo-val.txt
+    build/gpt eval --model build/demo-model --text build/demo-val.txt --seq-len 256 --stride 128 -b 4
     ;;
   test)
     log "building build-asan/ (ASan + UBSan)"

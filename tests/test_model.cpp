@@ -36,7 +36,11 @@ TEST(Config, PresetParameterCounts) {
 }
 
 TEST(Config, GPT3PresetsFollowThePaper) {
-  struct Row { const char* name; int L, C, H; double params_m; };
+  struct Row {
+    const char* name;
+    int L, C, H;
+    double params_m;
+  };
   for (Row r : {Row{"gpt3-small", 12, 768, 12, 125}, Row{"gpt3-medium", 24, 1024, 16, 350},
                 Row{"gpt3-large", 24, 1536, 16, 760}, Row{"gpt3-xl", 24, 2048, 24, 1300}}) {
     ModelConfig c = preset_config(r.name);
@@ -66,8 +70,8 @@ TEST(Config, ValidationRejectsImpossibleShapes) {
   EXPECT_THROW(c.validate(), Error);
 }
 
-ModelConfig tiny(LnPlacement ln = LnPlacement::Pre, AttentionKind att = AttentionKind::Dense, bool bias = true,
-                 bool tied = true, float dropout = 0.0f) {
+ModelConfig tiny(LnPlacement ln = LnPlacement::Pre, AttentionKind att = AttentionKind::Dense,
+                 bool bias = true, bool tied = true, float dropout = 0.0f) {
   ModelConfig c;
   c.n_layer = 2;
   c.n_head = 2;
@@ -111,13 +115,15 @@ void check_model_gradients(const ModelConfig& cfg) {
   std::vector<float> grads(m.grads(), m.grads() + m.num_parameters());
   auto f = [&] { return static_cast<double>(m.forward(b.x.data(), b.y.data(), b.B, b.T, true, seed)); };
   for (const auto& p : m.layout())
-    test::expect_gradient(p.name.c_str(), m.params() + p.offset, p.numel, grads.data() + p.offset, f, 1e-2f, 3e-2,
-                          24);
+    test::expect_gradient(p.name.c_str(), m.params() + p.offset, p.numel, grads.data() + p.offset, f, 1e-2f,
+                          3e-2, 24);
 }
 
 TEST(ModelGradients, PreLN) { check_model_gradients(tiny()); }
 TEST(ModelGradients, PostLN) { check_model_gradients(tiny(LnPlacement::Post)); }
-TEST(ModelGradients, Banded) { check_model_gradients(tiny(LnPlacement::Pre, AttentionKind::AlternatingBanded)); }
+TEST(ModelGradients, Banded) {
+  check_model_gradients(tiny(LnPlacement::Pre, AttentionKind::AlternatingBanded));
+}
 TEST(ModelGradients, NoBiasUntied) {
   check_model_gradients(tiny(LnPlacement::Pre, AttentionKind::Dense, false, false));
 }
@@ -170,7 +176,8 @@ TEST(Model, GradientAccumulationAddsUp) {
     m.forward(b.x.data(), b.y.data(), b.B, b.T, true);
     m.backward(0.5f);
   }
-  for (size_t i = 0; i < once.size(); i++) ASSERT_NEAR(m.grads()[i], once[i], 1e-5 + 1e-5 * std::fabs(once[i]));
+  for (size_t i = 0; i < once.size(); i++)
+    ASSERT_NEAR(m.grads()[i], once[i], 1e-5 + 1e-5 * std::fabs(once[i]));
 }
 
 TEST(Model, InitIsGPT2) {
@@ -184,7 +191,8 @@ TEST(Model, InitIsGPT2) {
   auto stddev = [&](const char* name) {
     const ParamInfo* p = m.find(name);
     double s = 0, s2 = 0;
-    for (size_t i = 0; i < p->numel; i++) s += m.params()[p->offset + i], s2 += std::pow(m.params()[p->offset + i], 2);
+    for (size_t i = 0; i < p->numel; i++)
+      s += m.params()[p->offset + i], s2 += std::pow(m.params()[p->offset + i], 2);
     return std::sqrt(s2 / p->numel - std::pow(s / p->numel, 2));
   };
   EXPECT_NEAR(stddev("wte.weight"), 0.02, 0.001);

@@ -28,8 +28,8 @@ TEST(Ops, LayerNormGradients) {
   };
   f();
   std::vector<float> dx(N * C, 0.0f), dw(C, 0.0f), db(C, 0.0f);
-  ops::layernorm_backward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), mean.data(), rstd.data(), N,
-                          C);
+  ops::layernorm_backward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), mean.data(),
+                          rstd.data(), N, C);
   expect_gradient("dx", x.data(), x.size(), dx.data(), f, 1e-2f);
   expect_gradient("dw", w.data(), w.size(), dw.data(), f);
   expect_gradient("db", b.data(), b.size(), db.data(), f);
@@ -136,7 +136,8 @@ void check_attention(int B, int T, int C, int H, int band, float p) {
   };
   f();
   std::vector<float> dqkv(qkv.size(), 9.0f);
-  ops::attention_backward(dqkv.data(), scratch.data(), r.data(), qkv.data(), att.data(), B, T, C, H, band, drop);
+  ops::attention_backward(dqkv.data(), scratch.data(), r.data(), qkv.data(), att.data(), B, T, C, H, band,
+                          drop);
   expect_gradient("dqkv", qkv.data(), qkv.size(), dqkv.data(), f, 1e-2f, 2e-2, 400);
 }
 
@@ -175,7 +176,8 @@ TEST(Ops, AttentionMasks) {
 TEST(Ops, AttentionInferenceMatchesTraining) {
   const int B = 2, T = 6, C = 8, H = 2;
   auto qkv = randn(B * T * 3 * C, 31);
-  std::vector<float> a(B * T * C), b(B * T * C), att(B * H * T * T), scratch(ops::attention_scratch_floats(T));
+  std::vector<float> a(B * T * C), b(B * T * C), att(B * H * T * T),
+      scratch(ops::attention_scratch_floats(T));
   ops::attention_forward(a.data(), att.data(), scratch.data(), qkv.data(), B, T, C, H, 0, {});
   ops::attention_forward(b.data(), nullptr, scratch.data(), qkv.data(), B, T, C, H, 0, {});
   EXPECT_EQ(a, b);
@@ -202,7 +204,8 @@ TEST(Ops, ResidualDropoutGradients) {
   f();  // the finite differences left `out` at a perturbed input
   std::vector<float> c = b;
   ops::dropout_forward(c.data(), n, drop);
-  for (size_t i = 0; i < n; i++) EXPECT_NEAR(out[i], a[i] + c[i], 1e-6f * (1 + std::fabs(out[i])));  // FMA or not
+  for (size_t i = 0; i < n; i++)
+    EXPECT_NEAR(out[i], a[i] + c[i], 1e-6f * (1 + std::fabs(out[i])));  // FMA or not
 }
 
 TEST(Ops, CrossEntropyGradientsAndValue) {
@@ -210,7 +213,9 @@ TEST(Ops, CrossEntropyGradientsAndValue) {
   auto logits = randn(N * V, 1, 3.0f);
   std::vector<int32_t> targets = {3, -1, 0, 6};
   std::vector<float> losses(N), lse(N);
-  auto f = [&] { return ops::cross_entropy_forward(losses.data(), lse.data(), logits.data(), targets.data(), N, V); };
+  auto f = [&] {
+    return ops::cross_entropy_forward(losses.data(), lse.data(), logits.data(), targets.data(), N, V);
+  };
   const double total = f();
   double expect = 0;
   for (int n = 0; n < N; n++) {

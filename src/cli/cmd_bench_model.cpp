@@ -23,7 +23,9 @@ namespace gpt::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 struct BenchModelArgs {
   ModelFlags model;
@@ -76,22 +78,25 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   const double flops = (train ? cfg.train_flops_per_token(a.seq) : cfg.forward_flops_per_token(a.seq)) * N;
   const double peak_mb = static_cast<double>(peak_rss_bytes()) / 1e6;
   std::string s;
-  s += fmt::format("model:     {} ({} parameters), B={} T={}, {}\n", cfg.preset, with_commas(cfg.num_parameters()),
-                   a.batch, a.seq, train ? "forward + backward + AdamW, fp32" : "forward with loss, fp32");
-  s += fmt::format("cpu:       {}; {} threads; kernels {}\n", cpu().summary(), num_threads(), ops::kernel_level());
+  s += fmt::format("model:     {} ({} parameters), B={} T={}, {}\n", cfg.preset,
+                   with_commas(cfg.num_parameters()), a.batch, a.seq,
+                   train ? "forward + backward + AdamW, fp32" : "forward with loss, fp32");
+  s += fmt::format("cpu:       {}; {} threads; kernels {}\n", cpu().summary(), num_threads(),
+                   ops::kernel_level());
   s += fmt::format("step:      {:.1f} ms median, {:.1f} ms best ({} steps after {} warm-up)\n", median * 1e3,
                    best * 1e3, times.size(), a.warmup);
   const double nsteps = static_cast<double>(times.size());
   if (train)
-    s += fmt::format("phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
-                     phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3,
-                     phase[3] / nsteps * 1e3);
+    s += fmt::format(
+        "phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
+        phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3, phase[3] / nsteps * 1e3);
   s += fmt::format("tokens/s:  {:.0f}\n", static_cast<double>(N) / median);
   s += fmt::format("GFLOP/s:   {:.1f} ({:.2f} GFLOP per step)\n", flops / median / 1e9, flops / 1e9);
-  s += fmt::format("memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
-                   "activations {:.0f} MB)\n",
-                   peak_mb, model.parameter_bytes() / 1e6, model.gradient_bytes() / 1e6,
-                   opt ? opt->state_bytes() / 1e6 : 0.0, model.activation_bytes() / 1e6);
+  s += fmt::format(
+      "memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
+      "activations {:.0f} MB)\n",
+      peak_mb, model.parameter_bytes() / 1e6, model.gradient_bytes() / 1e6,
+      opt ? opt->state_bytes() / 1e6 : 0.0, model.activation_bytes() / 1e6);
   nlohmann::json j = {{"bench", train ? "train-step" : "forward"},
                       {"preset", cfg.preset},
                       {"batch", a.batch},
@@ -146,15 +151,20 @@ void run_bench_gemm(const BenchGemmArgs& a) {
   s += fmt::format("sgemm {}x{}x{}: {:.1f} GFLOP/s (best of {})\n", n, n, n, ceiling, a.repeat);
   // one GPT-2 124M training step at B*T = rows: every matmul at its own shape
   const int R = a.rows, C = 768, V = 50257, L = 12;
-  struct Shape { const char* what; int M, N, K; bool ta, tb; int count; };
+  struct Shape {
+    const char* what;
+    int M, N, K;
+    bool ta, tb;
+    int count;
+  };
   const Shape shapes[] = {
-      {"qkv fwd", R, 3 * C, C, false, false, L},      {"attn proj fwd", R, C, C, false, false, L},
-      {"fc fwd", R, 4 * C, C, false, false, L},       {"fc proj fwd", R, C, 4 * C, false, false, L},
-      {"lm head fwd", R, V, C, false, true, 1},       {"qkv dW", C, 3 * C, R, true, false, L},
-      {"attn proj dW", C, C, R, true, false, L},      {"fc dW", C, 4 * C, R, true, false, L},
-      {"fc proj dW", 4 * C, C, R, true, false, L},    {"lm head dW", V, C, R, true, false, 1},
-      {"qkv dX", R, C, 3 * C, false, true, L},        {"attn proj dX", R, C, C, false, true, L},
-      {"fc dX", R, C, 4 * C, false, true, L},         {"fc proj dX", R, 4 * C, C, false, true, L},
+      {"qkv fwd", R, 3 * C, C, false, false, L},   {"attn proj fwd", R, C, C, false, false, L},
+      {"fc fwd", R, 4 * C, C, false, false, L},    {"fc proj fwd", R, C, 4 * C, false, false, L},
+      {"lm head fwd", R, V, C, false, true, 1},    {"qkv dW", C, 3 * C, R, true, false, L},
+      {"attn proj dW", C, C, R, true, false, L},   {"fc dW", C, 4 * C, R, true, false, L},
+      {"fc proj dW", 4 * C, C, R, true, false, L}, {"lm head dW", V, C, R, true, false, 1},
+      {"qkv dX", R, C, 3 * C, false, true, L},     {"attn proj dX", R, C, C, false, true, L},
+      {"fc dX", R, C, 4 * C, false, true, L},      {"fc proj dX", R, 4 * C, C, false, true, L},
       {"lm head dX", R, C, V, false, false, 1},
   };
   double total_t = 0, total_f = 0;
@@ -163,14 +173,17 @@ void run_bench_gemm(const BenchGemmArgs& a) {
     const double f = 2.0 * sh.M * sh.N * sh.K;
     total_t += ts * sh.count;
     total_f += f * sh.count;
-    s += fmt::format("  {:<14} {:>6} x {:>6} x {:>6}: {:7.1f} GFLOP/s  x{}\n", sh.what, sh.M, sh.N, sh.K, f / ts / 1e9,
-                     sh.count);
+    s += fmt::format("  {:<14} {:>6} x {:>6} x {:>6}: {:7.1f} GFLOP/s  x{}\n", sh.what, sh.M, sh.N, sh.K,
+                     f / ts / 1e9, sh.count);
   }
-  s += fmt::format("GPT-2 step matmuls at B*T={}: {:.1f} ms for {:.1f} GFLOP ({:.1f} GFLOP/s)\n", R, total_t * 1e3,
-                   total_f / 1e9, total_f / total_t / 1e9);
-  nlohmann::json j = {{"bench", "gemm"},        {"size", n},
-                      {"gflops_per_s", ceiling}, {"step_matmul_ms", total_t * 1e3},
-                      {"step_matmul_gflops_per_s", total_f / total_t / 1e9}, {"threads", num_threads()},
+  s += fmt::format("GPT-2 step matmuls at B*T={}: {:.1f} ms for {:.1f} GFLOP ({:.1f} GFLOP/s)\n", R,
+                   total_t * 1e3, total_f / 1e9, total_f / total_t / 1e9);
+  nlohmann::json j = {{"bench", "gemm"},
+                      {"size", n},
+                      {"gflops_per_s", ceiling},
+                      {"step_matmul_ms", total_t * 1e3},
+                      {"step_matmul_gflops_per_s", total_f / total_t / 1e9},
+                      {"threads", num_threads()},
                       {"cpu", cpu().brand}};
   s += j.dump() + "\n";
   write_stdout(s);
@@ -183,7 +196,8 @@ void add_model_benches(CLI::App* bench) {
     auto args = std::make_shared<BenchModelArgs>();
     CLI::App* c = bench->add_subcommand(
         train ? "train-step" : "forward",
-        train ? "Training step (forward + backward + AdamW) of a randomly initialised model: tokens/s, GFLOP/s, memory"
+        train ? "Training step (forward + backward + AdamW) of a randomly initialised model: tokens/s, "
+                "GFLOP/s, memory"
               : "Forward pass with loss of a randomly initialised model: tokens/s, GFLOP/s, memory");
     add_model_flags(c, args->model);
     c->add_option("--batch-size,-b", args->batch, "Sequences per step (default 4)")
@@ -204,16 +218,22 @@ void add_model_benches(CLI::App* bench) {
     c->callback([args, train] { run_bench_model(*args, train); });
   }
   auto g = std::make_shared<BenchGemmArgs>();
-  CLI::App* c = bench->add_subcommand("gemm", "The fp32 GEMM ceiling: sgemm at a large square size and at the shapes of "
-                                              "a GPT-2 training step");
-  c->add_option("--size", g->size, "Square size (default 2048)")->option_text("N")->check(CLI::Range(16, 16384).description(""));
+  CLI::App* c =
+      bench->add_subcommand("gemm",
+                            "The fp32 GEMM ceiling: sgemm at a large square size and at the shapes of "
+                            "a GPT-2 training step");
+  c->add_option("--size", g->size, "Square size (default 2048)")
+      ->option_text("N")
+      ->check(CLI::Range(16, 16384).description(""));
   c->add_option("--rows", g->rows, "B*T of the GPT-2 step shapes (default 256)")
       ->option_text("N")
       ->check(CLI::Range(1, 1 << 16).description(""));
   c->add_option("--repeat", g->repeat, "Repetitions; the best is reported (default 5)")
       ->option_text("N")
       ->check(CLI::Range(1, 1000).description(""));
-  c->add_option("--threads", g->threads, "Threads (default: all cores)")->option_text("N")->check(CLI::Range(0, 4096).description(""));
+  c->add_option("--threads", g->threads, "Threads (default: all cores)")
+      ->option_text("N")
+      ->check(CLI::Range(0, 4096).description(""));
   c->callback([g] { run_bench_gemm(*g); });
 }
 

@@ -2,10 +2,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <unistd.h>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -48,9 +48,10 @@ void run_eval(const EvalArgs& a) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string s;
   s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(lm.model.num_parameters()));
-  s += fmt::format("input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
-                   a.opt.seq_len > 0 ? a.opt.seq_len : lm.model.config().n_ctx,
-                   a.opt.stride > 0 ? a.opt.stride : (a.opt.seq_len > 0 ? a.opt.seq_len : lm.model.config().n_ctx));
+  s += fmt::format(
+      "input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
+      a.opt.seq_len > 0 ? a.opt.seq_len : lm.model.config().n_ctx,
+      a.opt.stride > 0 ? a.opt.stride : (a.opt.seq_len > 0 ? a.opt.seq_len : lm.model.config().n_ctx));
   s += fmt::format("loss:       {:.6f} nats/token over {} scored tokens\n", r.loss, r.tokens);
   s += fmt::format("perplexity: {:.4f}\n", r.perplexity);
   s += fmt::format("time:       {:.2f} s ({:.0f} tokens/s)\n", secs, static_cast<double>(r.tokens) / secs);
@@ -63,24 +64,29 @@ void run_eval(const EvalArgs& a) {
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* c = app.add_subcommand("eval", "Mean next-token cross-entropy and perplexity of a model on a text");
+  CLI::App* c =
+      app.add_subcommand("eval", "Mean next-token cross-entropy and perplexity of a model on a text");
   c->add_option("--model,-m", a->model, "Model directory")->option_text("DIR")->required();
   c->add_option("--text", a->text, "Text file, encoded with the model's vocabulary")->option_text("FILE");
   c->add_option("--ids", a->ids, "Whitespace-separated token ids")->option_text("FILE");
-  c->add_option("--tokenizer", a->tokenizer, "Vocabulary for --text instead of the model's: gpt2, char:DIR, bpe:DIR")
+  c->add_option("--tokenizer", a->tokenizer,
+                "Vocabulary for --text instead of the model's: gpt2, char:DIR, bpe:DIR")
       ->option_text("SPEC");
   c->add_option("--seq-len", a->opt.seq_len, "Window length (default: the model's context)")
       ->option_text("T")
       ->check(CLI::Range(1, 1 << 20).description(""));
-  c->add_option("--stride", a->opt.stride,
-                "Window step (default: the window length). Each token is scored once; with S < T every scored "
-                "token after the first window sees at least T - S tokens of context")
+  c->add_option(
+       "--stride", a->opt.stride,
+       "Window step (default: the window length). Each token is scored once; with S < T every scored "
+       "token after the first window sees at least T - S tokens of context")
       ->option_text("S")
       ->check(CLI::Range(1, 1 << 20).description(""));
   c->add_option("--batch-size,-b", a->opt.batch_size, "Windows per forward pass (default 1)")
       ->option_text("B")
       ->check(CLI::Range(1, 1 << 16).description(""));
-  c->add_option("--threads", a->threads, "Threads (default: all cores)")->option_text("N")->check(CLI::Range(0, 4096).description(""));
+  c->add_option("--threads", a->threads, "Threads (default: all cores)")
+      ->option_text("N")
+      ->check(CLI::Range(0, 4096).description(""));
   c->add_flag("--quiet,-q", a->quiet, "No progress on stderr");
   c->callback([a] { run_eval(*a); });
 }

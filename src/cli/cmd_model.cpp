@@ -64,13 +64,16 @@ std::vector<Int> read_matrix(const std::string& path, int* B, int* T, bool allow
       while (q < line.size() && line[q] != ' ' && line[q] != '\t' && line[q] != '\r') q++;
       long long v = 0;
       auto r = std::from_chars(line.data() + p, line.data() + q, v);
-      if (r.ec != std::errc() || r.ptr != line.data() + q || v > 0xFFFFFFFFLL || (v < 0 && !(allow_negative && v == -1)))
-        fail("{}: line {}: '{}' is not a token id", path, rows + 1, std::string(line.substr(p, q - p)).substr(0, 40));
+      if (r.ec != std::errc() || r.ptr != line.data() + q || v > 0xFFFFFFFFLL ||
+          (v < 0 && !(allow_negative && v == -1)))
+        fail("{}: line {}: '{}' is not a token id", path, rows + 1,
+             std::string(line.substr(p, q - p)).substr(0, 40));
       out.push_back(static_cast<Int>(v));
       n++;
       p = q;
     }
-    if (cols >= 0 && n != cols) fail("{}: line {} has {} ids, line 1 has {}: every row needs the same length", path, rows + 1, n, cols);
+    if (cols >= 0 && n != cols)
+      fail("{}: line {} has {} ids, line 1 has {}: every row needs the same length", path, rows + 1, n, cols);
     cols = n;
     rows++;
   }
@@ -114,7 +117,8 @@ void run_logits(const LogitsArgs& a) {
   const size_t V = static_cast<size_t>(cfg.vocab_size);
   std::vector<float> logits(model.logits(), model.logits() + static_cast<size_t>(B) * T * V);
   std::vector<float> losses;
-  if (!y.empty()) losses.assign(model.position_losses(), model.position_losses() + static_cast<size_t>(B) * T);
+  if (!y.empty())
+    losses.assign(model.position_losses(), model.position_losses() + static_cast<size_t>(B) * T);
   std::vector<TensorView> tensors;
   tensors.push_back({"logits", DType::F32, {B, T, static_cast<int64_t>(V)}, logits.data()});
   if (!y.empty()) {
@@ -138,13 +142,15 @@ void run_logits(const LogitsArgs& a) {
 
 void add_model_commands(CLI::App& app) {
   auto init = std::make_shared<InitArgs>();
-  CLI::App* c = app.add_subcommand("init", "Create a model directory (Hugging Face layout) with GPT-2's initialisation");
+  CLI::App* c = app.add_subcommand(
+      "init", "Create a model directory (Hugging Face layout) with GPT-2's initialisation");
   add_model_flags(c, init->model);
   c->add_option("--out,-o", init->out, "Directory to write")->option_text("DIR")->required();
   c->add_option("--seed", init->seed, "Random seed (default 1337)")->option_text("N");
-  c->add_option("--tokenizer", init->tokenizer,
-                "Vocabulary to store with the model: gpt2, char:DIR or bpe:DIR (default: gpt2 when the vocabulary "
-                "size is 50257, else none)")
+  c->add_option(
+       "--tokenizer", init->tokenizer,
+       "Vocabulary to store with the model: gpt2, char:DIR or bpe:DIR (default: gpt2 when the vocabulary "
+       "size is 50257, else none)")
       ->option_text("SPEC");
   c->callback([init] { run_init(*init); });
 

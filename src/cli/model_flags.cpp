@@ -15,7 +15,8 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f, bool with_preset) {
   cmd->add_option("--n-embd", f.n_embd, "Embedding width (a multiple of --n-head)")->option_text("N");
   cmd->add_option("--context", f.context, "Context length (learned positions)")->option_text("N");
   cmd->add_option("--vocab-size", f.vocab_size, "Vocabulary size")->option_text("N");
-  cmd->add_option("--ln", f.ln, "LayerNorm placement: pre (GPT-2/3) or post (GPT-1)")->option_text("pre|post");
+  cmd->add_option("--ln", f.ln, "LayerNorm placement: pre (GPT-2/3) or post (GPT-1)")
+      ->option_text("pre|post");
   cmd->add_option("--attention", f.attention, "dense, or banded (odd layers see only the last --band keys)")
       ->option_text("dense|banded");
   cmd->add_option("--band", f.band, "Band width W of banded layers: query i sees keys i-W < j <= i")
@@ -54,7 +55,8 @@ ModelConfig ModelFlags::resolve(const std::string& fallback) const {
       fail("--attention must be dense or banded, got \"{}\"", *attention);
     }
   }
-  if (band && c.attention == AttentionKind::Dense) fail("--band needs --attention banded (or a GPT-3 preset)");
+  if (band && c.attention == AttentionKind::Dense)
+    fail("--band needs --attention banded (or a GPT-3 preset)");
   if (no_bias) c.bias = false;
   if (untied_head) c.tied_head = false;
   c.validate();

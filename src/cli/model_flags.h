@@ -18,8 +18,8 @@ struct ModelFlags {
 
   // True if any shape flag was given.
   bool any_shape() const {
-    return n_layer || n_head || n_embd || context || vocab_size || band || ln || attention || dropout || no_bias ||
-           untied_head;
+    return n_layer || n_head || n_embd || context || vocab_size || band || ln || attention || dropout ||
+           no_bias || untied_head;
   }
   // The preset (or `fallback` when none was named) with the flags applied, validated.
   ModelConfig resolve(const std::string& fallback = "gpt2") const;

@@ -14,17 +14,20 @@ EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions&
   if (ids.size() < 2) fail("eval: the input has {} token(s); at least 2 are needed to score one", ids.size());
   for (size_t i = 0; i < ids.size(); i++)
     if (ids[i] >= static_cast<TokenId>(cfg.vocab_size))
-      fail("eval: token id {} (position {}) is out of range for a vocabulary of {}", ids[i], i, cfg.vocab_size);
+      fail("eval: token id {} (position {}) is out of range for a vocabulary of {}", ids[i], i,
+           cfg.vocab_size);
   int T = opt.seq_len > 0 ? opt.seq_len : cfg.n_ctx;
   if (T > cfg.n_ctx) fail("eval: --seq-len {} is longer than the model's context of {}", T, cfg.n_ctx);
   const int S = opt.stride > 0 ? opt.stride : T;
   if (S > T) fail("eval: --stride {} is longer than the window of {} tokens", S, T);
   if (opt.batch_size < 1) fail("eval: --batch-size must be >= 1");
-  const size_t last = ids.size() - 1;  // index of the last target
+  const size_t last = ids.size() - 1;               // index of the last target
   T = static_cast<int>(std::min<size_t>(T, last));  // a short input is one short window
 
   // Window starts, each with the first target position it scores.
-  struct Window { size_t begin, first_scored; };
+  struct Window {
+    size_t begin, first_scored;
+  };
   std::vector<Window> windows;
   size_t scored_up_to = 0;  // targets 1..scored_up_to are done
   for (size_t b = 0; scored_up_to < last; b += S) {

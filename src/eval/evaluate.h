@@ -21,8 +21,8 @@ struct EvalOptions {
 };
 
 struct EvalResult {
-  size_t tokens = 0;   // scored tokens (= ids.size() - 1)
-  double loss = 0;     // mean cross-entropy in nats
+  size_t tokens = 0;  // scored tokens (= ids.size() - 1)
+  double loss = 0;    // mean cross-entropy in nats
   double perplexity = 0;
   size_t windows = 0;
 };

@@ -10,9 +10,7 @@
 namespace gpt {
 
 const char* to_string(LnPlacement p) { return p == LnPlacement::Pre ? "pre" : "post"; }
-const char* to_string(AttentionKind a) {
-  return a == AttentionKind::Dense ? "dense" : "alternating_banded";
-}
+const char* to_string(AttentionKind a) { return a == AttentionKind::Dense ? "dense" : "alternating_banded"; }
 
 void ModelConfig::validate() const {
   auto positive = [](const char* name, long v, long max) {
@@ -23,23 +21,26 @@ void ModelConfig::validate() const {
   positive("n_embd", n_embd, 1 << 16);
   positive("context (n_positions)", n_ctx, 1 << 20);
   positive("vocab_size", vocab_size, 1 << 24);
-  if (n_embd % n_head != 0) fail("model config: n_embd ({}) must be a multiple of n_head ({})", n_embd, n_head);
+  if (n_embd % n_head != 0)
+    fail("model config: n_embd ({}) must be a multiple of n_head ({})", n_embd, n_head);
   if (attention == AttentionKind::AlternatingBanded && band < 1)
     fail("model config: band width must be >= 1, got {}", band);
   if (!(dropout >= 0.0f && dropout < 1.0f)) fail("model config: dropout must be in [0, 1), got {}", dropout);
-  if (!(ln_eps > 0.0f && ln_eps < 1.0f)) fail("model config: layer_norm_epsilon must be in (0, 1), got {}", ln_eps);
+  if (!(ln_eps > 0.0f && ln_eps < 1.0f))
+    fail("model config: layer_norm_epsilon must be in (0, 1), got {}", ln_eps);
   // Parameters must fit comfortably in memory arithmetic (and in a size_t count).
-  if (num_parameters() > (uint64_t{1} << 40)) fail("model config: {} parameters is too many", num_parameters());
+  if (num_parameters() > (uint64_t{1} << 40))
+    fail("model config: {} parameters is too many", num_parameters());
 }
 
 uint64_t ModelConfig::num_parameters() const {
   const uint64_t C = n_embd, V = vocab_size, L = n_layer, T = n_ctx, b = bias ? 1 : 0;
   const uint64_t layer_norm = C + C * b;
-  const uint64_t per_layer = 2 * layer_norm            // ln_1, ln_2
-                             + 3 * C * C + 3 * C * b   // attn.c_attn
-                             + C * C + C * b           // attn.c_proj
-                             + 4 * C * C + 4 * C * b   // mlp.c_fc
-                             + 4 * C * C + C * b;      // mlp.c_proj
+  const uint64_t per_layer = 2 * layer_norm           // ln_1, ln_2
+                             + 3 * C * C + 3 * C * b  // attn.c_attn
+                             + C * C + C * b          // attn.c_proj
+                             + 4 * C * C + 4 * C * b  // mlp.c_fc
+                             + 4 * C * C + C * b;     // mlp.c_proj
   uint64_t n = V * C + T * C + L * per_layer;
   if (final_ln()) n += layer_norm;
   if (!tied_head) n += V * C;
@@ -71,7 +72,8 @@ std::string ModelConfig::describe() const {
   s += fmt::format("head_dim           {}\n", n_head > 0 ? n_embd / n_head : 0);
   s += fmt::format("context            {}\n", n_ctx);
   s += fmt::format("vocab_size         {}\n", vocab_size);
-  s += fmt::format("layer_norm         {}{}\n", to_string(ln), final_ln() ? " (+ final LayerNorm)" : " (no final LayerNorm)");
+  s += fmt::format("layer_norm         {}{}\n", to_string(ln),
+                   final_ln() ? " (+ final LayerNorm)" : " (no final LayerNorm)");
   if (attention == AttentionKind::Dense)
     s += "attention          dense causal\n";
   else
@@ -84,7 +86,8 @@ std::string ModelConfig::describe() const {
 }
 
 namespace {
-ModelConfig make(const char* name, int L, int H, int C, int T, int V, LnPlacement ln, AttentionKind a, float dropout) {
+ModelConfig make(const char* name, int L, int H, int C, int T, int V, LnPlacement ln, AttentionKind a,
+                 float dropout) {
   ModelConfig c;
   c.preset = name;
   c.n_layer = L;

@@ -24,10 +24,10 @@ struct ModelConfig {
   int vocab_size = 50257;
   LnPlacement ln = LnPlacement::Pre;
   AttentionKind attention = AttentionKind::Dense;
-  int band = 256;          // band width W of the banded layers
-  float dropout = 0.0f;    // embedding, attention and residual dropout (training only)
-  bool bias = true;        // biases in the linear layers and LayerNorms
-  bool tied_head = true;   // LM head shares the token embedding matrix
+  int band = 256;         // band width W of the banded layers
+  float dropout = 0.0f;   // embedding, attention and residual dropout (training only)
+  bool bias = true;       // biases in the linear layers and LayerNorms
+  bool tied_head = true;  // LM head shares the token embedding matrix
   float ln_eps = 1e-5f;
 
   int head_dim() const { return n_embd / n_head; }

@@ -77,9 +77,9 @@ struct GPT::Activations {
   std::vector<LayerActs> layers;
   float* proj = nullptr;  // [N,C] scratch: a c_proj output before its residual add
   float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr;
-  float* logits = nullptr;  // [N,V]
-  float* losses = nullptr;  // [N]
-  float* lse = nullptr;     // [N]
+  float* logits = nullptr;   // [N,V]
+  float* losses = nullptr;   // [N]
+  float* lse = nullptr;      // [N]
   float* scratch = nullptr;  // [threads, T] attention rows
   // backward buffers (training only)
   float *dres = nullptr, *dbuf = nullptr, *dbuf2 = nullptr, *dqkv = nullptr, *dfch = nullptr;
@@ -241,7 +241,8 @@ void GPT::init_gpt2(uint64_t seed) {
 const float* GPT::logits() const { return acts_ ? acts_->logits : nullptr; }
 const float* GPT::position_losses() const { return acts_ ? acts_->losses : nullptr; }
 
-float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training, uint64_t dropout_seed) {
+float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
+                   uint64_t dropout_seed) {
   if (B < 1 || T < 1) fail("forward: empty batch (B = {}, T = {})", B, T);
   if (T > cfg_.n_ctx) fail("sequence of {} tokens is longer than the model's context of {}", T, cfg_.n_ctx);
   const size_t N = static_cast<size_t>(B) * T;
@@ -262,7 +263,9 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
 
   const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size;
   const float p = training ? cfg_.dropout : 0.0f;
-  auto drop = [&](int layer, int site) { return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)}; };
+  auto drop = [&](int layer, int site) {
+    return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)};
+  };
   const int n = static_cast<int>(N);
   const bool pre = cfg_.ln == LnPlacement::Pre;
 
@@ -336,11 +339,14 @@ void GPT::backward(float grad_scale) {
   const int n = static_cast<int>(N);
   const bool pre = cfg_.ln == LnPlacement::Pre;
   const float p = cfg_.dropout;
-  auto drop = [&](int layer, int site) { return ops::Dropout{p, ops::dropout_seed(a.dropout_seed, layer, site)}; };
+  auto drop = [&](int layer, int site) {
+    return ops::Dropout{p, ops::dropout_seed(a.dropout_seed, layer, site)};
+  };
   if (scored_ == 0) return;  // nothing scored: the loss is constant
 
   // loss -> logits -> head input
-  ops::cross_entropy_backward(a.logits, a.lse, a.targets.data(), n, V, grad_scale / static_cast<float>(scored_));
+  ops::cross_entropy_backward(a.logits, a.lse, a.targets.data(), n, V,
+                              grad_scale / static_cast<float>(scored_));
   float* dres = a.dres;  // gradient w.r.t. the current block's output, then its input
   if (cfg_.final_ln()) {
     ops::lm_head_backward(a.dbuf, G.lm_head, a.logits, a.lnf, w_.lm_head, n, C, V);

@@ -20,12 +20,12 @@ inline constexpr int32_t kIgnoreIndex = -1;
 // Pointers to one layer's tensors, in the parameter arena or the gradient arena (same layout).
 // A tensor the config drops (biases with bias=false) is nullptr.
 struct LayerTensors {
-  float *ln1_w, *ln1_b;            // [C]
-  float *qkv_w, *qkv_b;            // [C, 3C], [3C]
+  float *ln1_w, *ln1_b;              // [C]
+  float *qkv_w, *qkv_b;              // [C, 3C], [3C]
   float *attn_proj_w, *attn_proj_b;  // [C, C], [C]
-  float *ln2_w, *ln2_b;            // [C]
-  float *fc_w, *fc_b;              // [C, 4C], [4C]
-  float *fc_proj_w, *fc_proj_b;    // [4C, C], [C]
+  float *ln2_w, *ln2_b;              // [C]
+  float *fc_w, *fc_b;                // [C, 4C], [4C]
+  float *fc_proj_w, *fc_proj_b;      // [4C, C], [C]
 };
 struct ModelTensors {
   float* wte;  // [V, C] token embedding (and the LM head when tied)

@@ -16,7 +16,7 @@ struct ParamInfo {
   std::vector<int64_t> shape;  // e.g. {768, 2304}
   size_t offset = 0;           // in floats, into the arena
   size_t numel = 0;
-  bool decay = false;          // AdamW weight decay applies (2-D matrices and embeddings)
+  bool decay = false;  // AdamW weight decay applies (2-D matrices and embeddings)
 };
 
 // The tensors of `cfg` in arena order: wte, wpe, then per layer ln_1, attn.c_attn,

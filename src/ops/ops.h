@@ -25,41 +25,42 @@ struct Dropout {
 uint32_t dropout_seed(uint64_t step_seed, int layer, int site);
 
 // ---- embeddings: out[n] = wte[ids[n]] + wpe[n % T] ----------------------------------------------
-void embedding_forward(float* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T, int C);
+void embedding_forward(float* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+                       int C);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const TokenId* ids, int B, int T, int C);
 
 // ---- LayerNorm over the last dimension (b may be null: no bias) -------------------------------
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b,
                        int N, int C, float eps);
 // dinp += ..., dw += ..., db += ... (db may be null).
-void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
-                        const float* mean, const float* rstd, int N, int C);
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                        const float* w, const float* mean, const float* rstd, int N, int C);
 
 // ---- linear layer, GPT-2's Conv1D layout: out[N,OC] = inp[N,IC] @ w[IC,OC] + bias --------------
 void linear_forward(float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC);
 // dinp = (or += when accumulate) dout @ w^T; dw += inp^T @ dout; dbias += column sums of dout.
 // Any of dinp, dw, dbias may be null.
-void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
-                     int N, int IC, int OC, bool accumulate = false);
+void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
+                     const float* w, int N, int IC, int OC, bool accumulate = false);
 
 // ---- LM head, tied or not: logits[N,V] = x[N,C] @ wte[V,C]^T ------------------------------------
 void lm_head_forward(float* logits, const float* x, const float* wte, int N, int C, int V);
 // dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x.
-void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N, int C,
-                      int V);
+void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N,
+                      int C, int V);
 
 // ---- causal multi-head self-attention over a fused qkv[B,T,3C] (q | k | v, heads side by side)
 // band = 0: dense causal (query i sees keys j <= i); band = W > 0: i - W < j <= i.
 // att[B,H,T,T] keeps the softmax probabilities for backward (null in inference; entries a query
 // cannot see are 0 or never written). out[B,T,C] is the heads' outputs side by side.
 // scratch: attention_scratch_floats(T) floats.
-inline constexpr int kAttnBlock = 64;  // queries per block in the attention kernels
+inline constexpr int kAttnBlock = 64;    // queries per block in the attention kernels
 size_t attention_scratch_floats(int T);  // per call, for all threads
-void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H, int band,
-                       Dropout drop);
+void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H,
+                       int band, Dropout drop);
 // dqkv = gradient of qkv (overwritten). scratch: attention_scratch_floats(T) floats.
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
-                        int T, int C, int H, int band, Dropout drop);
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
+                        int B, int T, int C, int H, int band, Dropout drop);
 
 // ---- GELU, GPT-2's tanh approximation ---------------------------------------------------------
 void gelu_forward(float* out, const float* inp, size_t n);
@@ -77,10 +78,12 @@ void dropout_backward(float* dinp, const float* dout, size_t n, Dropout drop);
 // ---- softmax cross-entropy -------------------------------------------------------------------
 // losses[n] = logsumexp(logits[n]) - logits[n][targets[n]] (0 where targets[n] < 0); lse[n]
 // keeps logsumexp for the backward. Returns the sum of the scored losses (in double).
-double cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int N, int V);
+double cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int N,
+                             int V);
 // In place: logits[n] becomes scale * (softmax(logits[n]) - onehot(targets[n])); rows with an
 // ignored target become 0.
-void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int V, float scale);
+void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int V,
+                            float scale);
 
 // ---- AdamW (decoupled weight decay), one tensor -----------------------------------------------
 struct AdamWStep {

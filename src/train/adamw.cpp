@@ -6,7 +6,8 @@
 
 namespace gpt {
 
-AdamW::AdamW(const GPT& model, AdamWConfig cfg) : cfg_(cfg), m_(model.num_parameters()), v_(model.num_parameters()) {}
+AdamW::AdamW(const GPT& model, AdamWConfig cfg)
+    : cfg_(cfg), m_(model.num_parameters()), v_(model.num_parameters()) {}
 
 void AdamW::step(GPT& model, float lr) {
   t_++;

@@ -36,10 +36,12 @@ uint32_t dropout_seed(uint64_t step_seed, int layer, int site) {
   return mix(step_seed ^ (static_cast<uint64_t>(mix(static_cast<uint64_t>(layer) * 8 + site)) << 17));
 }
 
-void embedding_forward(float* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T, int C) {
+void embedding_forward(float* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+                       int C) {
   table().embedding_forward(out, ids, wte, wpe, B, T, C);
 }
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const TokenId* ids, int B, int T, int C) {
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const TokenId* ids, int B, int T,
+                        int C) {
   table().embedding_backward(dwte, dwpe, dout, ids, B, T, C);
 }
 
@@ -47,23 +49,23 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        int N, int C, float eps) {
   table().layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps);
 }
-void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
-                        const float* mean, const float* rstd, int N, int C) {
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                        const float* w, const float* mean, const float* rstd, int N, int C) {
   table().layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
 }
 
 // out = inp @ w (+ bias): the bias is written first and sgemm adds the product onto it.
 void linear_forward(float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC) {
   if (bias) table().add_bias_rows(out, bias, N, OC);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, bias ? 1.0f : 0.0f, out,
-              OC);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, bias ? 1.0f : 0.0f,
+              out, OC);
 }
 
-void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
-                     int N, int IC, int OC, bool accumulate) {
+void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
+                     const float* w, int N, int IC, int OC, bool accumulate) {
   if (dinp)  // dinp[N,IC] = dout[N,OC] @ w[IC,OC]^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC, accumulate ? 1.0f : 0.0f,
-                dinp, IC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC,
+                accumulate ? 1.0f : 0.0f, dinp, IC);
   if (dw)  // dw[IC,OC] += inp[N,IC]^T @ dout[N,OC]
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dw, OC);
   if (dbias) table().column_sums(dbias, dout, N, OC);
@@ -73,8 +75,8 @@ void lm_head_forward(float* logits, const float* x, const float* wte, int N, int
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, x, C, wte, C, 0.0f, logits, V);
 }
 
-void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N, int C,
-                      int V) {
+void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N,
+                      int C, int V) {
   // dx[N,C] = dlogits[N,V] @ wte[V,C]
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, wte, C, 0.0f, dx, C);
   // dwte[V,C] += dlogits^T[V,N] @ x[N,C]
@@ -85,12 +87,12 @@ size_t attention_scratch_floats(int T) {
   return static_cast<size_t>(num_threads()) * 2 * kAttnBlock * static_cast<size_t>(T);
 }
 
-void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H, int band,
-                       Dropout drop) {
+void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int H,
+                       int band, Dropout drop) {
   table().attention_forward(out, att, scratch, qkv, B, T, C, H, band, drop);
 }
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
-                        int T, int C, int H, int band, Dropout drop) {
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
+                        int B, int T, int C, int H, int band, Dropout drop) {
   table().attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, H, band, drop);
 }
 
@@ -107,10 +109,12 @@ void dropout_backward(float* dinp, const float* dout, size_t n, Dropout drop) {
   table().dropout_backward(dinp, dout, n, drop);
 }
 
-double cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int N, int V) {
+double cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets, int N,
+                             int V) {
   return table().cross_entropy_forward(losses, lse, logits, targets, N, V);
 }
-void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int V, float scale) {
+void cross_entropy_backward(float* logits, const float* lse, const int32_t* targets, int N, int V,
+                            float scale) {
   table().cross_entropy_backward(logits, lse, targets, N, V, scale);
 }
 
