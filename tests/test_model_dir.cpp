@@ -214,6 +214,11 @@ TEST(HfConfig, BadValues) {
   expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "resid_pdrop": 1.5})"), "dropout");
   expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "resid_pdrop": "0.1"})"),
                "\"resid_pdrop\" must be a number");
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": )" + deep + "}"),
+               "\"n_embd\" must be an integer, got an array");
+  expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "gptcpp_chars": [)" + deep + "]}"),
+               "gptcpp_chars");
   expect_error(parse("{\"n_layer\": "), "d/config.json: not valid JSON");
   expect_error(parse("[]"), "not a JSON object");
   expect_error(parse("\xFF"), "not valid JSON");
@@ -430,6 +435,14 @@ TEST(ModelDir, ConfigDoesNotMatchWeights) {
   expect_load_error(
       "md_embd", [](const std::string& d, const GPT&) { set_config(d, "n_embd", 16); },
       "config needs [11, 16]");
+  // A config far larger than the weights (39 GB of parameters) fails before allocating anything.
+  expect_load_error(
+      "md_huge",
+      [](const std::string& d, const GPT&) {
+        set_config(d, "n_embd", 4096);
+        set_config(d, "n_layer", 48);
+      },
+      "config needs [11, 4096]");
   expect_load_error(
       "md_ctx", [](const std::string& d, const GPT&) { set_config(d, "n_positions", 32); },
       "tensor \"transformer.wpe.weight\" is [16, 8] in model.safetensors, the config needs [32, 8]");

@@ -221,6 +221,16 @@ TEST(Safetensors, BadEntries) {
                "tensor \"t\" appears twice");
 }
 
+TEST(Safetensors, DeeplyNestedHeader) {
+  // Error messages quote values; a nested value must not be printed recursively.
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  expect_error(image(R"({"t": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 0]}})"),
+               "shape (an array of arrays) has a dimension that is not a size");
+  expect_error(image(R"({"t": {"dtype": "F32", "shape": [1], "data_offsets": )" + deep + "}}"),
+               "is not two byte offsets");
+  expect_error(image(R"({"t": {"dtype": )" + deep + "}}"), "needs \"dtype\"");
+}
+
 TEST(Safetensors, UnknownDtype) {
   expect_error(
       image(R"({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}})", std::string(16, 'x')),

@@ -28,7 +28,9 @@ struct Keys {
     return it == j.end() || it->is_null() ? nullptr : &*it;
   }
   [[noreturn]] void bad(const char* key, std::string_view want, const json& v) const {
-    std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
+    // Containers are not printed: dumping is recursive and a hostile file can nest deeply.
+    std::string text = v.is_structured() ? (v.is_array() ? "an array" : "an object")
+                                         : v.dump(-1, ' ', false, json::error_handler_t::replace);
     if (text.size() > 40) text = text.substr(0, 37) + "...";
     fail("{}: \"{}\" must be {}, got {}", where, key, want, text);
   }

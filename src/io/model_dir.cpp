@@ -87,31 +87,40 @@ LoadedModel load_model_dir(const std::string& dir) {
 
   std::vector<SafetensorsFile> files = open_weights(dir);
   const std::string mismatch = config_path + " does not match the weights";
-  GPT model(cfg);
-  std::map<std::string, Found, std::less<>> found;  // parameter name -> where it is
+  // Everything is matched against the layout first: a config far bigger than the weights fails
+  // here, before the model's memory is allocated.
+  const std::vector<ParamInfo> layout = parameter_layout(cfg);
+  std::map<std::string_view, const ParamInfo*> wanted;
+  for (const auto& p : layout) wanted.emplace(p.name, &p);
+  std::map<std::string_view, Found> found;  // parameter name -> where it is
   for (const auto& f : files) {
     for (const auto& t : f.tensors()) {
       std::string_view name = strip_prefix(t.name);
       if (is_mask_buffer(name)) continue;
       if (name == "lm_head.weight" && cfg.tied_head) continue;  // tied: the head is wte
-      if (!model.find(name))
+      auto w = wanted.find(name);
+      if (w == wanted.end())
         fail("{}: unexpected tensor \"{}\" in {} (n_layer {}, bias {}, head {})", mismatch, t.name,
              base_name(f.name()), cfg.n_layer, cfg.bias ? "yes" : "no", cfg.tied_head ? "tied" : "untied");
-      auto [it, inserted] = found.emplace(std::string(name), Found{&f, &t});
+      auto [it, inserted] = found.emplace(w->first, Found{&f, &t});
       if (!inserted)
         fail("{}: tensor \"{}\" is stored twice (\"{}\" and \"{}\")", dir, name, it->second.tensor->name,
              t.name);
     }
   }
-  for (const auto& p : model.layout()) {
+  for (const auto& p : layout) {
     auto it = found.find(p.name);
     if (it == found.end())
       fail("{}: tensor \"{}\" is missing from {}", mismatch, p.name,
            files.size() == 1 ? base_name(files[0].name()) : "the safetensors shards");
-    const auto& [file, t] = it->second;
+    const TensorEntry* t = it->second.tensor;
     if (t->shape != p.shape)
       fail("{}: tensor \"{}\" is {} in {}, the config needs {}", mismatch, t->name, shape_string(t->shape),
-           base_name(file->name()), shape_string(p.shape));
+           base_name(it->second.file->name()), shape_string(p.shape));
+  }
+  GPT model(cfg);
+  for (const auto& p : model.layout()) {
+    const auto& [file, t] = found.at(p.name);
     file->read_f32(*t, std::span<float>(model.params() + p.offset, p.numel));
   }
 

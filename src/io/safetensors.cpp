@@ -80,7 +80,15 @@ bool as_index(const nlohmann::json& v, uint64_t* out) {
   fail("{}: tensor \"{}\": {}", file, tensor, why);
 }
 
+// A short quote of a JSON value for an error message. Nested containers are not printed: dumping
+// is recursive, and a hostile header can nest a million levels deep.
 std::string value_text(const nlohmann::json& v) {
+  if (v.is_object()) return "(an object)";
+  if (v.is_array()) {
+    if (v.size() > 16) return fmt::format("(an array of {} values)", v.size());
+    for (const auto& e : v)
+      if (e.is_structured()) return "(an array of arrays)";
+  }
   std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (s.size() > 40) s = s.substr(0, 37) + "...";
   return s;

@@ -104,7 +104,9 @@ const std::vector<ModelConfig>& presets() {
   using enum LnPlacement;
   using enum AttentionKind;
   // GPT-2 shapes as published with the checkpoints (dropout 0.1 as in their configs); GPT-1 as in
-  // its paper (BPE vocabulary of 40,478, context 512); GPT-3 from Table 2.1 of its paper.
+  // its paper (BPE vocabulary of 40,478, context 512); GPT-3 from Table 2.1 of its paper, except
+  // that GPT-3 XL's table row (24 heads of 128 = 3072 != d_model 2048) cannot be built as printed:
+  // it keeps d_head = 128 and so has 16 heads.
   static const std::vector<ModelConfig> all = {
       make("gpt2", 12, 12, 768, 1024, 50257, Pre, Dense, 0.1f),
       make("gpt2-medium", 24, 16, 1024, 1024, 50257, Pre, Dense, 0.1f),
@@ -114,7 +116,7 @@ const std::vector<ModelConfig>& presets() {
       make("gpt3-small", 12, 12, 768, 2048, 50257, Pre, AlternatingBanded, 0.0f),
       make("gpt3-medium", 24, 16, 1024, 2048, 50257, Pre, AlternatingBanded, 0.0f),
       make("gpt3-large", 24, 16, 1536, 2048, 50257, Pre, AlternatingBanded, 0.0f),
-      make("gpt3-xl", 24, 24, 2048, 2048, 50257, Pre, AlternatingBanded, 0.0f),
+      make("gpt3-xl", 24, 16, 2048, 2048, 50257, Pre, AlternatingBanded, 0.0f),
   };
   return all;
 }
