@@ -78,7 +78,7 @@ void add_eval_command(CLI::App& app) {
   c->add_option(
        "--stride", a->opt.stride,
        "Window step (default: the window length). Each token is scored once; with S < T every scored "
-       "token after the first window sees at least T - S tokens of context")
+       "token after the first window sees at least T - S + 1 tokens of context")
       ->option_text("S")
       ->check(CLI::Range(1, 1 << 20).description(""));
   c->add_option("--batch-size,-b", a->opt.batch_size, "Windows per forward pass (default 1)")

@@ -29,7 +29,10 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f, bool with_preset) {
 
 ModelConfig ModelFlags::resolve(const std::string& fallback) const {
   ModelConfig c = preset_config(preset.empty() ? fallback : preset);
-  if (any_shape()) c.preset += " (modified)";
+  // Dropout is a training setting, not a shape: only shape flags mark the preset as modified.
+  if (n_layer || n_head || n_embd || context || vocab_size || band || ln || attention || no_bias ||
+      untied_head)
+    c.preset += " (modified)";
   if (n_layer) c.n_layer = *n_layer;
   if (n_head) c.n_head = *n_head;
   if (n_embd) c.n_embd = *n_embd;

@@ -3,7 +3,7 @@
 // The rule: token p (p >= 1) is predicted from the tokens before it and scored exactly once;
 // token 0 has no left context and is never scored. Windows of seq_len tokens start at 0, S, 2S,
 // ... (S = stride); each window scores only the tokens that no earlier window scored, so with
-// S < seq_len every scored token beyond the first window sees at least seq_len - S tokens of left
+// S < seq_len every scored token beyond the first window sees at least seq_len - S + 1 tokens of left
 // context. The last window is moved back to end exactly at the last token, so it is full length.
 #pragma once
 #include <cstddef>

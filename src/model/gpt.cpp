@@ -70,7 +70,7 @@ struct LayerActs {
 };
 
 struct GPT::Activations {
-  int B = 0, T = 0;
+  int B = 0, T = 0, threads = 0;
   bool training = false;
   FloatArena arena;
   float* encoded = nullptr;  // [N,C] embeddings (after dropout)
@@ -92,11 +92,13 @@ struct GPT::Activations {
 void GPT::plan(int B, int T, bool training) {
   if (!acts_) acts_ = new Activations();
   Activations& a = *acts_;
-  if (a.B == B && a.T == T && a.training == training && !a.arena.empty()) return;
+  // The attention scratch depends on the thread count, so a change of threads re-plans too.
+  if (a.B == B && a.T == T && a.training == training && a.threads == num_threads() && !a.arena.empty())
+    return;
   const size_t N = static_cast<size_t>(B) * T, C = cfg_.n_embd, V = cfg_.vocab_size, H = cfg_.n_head;
   const size_t layer_sets = training ? cfg_.n_layer : 1;
   const size_t att = training ? static_cast<size_t>(B) * H * T * T : 0;
-  const size_t per_layer = N * C * 6 + N * 4 + N * 3 * C + att + N * 8 * C;
+  const size_t per_layer = N * C * 5 + N * 4 + N * 3 * C + att + N * 8 * C;
   size_t total = N * C + layer_sets * per_layer + N * C + N * C + 2 * N + N * V + 2 * N +
                  ops::attention_scratch_floats(T);
   if (training) total += N * C * 3 + N * 3 * C + N * 4 * C;
@@ -142,9 +144,13 @@ void GPT::plan(int B, int T, bool training) {
     a.dqkv = take(N * 3 * C);
     a.dfch = take(N * 4 * C);
   }
+  // Every float of the plan is accounted for: a mismatch here is a bug in the sizes above.
+  if (p != a.arena.data() + total)
+    fail("internal error: activation plan uses {} floats of {}", p - a.arena.data(), total);
   a.B = B;
   a.T = T;
   a.training = training;
+  a.threads = num_threads();
 }
 
 size_t GPT::activation_bytes() const { return acts_ ? acts_->arena.bytes() : 0; }
