@@ -4,7 +4,7 @@
 #   ./setup.sh          set up and build only
 #   ./setup.sh demo     set up, build, run the main job on bundled data
 #   ./setup.sh test     set up, build (Release, ASan/UBSan, libFuzzer), run the whole test suite with ctest
-#   ./setup.sh bench    set up, build, run the tokenizer benchmark against tiktoken (under flock)
+#   ./setup.sh bench    set up, build, run the benchmarks against tiktoken and PyTorch (under flock)
 #
 # Product dependencies are Debian packages; Python tools used only by tests and
 # benchmarks (tiktoken, ...) go into .venv, pinned.
@@ -94,6 +94,8 @@ case "$MODE" in
     ;;
   bench)
     flock /tmp/cpu.lock bench/run_tokenizer_bench.sh
+    # Takes the lock per run itself, alternating gpt.cpp and PyTorch.
+    bench/run_model_bench.sh
     ;;
   *) echo "setup.sh: unknown mode '$MODE' (use: build, demo, test, bench)" >&2; exit 2 ;;
 esac
