@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "eval/evaluate.h"
 #include "grad_check.h"
 #include "model/gpt.h"
 
@@ -217,6 +218,55 @@ TEST(Model, RejectsBadInput) {
   std::vector<int32_t> bad_t = {1, 2, 40};
   EXPECT_THROW(m.forward(ok.data(), bad_t.data(), 1, 3), Error);
   EXPECT_THROW(m.backward(), Error);  // no training forward yet
+}
+
+// The loss of predicting ids[p] from the window ids[begin, p), by a direct forward pass.
+double window_loss(GPT& m, const std::vector<TokenId>& ids, size_t begin, size_t p) {
+  const int T = static_cast<int>(p - begin);
+  std::vector<int32_t> y(T, kIgnoreIndex);
+  y[T - 1] = static_cast<int32_t>(ids[p]);
+  return m.forward(ids.data() + begin, y.data(), 1, T);
+}
+
+TEST(Eval, WindowsScoreEveryTokenOnceWithTheDocumentedContext) {
+  ModelConfig c = tiny();
+  c.n_ctx = 8;
+  GPT m(c);
+  randomize(m, 11);
+  std::vector<TokenId> ids(21);
+  for (size_t i = 0; i < ids.size(); i++) ids[i] = static_cast<TokenId>((i * 7 + 3) % 11);
+  // stride = window: non-overlapping windows [0,8), [8,16), then the last moved back to [12,20):
+  // targets 1..8 from window 0, 9..16 from window 8, 17..20 from window 12.
+  double expect = 0;
+  for (size_t p = 1; p <= 20; p++) {
+    const size_t begin = p <= 8 ? 0 : (p <= 16 ? 8 : 12);
+    expect += window_loss(m, ids, begin, p);
+  }
+  EvalResult r = evaluate(m, ids, {8, 8, 2});
+  EXPECT_EQ(r.tokens, 20u);
+  EXPECT_EQ(r.windows, 3u);
+  EXPECT_NEAR(r.loss, expect / 20, 1e-5);
+  // stride 1: every token after the first window has exactly T - S + 1 = 8 tokens of context
+  expect = 0;
+  for (size_t p = 1; p <= 20; p++) expect += window_loss(m, ids, p <= 8 ? 0 : p - 8, p);
+  for (int batch : {1, 3, 64}) {
+    r = evaluate(m, ids, {8, 1, batch});
+    EXPECT_EQ(r.tokens, 20u);
+    EXPECT_NEAR(r.loss, expect / 20, 1e-5) << "batch " << batch;
+    EXPECT_NEAR(r.perplexity, std::exp(r.loss), 1e-9 * r.perplexity);
+  }
+  // an input shorter than the window is one short window
+  std::vector<TokenId> few(ids.begin(), ids.begin() + 4);
+  r = evaluate(m, few, {});
+  EXPECT_EQ(r.tokens, 3u);
+  EXPECT_EQ(r.windows, 1u);
+  // bad input
+  std::vector<TokenId> one = {1};
+  EXPECT_THROW(evaluate(m, one, {}), Error);
+  EXPECT_THROW(evaluate(m, ids, {9, 0, 1}), Error);  // longer than the context
+  EXPECT_THROW(evaluate(m, ids, {4, 5, 1}), Error);  // stride beyond the window
+  std::vector<TokenId> bad = {1, 2, 11};
+  EXPECT_THROW(evaluate(m, bad, {}), Error);
 }
 
 }  // namespace
