@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -42,40 +43,60 @@ std::string read_file(const std::string& path) {
 
 std::string read_stdin() { return read_fd(0, "standard input"); }
 
-void write_file_atomic(const std::string& path, std::string_view data) {
-  std::filesystem::path target(path);
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create {}: {}", tmp, std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("cannot write {}: {}", tmp, std::strerror(e));
-    }
-    off += static_cast<size_t>(n);
+AtomicFileWriter::AtomicFileWriter(const std::string& path)
+    : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot create {}: {}", tmp_, std::strerror(errno));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
   }
+}
+
+void AtomicFileWriter::write(const void* data, size_t n) {
+  if (fd_ < 0) fail("cannot write {}: already committed", path_);
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write {}: {}", tmp_, std::strerror(errno));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void AtomicFileWriter::commit() {
+  if (fd_ < 0) fail("cannot write {}: already committed", path_);
+  int fd = std::exchange(fd_, -1);
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     int e = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot flush {}: {}", tmp, std::strerror(e));
+    ::unlink(tmp_.c_str());
+    fail("cannot flush {}: {}", tmp_, std::strerror(e));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     int e = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename {} to {}: {}", tmp, path, std::strerror(e));
+    ::unlink(tmp_.c_str());
+    fail("cannot rename {} to {}: {}", tmp_, path_, std::strerror(e));
   }
   // Make the rename itself durable.
+  std::filesystem::path target(path_);
   std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+void write_file_atomic(const std::string& path, std::string_view data) {
+  AtomicFileWriter w(path);
+  w.write(data);
+  w.commit();
 }
 
 void make_dirs(const std::string& path) {

@@ -1,6 +1,7 @@
 // File I/O with clear errors, and atomic writes (temp file, fsync, rename) so no reader ever
 // sees a half-written file and a crash never loses the previous version.
 #pragma once
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,25 @@ std::string read_stdin();
 
 // Writes `data` to `path` atomically: PATH.tmp.<pid>, fsync, rename over PATH, fsync the directory.
 void write_file_atomic(const std::string& path, std::string_view data);
+
+// A file written in pieces that appears at `path` all at once: bytes go to PATH.tmp.<pid>;
+// commit() fsyncs, renames over `path` and fsyncs the directory. Destroyed without commit()
+// (an error on the way), the temp file is removed and `path` is untouched.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path);
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter();
+
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
 
 // Creates a directory (and parents) if missing; throws gpt::Error if that fails.
 void make_dirs(const std::string& path);

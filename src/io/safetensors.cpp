@@ -330,56 +330,6 @@ void SafetensorsFile::read_f32(const TensorEntry& t, std::span<float> out) const
 
 // ---- writing -------------------------------------------------------------------------------------
 
-AtomicFileWriter::AtomicFileWriter(const std::string& path)
-    : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("cannot create {}: {}", tmp_, std::strerror(errno));
-}
-
-AtomicFileWriter::~AtomicFileWriter() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    ::unlink(tmp_.c_str());
-  }
-}
-
-void AtomicFileWriter::write(const void* data, size_t n) {
-  if (fd_ < 0) fail("cannot write {}: already committed", path_);
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd_, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot write {}: {}", tmp_, std::strerror(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-void AtomicFileWriter::commit() {
-  if (fd_ < 0) fail("cannot write {}: already committed", path_);
-  int fd = std::exchange(fd_, -1);
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp_.c_str());
-    fail("cannot flush {}: {}", tmp_, std::strerror(e));
-  }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp_.c_str());
-    fail("cannot rename {} to {}: {}", tmp_, path_, std::strerror(e));
-  }
-  // Make the rename itself durable.
-  std::filesystem::path target(path_);
-  std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
 void write_safetensors(const std::string& path, std::vector<TensorView> tensors,
                        const std::map<std::string, std::string>& metadata) {
   using nlohmann::json;

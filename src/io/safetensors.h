@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/io.h"  // AtomicFileWriter
+
 namespace gpt {
 
 // Element types safetensors defines. Only F32, F16, BF16 (and F64) convert to float32; the others
@@ -101,24 +103,5 @@ struct TensorView {
 // laid out largest alignment first, then by name, as Hugging Face's writer does.
 void write_safetensors(const std::string& path, std::vector<TensorView> tensors,
                        const std::map<std::string, std::string>& metadata = {});
-
-// A file written in pieces that appears at `path` all at once: bytes go to PATH.tmp.<pid>;
-// commit() fsyncs, renames over `path` and fsyncs the directory. Destroyed without commit()
-// (an error on the way), the temp file is removed and `path` is untouched.
-class AtomicFileWriter {
- public:
-  explicit AtomicFileWriter(const std::string& path);
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
-  ~AtomicFileWriter();
-
-  void write(const void* data, size_t n);
-  void write(std::string_view s) { write(s.data(), s.size()); }
-  void commit();
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-};
 
 }  // namespace gpt
