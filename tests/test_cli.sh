@@ -623,6 +623,21 @@ text ragged.ids "1 2 3\n4 5\n"
 expect_error "error: logits with ragged rows" "same length" "$EMPTY" logits --model "$M" --ids "$TMP/ragged.ids" --out "$TMP/x.st"
 expect_error "error: logits --grads without targets" "--targets" "$EMPTY" logits --model "$M" --ids "$TMP/lg.ids" --grads --out "$TMP/x.st"
 
+# llm.c export and import give back the same weights, byte for byte
+x "$EMPTY" "$TMP/cv.out" "$TMP/cv.err" convert --model "$M" --to-llmc "$TMP/tiny.bin"
+why=$(why_run "$TMP/cv.err")
+if [[ -z $why ]]; then
+  x "$EMPTY" "$TMP/cv.out" "$TMP/cv.err" convert --from-llmc "$TMP/tiny.bin" --out "$TMP/back"
+  why=$(why_run "$TMP/cv.err")
+fi
+[[ -z $why ]] && why=$(why_cmp "$TMP/back/model.safetensors" "$M/model.safetensors")
+report "convert: model directory -> llm.c -> model directory is identical" "$why"
+head -c 2000 "$TMP/tiny.bin" >"$TMP/cut.bin"
+expect_error "error: truncated llm.c checkpoint" "cut.bin" "$EMPTY" convert --from-llmc "$TMP/cut.bin" --out "$TMP/never"
+why=""
+[[ -e $TMP/never/model.safetensors ]] && why="model.safetensors exists"
+report "a failed convert writes no model" "$why"
+
 # damaged checkpoints: one clear line, never a crash
 cp -r "$M" "$TMP/cut"
 head -c 5000 "$M/model.safetensors" >"$TMP/cut/model.safetensors"
