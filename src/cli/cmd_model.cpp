@@ -102,17 +102,8 @@ void run_logits(const LogitsArgs& a) {
   if (a.grads && y.empty()) fail("--grads needs --targets");
   const bool train = a.grads;
   // Dropout stays off: the tensors are a deterministic function of the weights and the ids.
-  ModelConfig cfg = model.config();
-  if (train && cfg.dropout > 0) {
-    GPT nodrop = [&] {
-      ModelConfig c = cfg;
-      c.dropout = 0;
-      GPT m(c);
-      std::copy(model.params(), model.params() + model.num_parameters(), m.params());
-      return m;
-    }();
-    model = std::move(nodrop);
-  }
+  const ModelConfig& cfg = model.config();
+  model.set_dropout(0.0f);
   const float loss = model.forward(x.data(), y.empty() ? nullptr : y.data(), B, T, train);
   const size_t V = static_cast<size_t>(cfg.vocab_size);
   std::vector<float> logits(model.logits(), model.logits() + static_cast<size_t>(B) * T * V);

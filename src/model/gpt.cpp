@@ -224,6 +224,11 @@ void GPT::zero_grad() {
     grads_.zero();
 }
 
+void GPT::set_dropout(float p) {
+  if (!(p >= 0.0f && p < 1.0f)) fail("dropout must be in [0, 1), got {}", p);
+  cfg_.dropout = p;
+}
+
 void GPT::init_gpt2(uint64_t seed) {
   std::mt19937_64 rng(seed);
   const float resid_std = 0.02f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layer));

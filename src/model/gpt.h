@@ -62,6 +62,9 @@ class GPT {
   const ModelTensors& grad_tensors();
   void zero_grad();
 
+  // Dropout is a training setting, not part of the shape: it can change at any time.
+  void set_dropout(float p);
+
   // GPT-2's initialisation: weights N(0, 0.02), the residual projections (attn.c_proj,
   // mlp.c_proj) N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm gains 1. Deterministic in seed.
   void init_gpt2(uint64_t seed);
