@@ -87,6 +87,7 @@ struct GPT::Activations {
   std::vector<int32_t> targets;
   bool have_targets = false;
   uint64_t dropout_seed = 0;
+  float dropout_p = 0.0f;  // the dropout the last forward applied, for its backward
 };
 
 void GPT::plan(int B, int T, bool training) {
@@ -271,6 +272,7 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
   a.have_targets = targets != nullptr;
   if (targets) a.targets.assign(targets, targets + N);
   a.dropout_seed = dropout_seed;
+  a.dropout_p = training ? cfg_.dropout : 0.0f;
 
   const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size;
   const float p = training ? cfg_.dropout : 0.0f;
@@ -349,9 +351,8 @@ void GPT::backward(float grad_scale) {
   const size_t N = static_cast<size_t>(B) * T;
   const int n = static_cast<int>(N);
   const bool pre = cfg_.ln == LnPlacement::Pre;
-  const float p = cfg_.dropout;
   auto drop = [&](int layer, int site) {
-    return ops::Dropout{p, ops::dropout_seed(a.dropout_seed, layer, site)};
+    return ops::Dropout{a.dropout_p, ops::dropout_seed(a.dropout_seed, layer, site)};
   };
   if (scored_ == 0) return;  // nothing scored: the loss is constant
 
