@@ -214,10 +214,6 @@ float* GPT::grads() {
   }
   return grads_.data();
 }
-const ModelTensors& GPT::grad_tensors() {
-  grads();
-  return g_;
-}
 void GPT::zero_grad() {
   if (grads_.empty())
     grads();

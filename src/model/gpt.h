@@ -59,7 +59,6 @@ class GPT {
 
   // The gradient arena, same layout; allocated (zeroed) on first use.
   float* grads();
-  const ModelTensors& grad_tensors();
   void zero_grad();
 
   // Dropout is a training setting, not part of the shape: it can change at any time.
