@@ -340,6 +340,20 @@ def main():
     os.makedirs(work, exist_ok=True)
     all_failures = []
     passed = 0
+
+    def record(name, shape, metrics, fails, secs):
+        # One line per case, the failures under it; tallies the result.
+        nonlocal passed
+        status = "ok  " if not fails else "FAIL"
+        timing = f"  ({secs:.2f} s)" if metrics and secs is not None else ""
+        print(f"{status} {name:18s} {shape:68s} {summary(metrics) if metrics else ''}{timing}", flush=True)
+        for f in fails:
+            print(f"       {name}: {f}")
+        if fails:
+            all_failures.append(name)
+        else:
+            passed += 1
+
     try:
         if not a.self_check:
             runs = [(case, "", engine, 1000 + i) for i, case in enumerate(cases)]
@@ -351,20 +365,11 @@ def main():
                     metrics, fails, secs = run_case(case, eng, work, np.random.default_rng(seed), tag=tag)
                 except RuntimeError as e:
                     metrics, fails, secs = {}, [str(e)], 0.0
-                status = "ok  " if not fails else "FAIL"
                 c = case.cfg
                 shape = (f"L{c.n_layer} H{c.n_head} C{c.n_embd} V{c.vocab_size} ctx{c.n_ctx} B{case.B} T{case.T} "
                          f"{c.ln}-LN {c.attention}{'/' + str(c.band) if c.attention != 'dense' else ''}"
                          f"{' no-bias' if not c.bias else ''}{' untied' if not c.tied_head else ''}")
-                name = case.name + tag
-                print(f"{status} {name:18s} {shape:68s} {summary(metrics) if metrics else ''}"
-                      f"{f'  ({secs:.2f} s)' if metrics else ''}", flush=True)
-                for f in fails:
-                    print(f"       {name}: {f}")
-                if fails:
-                    all_failures.append(name)
-                else:
-                    passed += 1
+                record(case.name + tag, shape, metrics, fails, secs)
             for i, (name, flags, want) in enumerate(INIT_CASES):
                 if a.case and name not in a.case:
                     continue
@@ -374,14 +379,7 @@ def main():
                     shape = "gpt init " + " ".join(flags)
                 except (RuntimeError, ValueError, OSError) as e:
                     metrics, fails, shape = {}, [str(e)], "gpt init"
-                status = "ok  " if not fails else "FAIL"
-                print(f"{status} {name:18s} {shape[:68]:68s} {summary(metrics) if metrics else ''}", flush=True)
-                for f in fails:
-                    print(f"       {name}: {f}")
-                if fails:
-                    all_failures.append(name)
-                else:
-                    passed += 1
+                record(name, shape[:68], metrics, fails, None)
         neg = negative_test(engine, work)
         for f in neg:
             print("FAIL", f)
