@@ -70,6 +70,21 @@ void AtomicFileWriter::write(const void* data, size_t n) {
   }
 }
 
+void AtomicFileWriter::write_at(size_t offset, const void* data, size_t n) {
+  if (fd_ < 0) fail("cannot write {}: already committed", path_);
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write {}: {}", tmp_, std::strerror(errno));
+    }
+    p += w;
+    offset += static_cast<size_t>(w);
+    n -= static_cast<size_t>(w);
+  }
+}
+
 void AtomicFileWriter::commit() {
   if (fd_ < 0) fail("cannot write {}: already committed", path_);
   int fd = std::exchange(fd_, -1);

@@ -28,6 +28,8 @@ class AtomicFileWriter {
 
   void write(const void* data, size_t n);
   void write(std::string_view s) { write(s.data(), s.size()); }
+  // Overwrites bytes already written (a header patched once the body is known).
+  void write_at(size_t offset, const void* data, size_t n);
   void commit();
 
  private:
