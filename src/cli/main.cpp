@@ -1,4 +1,5 @@
 // gpt: the command-line front end. A thin layer: parse options, call the engine, print.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -10,6 +11,8 @@ int main(int argc, char** argv) {
       "gpt.cpp: tokenize, train, fine-tune, evaluate, generate with and serve GPT models.\n"
       "Run `gpt COMMAND --help` for the options of a command.",
       "gpt"};
+  // A write past a file-size limit fails with EFBIG (reported as an error) instead of killing us.
+  std::signal(SIGXFSZ, SIG_IGN);
   app.require_subcommand(0, 1);  // none given: handled below with a clearer message
   app.set_version_flag("--version", "gpt.cpp " GPT_VERSION);
   gpt::cli::add_tokenize_commands(app);
@@ -19,6 +22,7 @@ int main(int argc, char** argv) {
   gpt::cli::add_model_commands(app);
   gpt::cli::add_eval_command(app);
   gpt::cli::add_convert_command(app);
+  gpt::cli::add_train_command(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

@@ -23,8 +23,14 @@ class AdamW {
   // value for this step). Moments are allocated at construction.
   void step(GPT& model, float lr);
   int64_t steps() const { return t_; }
+  // Resuming: the step count sets the bias corrections of the next update.
+  void set_steps(int64_t t) { t_ = t; }
+  const AdamWConfig& config() const { return cfg_; }
   float* m() { return m_.data(); }
   float* v() { return v_.data(); }
+  const float* m() const { return m_.data(); }
+  const float* v() const { return v_.data(); }
+  size_t size() const { return m_.size(); }
   size_t state_bytes() const { return m_.bytes() + v_.bytes(); }
 
  private:

@@ -1,0 +1,422 @@
+#include "train/trainer.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/shards.h"
+#include "io/model_dir.h"
+#include "model/gpt.h"
+#include "ops/ops.h"
+#include "train/checkpoint.h"
+#include "train/data_loader.h"
+#include "train/plot.h"
+
+namespace gpt {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double gradient_norm(const float* g, size_t n) {
+  double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+  for (size_t i = 0; i < n; i++) sum += static_cast<double>(g[i]) * g[i];
+  return std::sqrt(sum);
+}
+
+float clip_gradients(float* g, size_t n, double norm, float max_norm) {
+  if (max_norm <= 0.0f) return 1.0f;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1.0) return 1.0f;
+  const float c = static_cast<float>(coef);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) g[i] *= c;
+  return c;
+}
+
+namespace {
+
+void check_hyperparameters(const TrainConfig& c) {
+  auto finite = [](double x) { return std::isfinite(x); };
+  if (c.steps < 1) fail("--steps must be at least 1 (got {})", c.steps);
+  if (c.batch_size < 1) fail("--batch-size must be at least 1 (got {})", c.batch_size);
+  if (c.seq_len < 0) fail("--seq-len must be positive (got {})", c.seq_len);
+  if (c.grad_accum < 1) fail("--grad-accum must be at least 1 (got {})", c.grad_accum);
+  if (!(c.schedule.lr > 0) || !finite(c.schedule.lr)) fail("--lr must be a positive number (got {})", c.schedule.lr);
+  if (!(c.schedule.min_lr >= 0) || c.schedule.min_lr > c.schedule.lr)
+    fail("--min-lr must be between 0 and --lr (got {})", c.schedule.min_lr);
+  if (c.schedule.warmup < 0) fail("--warmup must not be negative (got {})", c.schedule.warmup);
+  if (!(c.adam.beta1 >= 0 && c.adam.beta1 < 1)) fail("--beta1 must be in [0, 1) (got {})", c.adam.beta1);
+  if (!(c.adam.beta2 >= 0 && c.adam.beta2 < 1)) fail("--beta2 must be in [0, 1) (got {})", c.adam.beta2);
+  if (!(c.adam.eps > 0) || !finite(c.adam.eps)) fail("--eps must be positive (got {})", c.adam.eps);
+  if (!(c.adam.weight_decay >= 0) || !finite(c.adam.weight_decay))
+    fail("--weight-decay must not be negative (got {})", c.adam.weight_decay);
+  if (!(c.grad_clip >= 0) || !finite(c.grad_clip)) fail("--grad-clip must not be negative (got {})", c.grad_clip);
+  if (!(c.dropout >= 0 && c.dropout < 1)) fail("--dropout must be in [0, 1) (got {})", c.dropout);
+  if (c.eval_every < 0 || c.save_every < 0 || c.sample_every < 0)
+    fail("--eval-every, --save-every and --sample-every must not be negative");
+  if (c.eval_batches < 1) fail("--eval-batches must be at least 1 (got {})", c.eval_batches);
+  if (c.sample_tokens < 1) fail("--sample-tokens must be at least 1 (got {})", c.sample_tokens);
+}
+
+json loader_json(const LoaderState& s) {
+  json rng = json::array();
+  for (uint64_t w : s.rng) rng.push_back(std::to_string(w));  // strings: JSON readers lose 64-bit ints
+  return {{"shard", s.shard}, {"position", s.position}, {"batches", s.batches}, {"rng", rng}};
+}
+
+LoaderState loader_from_json(const json& j) {
+  LoaderState s;
+  s.shard = j.at("shard").get<uint64_t>();
+  s.position = j.at("position").get<uint64_t>();
+  s.batches = j.at("batches").get<uint64_t>();
+  const auto& rng = j.at("rng");
+  if (!rng.is_array() || rng.size() != 4) throw json::other_error::create(501, "rng: 4 words expected", nullptr);
+  for (size_t i = 0; i < 4; i++) s.rng[i] = std::stoull(rng[i].get<std::string>());
+  return s;
+}
+
+// A plain line for logs (stdout not a terminal) or the progress bar's tail.
+std::string fmt_seconds(double s) { return format_duration(s); }
+
+// Fault injection for the tests: GPT_TEST_KILL_AT_STEP=N sends SIGKILL to this process right after
+// optimizer step N (before anything of that step is saved).
+void maybe_die_at_step(int64_t step) {
+  const char* e = std::getenv("GPT_TEST_KILL_AT_STEP");
+  if (e && std::atoll(e) == step) ::kill(::getpid(), SIGKILL);
+}
+// The in-process version for unit tests: GPT_TEST_STOP_AFTER_STEP=N ends the run after step N
+// without the final save.
+// GPT_TEST_POISON_AT_STEP=N writes a NaN into the first weight before step N: the loss must
+// become NaN and training must stop cleanly.
+bool poison_at(int64_t step) {
+  const char* e = std::getenv("GPT_TEST_POISON_AT_STEP");
+  return e && std::atoll(e) == step;
+}
+bool stop_after(int64_t step) {
+  const char* e = std::getenv("GPT_TEST_STOP_AFTER_STEP");
+  return e && std::atoll(e) == step;
+}
+
+class Run {
+ public:
+  explicit Run(const TrainConfig& c) : cfg_(c) {}
+  void go();
+
+ private:
+  void setup();
+  double validation_loss();
+  std::string sample();
+  void save(int64_t step, double elapsed, uint64_t tokens);
+  void write_plot();
+  void log_line(const std::string& s);
+
+  TrainConfig cfg_;
+  std::shared_ptr<const Tokenizer> tok_;
+  std::optional<GPT> model_;
+  std::optional<AdamW> opt_;
+  std::optional<DataLoader> train_, val_;
+  int B_ = 0, T_ = 0;
+  int64_t start_step_ = 0;
+  double elapsed_before_ = 0.0;
+  uint64_t tokens_before_ = 0;
+  std::vector<TokenId> inputs_;
+  std::vector<int32_t> targets_;
+  std::vector<CurvePoint> train_curve_, val_curve_;
+  std::FILE* metrics_ = nullptr;
+  bool terminal_ = false;
+  int64_t last_saved_ = -1;
+};
+
+void Run::setup() {
+  check_hyperparameters(cfg_);
+  const std::string& out = cfg_.out_dir;
+  // The data. Its vocabulary is known when `gpt prepare` wrote it (dataset.json); plain llm.c
+  // shards from elsewhere are taken as GPT-2 ids when the model's vocabulary can hold them.
+  std::shared_ptr<const Tokenizer> data_tok;
+  if (file_exists(cfg_.data_dir + "/dataset.json")) data_tok = data::dataset_tokenizer(cfg_.data_dir);
+  const auto train_shards = data::find_shards(cfg_.data_dir, "train");
+  if (train_shards.empty()) fail("{}: no train_*.bin token shards (make them with gpt prepare)", cfg_.data_dir);
+  const auto val_shards = data::find_shards(cfg_.data_dir, "val");
+  if (cfg_.eval_every > 0 && val_shards.empty())
+    fail("--eval-every needs validation data but {} has no val_*.bin shards", cfg_.data_dir);
+
+  // The model: the checkpoint when resuming, else --init, else a fresh initialisation.
+  std::optional<TrainCheckpoint> ckpt = find_checkpoint(out);
+  if (cfg_.resume && !ckpt) fail("--resume: {} holds no checkpoint to resume from", out);
+  if (!cfg_.resume && ckpt)
+    fail("{} already holds a training run (checkpoint at step {}): pass --resume to continue it, or choose another "
+         "--out",
+         out, ckpt->step);
+  std::shared_ptr<const Tokenizer> model_tok;
+  if (ckpt || !cfg_.init_dir.empty()) {
+    const std::string dir = ckpt ? ckpt->dir : cfg_.init_dir;
+    if (!ckpt && !file_exists(dir + "/config.json")) fail("--init {}: not a model directory (no config.json)", dir);
+    LoadedModel lm = load_model_dir(dir);
+    model_.emplace(std::move(lm.model));
+    model_tok = lm.tokenizer;
+  } else {
+    ModelConfig mc = cfg_.model.value_or(ModelConfig{});
+    if (mc.vocab_size == 0) mc.vocab_size = data_tok ? static_cast<int>(data_tok->vocab_size()) : 50257;
+    mc.validate();
+    model_.emplace(mc);
+    model_->init_gpt2(cfg_.seed);
+  }
+  const ModelConfig& mc = model_->config();
+  if (data_tok && data_tok->vocab_size() > static_cast<size_t>(mc.vocab_size))
+    fail("the data's vocabulary ({} tokens, {}) does not fit the model's vocab_size {}", data_tok->vocab_size(),
+         data_tok->kind(), mc.vocab_size);
+  if (data_tok && model_tok &&
+      (model_tok->kind() != data_tok->kind() || model_tok->vocab_size() != data_tok->vocab_size()))
+    fail("the model's vocabulary ({} tokens, {}) does not match the data's ({} tokens, {})", model_tok->vocab_size(),
+         model_tok->kind(), data_tok->vocab_size(), data_tok->kind());
+  tok_ = data_tok ? data_tok : model_tok;
+  if (!tok_ && mc.vocab_size >= 50257) tok_ = gpt2_tokenizer();
+  if (!tok_ && cfg_.sample_every > 0)
+    fail("--sample-every needs to know the data's vocabulary: {} has no dataset.json (make it with gpt prepare)",
+         cfg_.data_dir);
+
+  B_ = cfg_.batch_size;
+  T_ = cfg_.seq_len > 0 ? cfg_.seq_len : mc.n_ctx;
+  if (T_ > mc.n_ctx) fail("--seq-len {} is longer than the model's context of {} tokens", T_, mc.n_ctx);
+  train_.emplace(train_shards, B_, T_, cfg_.shuffle, cfg_.seed, static_cast<size_t>(mc.vocab_size), "train");
+  if (!val_shards.empty())
+    val_.emplace(val_shards, B_, T_, false, cfg_.seed, static_cast<size_t>(mc.vocab_size), "validation");
+  opt_.emplace(*model_, cfg_.adam);
+  model_->set_dropout(cfg_.dropout);
+  cfg_.schedule.steps = cfg_.steps;
+
+  std::vector<std::string> kept;  // metrics lines of the steps the checkpoint covers
+  if (ckpt) {
+    load_optimizer_state(ckpt->dir, *opt_);
+    try {
+      start_step_ = ckpt->step;
+      train_->restore(loader_from_json(ckpt->state.at("loader")));
+      elapsed_before_ = ckpt->state.value("elapsed_s", 0.0);
+      tokens_before_ = ckpt->state.value("tokens", uint64_t{0});
+    } catch (const std::exception& e) {
+      fail("{}/trainer_state.json: corrupt training state: {}", ckpt->dir, e.what());
+    }
+    if (start_step_ >= cfg_.steps)
+      fail("--resume: the checkpoint in {} is at step {} already; raise --steps (now {}) to train further", out,
+           start_step_, cfg_.steps);
+    // metrics.jsonl keeps one line per step across runs: drop what a killed run logged after the checkpoint.
+    if (file_exists(out + "/metrics.jsonl")) {
+      std::istringstream in(read_file(out + "/metrics.jsonl"));
+      for (std::string line; std::getline(in, line);) {
+        json j = json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() > start_step_) continue;
+        kept.push_back(line);
+        if (j.contains("loss")) train_curve_.push_back({j["step"].get<double>(), j["loss"].get<double>()});
+        if (j.contains("val_loss")) val_curve_.push_back({j["step"].get<double>(), j["val_loss"].get<double>()});
+      }
+    }
+    last_saved_ = start_step_;
+  }
+  // Everything is valid: only now is OUT touched.
+  make_dirs(out);
+  remove_stale_checkpoint_temps(out);
+  std::string body;
+  for (const auto& l : kept) body += l + "\n";
+  write_file_atomic(out + "/metrics.jsonl", body);
+  metrics_ = std::fopen((out + "/metrics.jsonl").c_str(), "a");
+  if (!metrics_) fail("cannot open {}/metrics.jsonl for writing", out);
+  inputs_.resize(static_cast<size_t>(B_) * T_);
+  targets_.resize(inputs_.size());
+  terminal_ = !cfg_.quiet && Progress::is_terminal();
+}
+
+double Run::validation_loss() {
+  // The first K batches of the validation shards, read sequentially from their start: every
+  // evaluation sees the same tokens. The training plan (B, T) is reused with dropout off.
+  val_->reset();
+  model_->set_dropout(0.0f);
+  double sum = 0.0;
+  for (int k = 0; k < cfg_.eval_batches; k++) {
+    val_->next(inputs_.data(), targets_.data());
+    sum += model_->forward(inputs_.data(), targets_.data(), B_, T_, true, 0);
+  }
+  model_->set_dropout(cfg_.dropout);
+  return sum / cfg_.eval_batches;
+}
+
+std::string Run::sample() {
+  // A short sample to watch the model learn: temperature 0.8, top-k 200, from the end-of-text
+  // token (or a newline). Row 0 of a (B, T) batch carries the text, so the training plan is reused;
+  // the window slides once it fills.
+  model_->set_dropout(0.0f);
+  std::vector<TokenId> ctx;
+  if (auto eot = tok_->eot_token()) ctx.push_back(*eot);
+  else ctx = tok_->encode("\n");
+  if (ctx.empty()) ctx.push_back(0);
+  const size_t prompt = ctx.size();
+  Rng rng(cfg_.seed ^ 0x5A4D504C45ull);
+  const int V = model_->config().vocab_size, Vt = static_cast<int>(tok_->vocab_size());
+  std::vector<std::pair<float, int>> cand(Vt);
+  for (int i = 0; i < cfg_.sample_tokens; i++) {
+    const size_t start = ctx.size() > static_cast<size_t>(T_) ? ctx.size() - T_ : 0;
+    const int len = static_cast<int>(ctx.size() - start);
+    std::fill(inputs_.begin(), inputs_.end(), 0);
+    std::copy(ctx.begin() + start, ctx.end(), inputs_.begin());
+    model_->forward(inputs_.data(), nullptr, B_, T_, true, 0);
+    const float* lg = model_->logits() + static_cast<size_t>(len - 1) * V;
+    for (int v = 0; v < Vt; v++) cand[v] = {lg[v] / 0.8f, v};
+    const int k = std::min(200, Vt);
+    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), std::greater<>());
+    double total = 0.0;
+    for (int j = 0; j < k; j++) total += std::exp(static_cast<double>(cand[j].first - cand[0].first));
+    double r = rng.uniform() * total;
+    int pick = cand[k - 1].second;
+    for (int j = 0; j < k; j++) {
+      r -= std::exp(static_cast<double>(cand[j].first - cand[0].first));
+      if (r < 0) {
+        pick = cand[j].second;
+        break;
+      }
+    }
+    ctx.push_back(static_cast<TokenId>(pick));
+  }
+  model_->set_dropout(cfg_.dropout);
+  return tok_->decode(std::span<const TokenId>(ctx).subspan(prompt));
+}
+
+void Run::save(int64_t step, double elapsed, uint64_t tokens) {
+  json state = {{"step", step},
+                {"loader", loader_json(train_->state())},
+                {"seed", std::to_string(cfg_.seed)},
+                {"elapsed_s", elapsed},
+                {"tokens", tokens},
+                {"batch_size", B_},
+                {"seq_len", T_},
+                {"grad_accum", cfg_.grad_accum},
+                {"steps", cfg_.steps},
+                {"lr", cfg_.schedule.lr},
+                {"min_lr", cfg_.schedule.min_lr},
+                {"warmup", cfg_.schedule.warmup},
+                {"schedule", schedule_name(cfg_.schedule.kind)},
+                {"data", cfg_.data_dir},
+                {"gptcpp_version", GPT_VERSION}};
+  std::fflush(metrics_);
+  ::fsync(::fileno(metrics_));
+  save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), *opt_, state);
+  last_saved_ = step;
+}
+
+void Run::write_plot() {
+  write_loss_plot_svg(cfg_.out_dir + "/loss.svg", "gpt.cpp training loss",
+                      {{"train", train_curve_}, {"val", val_curve_}});
+}
+
+void Run::log_line(const std::string& s) {
+  if (cfg_.quiet) return;
+  std::printf("%s\n", s.c_str());
+  std::fflush(stdout);
+}
+
+void Run::go() {
+  setup();
+  const ModelConfig& mc = model_->config();
+  const int K = cfg_.grad_accum;
+  const uint64_t tokens_per_step = static_cast<uint64_t>(B_) * T_ * K;
+  if (!cfg_.quiet)
+    log_line(fmt::format("training {} ({:.2f}M parameters) on {} ({} train tokens in {} shards{}), {} steps of {} "
+                         "tokens (batch {} x {} x {} accumulated), {} threads{}",
+                         mc.describe(), model_->num_parameters() / 1e6, cfg_.data_dir, train_->tokens(),
+                         train_->shards(), val_ ? fmt::format(", {} val tokens", val_->tokens()) : "", cfg_.steps,
+                         tokens_per_step, B_, T_, K, num_threads(),
+                         start_step_ > 0 ? fmt::format(", resuming at step {}", start_step_ + 1) : ""));
+  Progress bar("train", static_cast<uint64_t>(cfg_.steps), "steps");
+  const auto run_start = Clock::now();
+  double last_loss = 0.0;
+  for (int64_t step = start_step_ + 1; step <= cfg_.steps; step++) {
+    const auto t0 = Clock::now();
+    model_->zero_grad();
+    if (poison_at(step)) model_->params()[0] = std::numeric_limits<float>::quiet_NaN();
+    double loss = 0.0;
+    for (int micro = 0; micro < K; micro++) {
+      train_->next(inputs_.data(), targets_.data());
+      const uint64_t dseed = (cfg_.seed * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(step) * K + micro);
+      const float l = model_->forward(inputs_.data(), targets_.data(), B_, T_, true, dseed);
+      if (!std::isfinite(l))
+        fail("the loss became {} at step {}: training stopped{}", l, step,
+             last_saved_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
+                              : " (no checkpoint was saved yet; try a lower --lr)");
+      model_->backward(1.0f / K);
+      loss += l;
+    }
+    loss /= K;
+    const double norm = gradient_norm(model_->grads(), model_->num_parameters());
+    if (!std::isfinite(norm))
+      fail("the gradient norm became {} at step {}: training stopped{}", norm, step,
+           last_saved_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
+                            : "");
+    clip_gradients(model_->grads(), model_->num_parameters(), norm, cfg_.grad_clip);
+    const float lr = cfg_.schedule.at(static_cast<int>(step));
+    opt_->step(*model_, lr);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start).count();
+    last_loss = loss;
+    json m = {{"step", step},          {"loss", loss},   {"lr", lr}, {"grad_norm", norm},
+              {"tokens_per_s", tokens_per_step / dt}, {"elapsed_s", elapsed}};
+    std::fprintf(metrics_, "%s\n", m.dump().c_str());
+    std::fflush(metrics_);
+    train_curve_.push_back({static_cast<double>(step), loss});
+    maybe_die_at_step(step);
+
+    const std::string status = fmt::format("loss {:.4f} · lr {:.2e} · {:.0f} tok/s", loss, lr, tokens_per_step / dt);
+    if (terminal_) bar.update(static_cast<uint64_t>(step), status);
+    else if (!cfg_.quiet && (step == start_step_ + 1 || step % 10 == 0 || step == cfg_.steps))
+      log_line(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {:.0f} tok/s | {:.1f} ms | {}",
+                           step, cfg_.steps, loss, lr, norm, tokens_per_step / dt, dt * 1e3, fmt_seconds(elapsed)));
+
+    const bool last = step == cfg_.steps;
+    if (val_ && ((cfg_.eval_every > 0 && step % cfg_.eval_every == 0) || last)) {
+      const double vl = validation_loss();
+      std::fprintf(metrics_, "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
+      std::fflush(metrics_);
+      val_curve_.push_back({static_cast<double>(step), vl});
+      write_plot();
+      if (terminal_) bar.finish();
+      log_line(fmt::format("step {:>6}/{} | val loss {:.4f} | train loss {:.4f}", step, cfg_.steps, vl, loss));
+    }
+    if (cfg_.sample_every > 0 && step % cfg_.sample_every == 0) {
+      if (terminal_) bar.finish();
+      log_line(fmt::format("---- sample at step {} ----\n{}\n----", step, sample()));
+    }
+    if ((cfg_.save_every > 0 && step % cfg_.save_every == 0) || last)
+      save(step, elapsed, tokens_before_ + static_cast<uint64_t>(step - start_step_) * tokens_per_step);
+    if (stop_after(step)) {
+      std::fclose(metrics_);
+      return;
+    }
+  }
+  if (!val_) write_plot();
+  if (terminal_) bar.finish();
+  std::fclose(metrics_);
+  log_line(fmt::format("done: {} steps, final train loss {:.4f}; model and checkpoint in {}", cfg_.steps, last_loss,
+                       cfg_.out_dir));
+}
+
+}  // namespace
+
+void train(const TrainConfig& cfg) {
+  Run run(cfg);
+  run.go();
+}
+
+}  // namespace gpt

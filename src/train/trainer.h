@@ -1,0 +1,51 @@
+// The pretraining loop: batches from token shards, forward, backward, gradient accumulation,
+// clipping, AdamW on a warmup + decay schedule, validation, samples, metrics and checkpoints that
+// resume bit-exactly. See docs/training-loop.md.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "model/config.h"
+#include "train/adamw.h"
+#include "train/lr_schedule.h"
+
+namespace gpt {
+
+struct TrainConfig {
+  std::string data_dir, out_dir;
+  // The model: a directory to start from, or a shape initialised with GPT-2's scheme from `seed`.
+  std::string init_dir;
+  std::optional<ModelConfig> model;  // used when init_dir is empty (vocab_size 0: the data's vocabulary)
+
+  int steps = 1000;
+  int batch_size = 8;
+  int seq_len = 0;  // 0: the model's context
+  int grad_accum = 1;
+  LrSchedule schedule;  // steps is set from `steps`
+  AdamWConfig adam;
+  float grad_clip = 1.0f;  // 0: off
+  float dropout = 0.0f;
+  uint64_t seed = 1337;
+  bool shuffle = false;
+
+  int eval_every = 0;  // 0: only at the end when there is validation data
+  int eval_batches = 20;
+  int save_every = 0;  // 0: only at the end
+  int sample_every = 0;
+  int sample_tokens = 200;
+  bool resume = false;
+  bool quiet = false;
+};
+
+// Runs the training described by `cfg`. Throws gpt::Error with one clear message on bad input or a
+// failure (a non-finite loss, a failed save), leaving the last good checkpoint in place.
+void train(const TrainConfig& cfg);
+
+// The global L2 norm of n gradients (accumulated in double).
+double gradient_norm(const float* g, size_t n);
+// Multiplies the gradients by max_norm / (norm + 1e-6) if that is below 1, as PyTorch's
+// clip_grad_norm_ does. Returns the factor applied (1 when unclipped).
+float clip_gradients(float* g, size_t n, double norm, float max_norm);
+
+}  // namespace gpt
