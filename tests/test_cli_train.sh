@@ -119,8 +119,8 @@ bad() { # NAME SUBSTRING ARGS...
   shift 2
   rm -rf "$TMP/badout"
   "$G" train "$@" >"$TMP/o" 2>"$TMP/e"
-  local why
-  why=$(why_error $? "$TMP/e" "$sub")
+  local rc=$? why
+  why=$(why_error $rc "$TMP/e" "$sub")
   [[ -z $why && -e $TMP/badout ]] && why="$TMP/badout was created"
   report "bad input: $name" "$why"
 }

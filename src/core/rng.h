@@ -7,6 +7,8 @@
 
 namespace gpt {
 
+__extension__ typedef unsigned __int128 uint128_t;  // GCC/Clang's 128-bit integer
+
 inline uint64_t splitmix64(uint64_t& x) {
   uint64_t z = (x += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -34,12 +36,12 @@ class Rng {
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   // Uniform integer in [0, n), n > 0, without modulo bias (Lemire's method).
   uint64_t below(uint64_t n) {
-    unsigned __int128 m = static_cast<unsigned __int128>(next()) * n;
+    uint128_t m = static_cast<uint128_t>(next()) * n;
     uint64_t low = static_cast<uint64_t>(m);
     if (low < n) {
       const uint64_t threshold = (0 - n) % n;
       while (low < threshold) {
-        m = static_cast<unsigned __int128>(next()) * n;
+        m = static_cast<uint128_t>(next()) * n;
         low = static_cast<uint64_t>(m);
       }
     }
