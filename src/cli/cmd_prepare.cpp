@@ -1,6 +1,7 @@
 // gpt prepare: tokenize text into llm.c token shards (train_*.bin, val_*.bin) + dataset.json.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -27,6 +28,10 @@ std::string plural(uint64_t n, const char* word) {
 void run_prepare(PrepareArgs& a) {
   if (!a.vocab.empty() && !a.tokenizer.empty()) fail("give --vocab or --tokenizer, not both");
   a.opt.tokenizer = !a.vocab.empty() ? a.vocab : !a.tokenizer.empty() ? a.tokenizer : "gpt2";
+  const std::string& t = a.tokenizer;
+  if (!t.empty() && t != "gpt2" && t != "char" && !t.starts_with("char:") && !t.starts_with("bpe:") &&
+      !std::filesystem::is_directory(t))
+    fail("--tokenizer {}: expected gpt2, char, char:DIR, bpe:DIR or a vocabulary directory", t);
   if (!(a.opt.val_fraction >= 0 && a.opt.val_fraction < 1))
     fail("--val-fraction must be at least 0 and below 1 (got {})", a.opt.val_fraction);
   if (a.opt.shard_tokens < 1 || a.opt.shard_tokens > static_cast<uint64_t>(INT32_MAX))
