@@ -11,7 +11,8 @@ void add_info_command(CLI::App& app);        // info
 void add_model_commands(CLI::App& app);      // init, logits
 void add_eval_command(CLI::App& app);        // eval
 void add_convert_command(CLI::App& app);     // convert
-void add_model_benches(CLI::App* bench);
-void add_train_command(CLI::App& app);       // train     // bench forward, train-step, gemm
+void add_model_benches(CLI::App* bench);     // bench forward, train-step, gemm
+void add_train_command(CLI::App& app);       // train
+void add_prepare_command(CLI::App& app);     // prepare
 
 }  // namespace gpt::cli

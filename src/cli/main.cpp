@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   gpt::cli::add_eval_command(app);
   gpt::cli::add_convert_command(app);
   gpt::cli::add_train_command(app);
+  gpt::cli::add_prepare_command(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {
