@@ -125,10 +125,11 @@ bad() { # NAME SUBSTRING ARGS...
   report "bad input: $name" "$why"
 }
 mkdir -p "$TMP/small" "$TMP/corrupt" "$TMP/trunc"
-"$G" prepare --input <(head -c 300 "$TMP/ts.txt") --out "$TMP/small" --tokenizer char -q >/dev/null 2>&1
+head -c 300 "$TMP/ts.txt" >"$TMP/s300.txt"
+"$G" prepare --input "$TMP/s300.txt" --out "$TMP/small" --tokenizer char -q >/dev/null 2>&1
 cp "$TMP/data"/* "$TMP/corrupt/" && printf 'XXXX' | dd of="$TMP/corrupt/train_000000.bin" conv=notrunc 2>/dev/null
 cp "$TMP/data"/* "$TMP/trunc/" && truncate -s -100 "$TMP/trunc/train_000000.bin"
-B=(-b 4 -t 32 -q "${MODEL[@]}" --out "$TMP/badout")
+B=(-b 4 -q "${MODEL[@]}" --out "$TMP/badout")
 bad "data smaller than one batch" "too small" --data "$TMP/small" "${B[@]}"
 bad "missing data directory" "no such data directory" --data "$TMP/nope" "${B[@]}"
 bad "corrupt shard (bad magic)" "bad magic" --data "$TMP/corrupt" "${B[@]}"
@@ -140,7 +141,7 @@ bad "vocabulary that does not match the model" "does not match" --data "$TMP/dat
 bad "--resume with no checkpoint" "no checkpoint" --data "$TMP/data" --resume -q --out "$TMP/badout"
 bad "--lr 0" "--lr" --data "$TMP/data" "${B[@]}" --lr 0
 bad "--steps 0" "--steps" --data "$TMP/data" "${B[@]}" --steps 0
-bad "--dropout 1" "--dropout" --data "$TMP/data" "${B[@]}" --dropout 1
+bad "--dropout 1" "dropout" --data "$TMP/data" "${B[@]}" --dropout 1
 bad "--schedule exp" "schedule" --data "$TMP/data" "${B[@]}" --schedule exp
 bad "--seq-len beyond the context" "context" --data "$TMP/data" "${B[@]}" -t 64
 bad "no model given" "say which model" --data "$TMP/data" -q --out "$TMP/badout"

@@ -13,18 +13,20 @@ and the reference on the same inputs, and compares OUT/metrics.jsonl with the re
     grad_norm   |diff| / |ref|  <= 1e-3   (before clipping)
     val_loss    |diff| / |ref|  <= 1e-4
 Cases: "b4" (batch 4, no accumulation) and "b2_accum2" (batch 2, --grad-accum 2: the same tokens per
-step). The clip is set so that the gradient norm exceeds it on some steps and not on others; the
-test fails if the reference's norms do not exceed it at least once (then clipping went untested).
+step), and b4 again with the kernel dispatch capped at AVX2 and at scalar (GPT_CPU). The clip is
+set so that the gradient norm exceeds it on some steps and not on others; the test fails if the
+reference's norms do not exceed it at least once (then clipping went untested).
 
 Before that it checks the reference itself (independently of gpt.cpp): the loader's batches
 against windows cut by hand, the schedule at hand-computed points, gradient accumulation (K=2 at
 half the batch gives the same losses and norms as K=1 where the windows coincide) and clipping
 (the update with a clip equals the update without one from gradients scaled by hand).
 After the cases it runs negative tests: the reference with another learning rate, without
-clipping, and reading the data one token late must NOT match gpt.cpp's metrics. A comparison that
+clipping, with weight decay on every tensor, and reading the data one token late must NOT match
+gpt.cpp's metrics (weight decay is 0.5 in these runs so that its rule shows within 10 steps). A comparison that
 cannot fail proves nothing.
 
-Usage: /usr/bin/python3 tests/torch_train_conformance.py [--gpt build/gpt] [--keep DIR]
+Usage: /usr/bin/python3 tests/torch_train_conformance.py [--gpt build/gpt] [--keep DIR] [--no-dispatch]
        /usr/bin/python3 tests/torch_train_conformance.py --engine-reference   # the harness alone:
            tools/torch_train.py in float32 stands in for gpt train (no C++ needed)
        /usr/bin/python3 tests/torch_train_conformance.py --self-check         # the reference's checks only
@@ -61,9 +63,12 @@ MODEL_FLAGS = ["--n-layer", "2", "--n-head", "2", "--n-embd", "64", "--context",
                "--dropout", "0", "--seed", "1"]
 # Shared by every case; lr 1e-2 moves the tiny model enough in 10 steps that the steps differ.
 COMMON = {"steps": 10, "seq_len": SEQ, "lr": 1e-2, "min_lr": 1e-3, "warmup": 3, "schedule": "cosine",
-          "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, "grad_clip": 1.5, "seed": 5,
+          "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.5, "grad_clip": 1.5, "seed": 5,
           "eval_every": 5, "eval_batches": 2}
 CASES = [("b4", {"batch_size": 4, "grad_accum": 1}), ("b2_accum2", {"batch_size": 2, "grad_accum": 2})]
+# The first case runs again with the CPU dispatch capped, so the AVX2 and scalar kernels (AdamW
+# among them) are checked on a machine that would pick AVX-512.
+DISPATCH_LEVELS = ("avx2", "scalar")
 
 
 def flags(settings):
@@ -74,12 +79,20 @@ def flags(settings):
     return out
 
 
-def reference(data, model, settings, dtype="float64"):
+def reference(data, model, settings, dtype="float64", trainer_class=None):
     """Run the reference in this process; returns its metrics records."""
     records = []
     a = torch_train.parse_args(["--data", data, "--init", model, "--dtype", dtype, "-q"] + flags(settings))
-    torch_train.train(a, records.append)
+    torch_train.train(a, records.append, trainer_class)
     return records
+
+
+class DecayEverything(torch_train.Trainer):
+    """A plausible bug: weight decay on biases and LayerNorm gains too."""
+
+    @staticmethod
+    def decayed(name, p):
+        return True
 
 
 def make_dataset(d, rng):
@@ -179,11 +192,13 @@ class Engine:
             return f"{self.gpt} has no `train` command with --grad-accum yet (`gpt train --help` exited {p.returncode})"
         return None
 
-    def train(self, data, model, out, settings):
+    def train(self, data, model, out, settings, cpu=None):
+        """One run; `cpu` caps gpt.cpp's kernel dispatch (GPT_CPU=avx2|scalar, docs/cpu-dispatch.md)."""
         cmd = self.cmd + ["--data", data, "--init", model, "--out", out, "--dropout", "0", "--threads", "1",
                           "-q"] + flags(settings)
+        env = dict(os.environ, **({"GPT_CPU": cpu} if cpu else {}))
         t0 = time.time()
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if p.returncode != 0:
             raise RuntimeError(f"`{' '.join(cmd)}` exited {p.returncode}: {(p.stderr or p.stdout).strip()}")
         with open(os.path.join(out, "metrics.jsonl")) as f:
@@ -264,15 +279,16 @@ def negative_tests(got, data, model, settings):
     """Reference runs that differ from `settings` in one way must not match gpt.cpp's `got`."""
     fails = []
     variants = [
-        ("lr x 1.05", dict(settings, lr=settings["lr"] * 1.05, min_lr=settings["min_lr"] * 1.05), False),
-        ("no clipping", dict(settings, grad_clip=0), True),
+        ("lr x 1.05", dict(settings, lr=settings["lr"] * 1.05, min_lr=settings["min_lr"] * 1.05), False, None),
+        ("no clipping", dict(settings, grad_clip=0), True, None),
+        ("decay on all", settings, True, DecayEverything),
     ]
-    for name, s, check_lr in variants:
-        _, f = compare(got, reference(data, model, s), check_lr=check_lr)
+    for name, s, check_lr, cls in variants:
+        _, f = compare(got, reference(data, model, s, trainer_class=cls), check_lr=check_lr)
         if not f:
             fails.append(f"negative test: the reference with {name} still matches gpt.cpp: the comparison cannot fail")
         else:
-            print(f"negative test: reference with {name:11s} is caught: {len(f)} mismatches ({f[0]})")
+            print(f"negative test: reference with {name:12s} is caught: {len(f)} mismatches ({f[0]})")
     # the data one token late: every shard loses its first token
     late = data + "_late"
     os.makedirs(late, exist_ok=True)
@@ -296,6 +312,8 @@ def main():
                     help="tools/torch_train.py in float32 stands in for gpt train (tests the harness)")
     ap.add_argument("--self-check", action="store_true", help="only the reference's own checks")
     ap.add_argument("--keep", help="write the data, model and runs here and keep them")
+    ap.add_argument("--no-dispatch", action="store_true",
+                    help=f"skip the reruns with GPT_CPU={' and '.join(DISPATCH_LEVELS)}")
     a = ap.parse_args()
     torch.set_num_threads(1)
     t_start = time.time()
@@ -331,16 +349,21 @@ def main():
         data = os.path.join(work, "data")
         make_dataset(data, np.random.default_rng(2024))
         first = None
-        for name, extra in CASES:
+        runs = [(name, extra, None) for name, extra in CASES]
+        if not a.no_dispatch:
+            runs += [(CASES[0][0] + "@" + level, CASES[0][1], level) for level in DISPATCH_LEVELS]
+        refs = {}
+        for name, extra, cpu in runs:
             settings = dict(COMMON, **extra)
-            ref = reference(data, model, settings)
+            key = json.dumps(settings, sort_keys=True)
+            ref = refs[key] = refs.get(key) or reference(data, model, settings)
             norms = [r["grad_norm"] for r in ref if "grad_norm" in r]
             fails = []
             if not any(n > settings["grad_clip"] for n in norms):
                 fails.append(f"no step's gradient norm exceeds the clip {settings['grad_clip']} "
                              f"(norms {', '.join(f'{n:.3g}' for n in norms)}): clipping is untested")
             try:
-                got, secs = engine.train(data, model, os.path.join(work, "out_" + name), settings)
+                got, secs = engine.train(data, model, os.path.join(work, "out_" + name), settings, cpu)
                 worst, f = compare(got, ref)
                 fails += f
             except (RuntimeError, OSError, ValueError) as e:
@@ -348,7 +371,7 @@ def main():
                 got = None
                 fails.append(str(e))
             clipped = sum(n > settings["grad_clip"] for n in norms)
-            print(f"{'ok  ' if not fails else 'FAIL'} {name:10s} B{settings['batch_size']} K{settings['grad_accum']} "
+            print(f"{'ok  ' if not fails else 'FAIL'} {name:11s} B{settings['batch_size']} K{settings['grad_accum']} "
                   f"T{SEQ}, clipped {clipped}/{len(norms)} steps: "
                   f"{summary(worst) if worst else ''}  ({secs:.2f} s)", flush=True)
             for f in fails:
