@@ -1,6 +1,7 @@
 # Model conformance tests in Python (included from tests/CMakeLists.txt; docs/conformance.md).
 #   torch_conformance  gpt.cpp against the float64 PyTorch reference tools/torch_gpt.py, run with
 #                      Debian's python3 and its python3-torch (no venv needed).
+#   torch_train_conformance  gpt train's losses step by step against tools/torch_train.py.
 #   hf_roundtrip       gpt.cpp against Hugging Face transformers, both directions through model
 #                      directories, run with the venv's python (transformers pinned in
 #                      requirements-dev.txt; torch comes from Debian through --system-site-packages).
@@ -16,6 +17,10 @@ if(gpt_system_torch_rc EQUAL 0)
   add_test(NAME torch_conformance
            COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_conformance.py --gpt $<TARGET_FILE:gpt>)
   set_tests_properties(torch_conformance PROPERTIES LABELS torch TIMEOUT 900)
+  # gpt train's per-step losses against the PyTorch training reference tools/torch_train.py.
+  add_test(NAME torch_train_conformance
+           COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_train_conformance.py --gpt $<TARGET_FILE:gpt>)
+  set_tests_properties(torch_train_conformance PROPERTIES LABELS torch TIMEOUT 900)
 else()
   message(WARNING "${GPT_SYSTEM_PYTHON} cannot import torch and numpy (Debian packages python3-torch, "
                   "python3-numpy): the torch_conformance test is not registered")
