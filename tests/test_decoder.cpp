@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <clocale>
 #include <cmath>
+#include <cuchar>
 #include <random>
 #include <vector>
 
 #include "core/error.h"
+#include "eval/evaluate.h"
 #include "generate/decoder.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"
@@ -236,6 +239,24 @@ TEST(Decoder, RejectsBadCalls) {
   EXPECT_THROW(Decoder(pm, 0), Error);
 }
 
+TEST(Decoder, EvalOnPackedWeightsEqualsTheTrainingNetwork) {
+  for (const auto& sh : shapes()) {
+    GPT m = make_model(sh.cfg, 17);
+    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    std::mt19937 g(18);
+    const auto ids = random_tokens(g, 3 * sh.cfg.n_ctx + 5, sh.cfg.vocab_size);
+    for (int stride : {0, 16}) {
+      EvalOptions opt;
+      opt.stride = stride;
+      const EvalResult a = evaluate(m, ids, opt);
+      const EvalResult b = evaluate(pm, ids, opt);
+      EXPECT_EQ(a.tokens, b.tokens);
+      EXPECT_EQ(a.windows, b.windows);
+      EXPECT_NEAR(a.loss, b.loss, 1e-5) << sh.name << " stride " << stride;
+    }
+  }
+}
+
 // ---- the generator ---------------------------------------------------------------------------
 
 TEST(DecoderGenerator, CachedAndUncachedGiveTheSameSamples) {
@@ -326,6 +347,157 @@ TEST(DecoderGenerator, BeamCachedEqualsUncachedAndBeatsGreedy) {
   double sum = 0;
   const auto g = gen.generate(prompt, gs, [&](const TokenEvent& ev) { sum += ev.logprob; });
   EXPECT_GE(a[0].score, sum / static_cast<double>(g[0].ids.size()) - 1e-6);
+}
+
+// A vocabulary of 30 tokens: letters, two halves of "é", a 4-byte emoji in two halves, and
+// <|endoftext|> as id 29.
+class TinyTokenizer final : public Tokenizer {
+ public:
+  TinyTokenizer() {
+    for (char c = 'a'; c <= 'x'; c++) bytes_.push_back(std::string(1, c));  // 0..23
+    bytes_.push_back(" ");                                                  // 24
+    bytes_.push_back("\xC3");                                               // 25
+    bytes_.push_back("\xA9");                                               // 26
+    bytes_.push_back("\xF0\x9F");                                           // 27
+    bytes_.push_back("\x98\x80");                                           // 28
+    bytes_.push_back("<|endoftext|>");                                      // 29
+  }
+  std::string kind() const override { return "tiny"; }
+  size_t vocab_size() const override { return bytes_.size(); }
+  std::vector<TokenId> encode(std::string_view, const AllowedSpecial&, int) const override {
+    fail("not used");
+  }
+  std::string decode(std::span<const TokenId> ids) const override {
+    std::string s;
+    for (TokenId id : ids) s += token_bytes(id);
+    return s;
+  }
+  std::string_view token_bytes(TokenId id) const override { return bytes_.at(id); }
+  std::vector<std::pair<std::string, TokenId>> special_tokens() const override {
+    return {{"<|endoftext|>", 29}};
+  }
+  void save(const std::string&) const override {}
+
+ private:
+  std::vector<std::string> bytes_;
+};
+
+// Independent check: is s well-formed UTF-8? (Unicode Table 3-7, via the C library's decoder.)
+bool valid_utf8(const std::string& s) {
+  std::mbstate_t st{};
+  const char* p = s.data();
+  const char* end = p + s.size();
+  while (p < end) {
+    char32_t c;
+    const size_t n = std::mbrtoc32(&c, p, end - p, &st);
+    if (n == 0) {
+      p++;
+      continue;
+    }
+    if (n > 4) return false;  // (size_t)-1, -2, -3
+    p += n;
+  }
+  return true;
+}
+
+TEST(DecoderGenerator, TextIsValidUtf8AndStopsWhereAStopStringAppears) {
+  ASSERT_NE(std::setlocale(LC_CTYPE, "C.UTF-8"), nullptr);
+  ModelConfig cfg = small(2, 2, 16, 32, 30);
+  cfg.tied_head = false;
+  GPT m = make_model(cfg, 21);
+  // A flat end-of-text row: its logit stays near 0 while the others spread, so samples end at
+  // different steps.
+  float* head = m.param("lm_head.weight");
+  for (int c = 0; c < cfg.n_embd; c++) head[29 * cfg.n_embd + c] = 0.0f;
+  PackedModel pm = pack_model(m, ops::WeightType::F32, std::make_shared<TinyTokenizer>());
+  Generator gen(pm);
+  const auto tok = pm.tokenizer;
+  for (const std::vector<std::string>& stop :
+       {std::vector<std::string>{}, std::vector<std::string>{"ab", "\xC3\xA9"},
+        std::vector<std::string>{"b", " "}}) {
+    GenerateSettings s;
+    s.max_new_tokens = 40;
+    s.num_samples = 6;
+    s.sampling.top_k = 0;
+    s.sampling.temperature = 3.0f;  // flat: every token comes up, the split characters too
+    s.sampling.seed = 3;
+    s.stop = stop;
+    std::vector<std::string> streamed(s.num_samples);
+    const auto res = gen.generate(std::vector<TokenId>{0, 1}, s, [&](const TokenEvent& ev) {
+      EXPECT_TRUE(valid_utf8(std::string(ev.text)));
+      streamed[ev.sample] += ev.text;
+    });
+    int eot = 0, stopped = 0;
+    bool multibyte = false;
+    for (int k = 0; k < s.num_samples; k++) {
+      const auto& r = res[k];
+      multibyte |= r.text.find_first_of("\xC3\xF0\xEF") != std::string::npos;
+      EXPECT_EQ(streamed[k], r.text);
+      // The text is the sanitized bytes of the ids (without the end-of-text token), cut before
+      // the first stop string.
+      std::vector<TokenId> ids = r.ids;
+      if (r.finish == FinishReason::EndOfText) {
+        ASSERT_EQ(ids.back(), 29u);
+        ids.pop_back();
+        eot++;
+      }
+      for (TokenId id : ids) EXPECT_NE(id, 29u);
+      std::string full = sanitize_utf8(tok->decode(ids));
+      size_t cut = std::string::npos;
+      for (const auto& st : stop) cut = std::min(cut, full.find(st));
+      if (r.finish == FinishReason::Stop) {
+        stopped++;
+        ASSERT_NE(cut, std::string::npos);
+        EXPECT_EQ(r.text, full.substr(0, cut));
+        // it stopped at the token that completed the stop string
+        std::vector<TokenId> before(ids.begin(), ids.end() - 1);
+        const std::string prev = sanitize_utf8(tok->decode(before));
+        for (const auto& st : stop) EXPECT_EQ(prev.find(st), std::string::npos);
+      } else {
+        EXPECT_EQ(cut, std::string::npos);
+        EXPECT_EQ(r.text, full);
+      }
+      // A sample is the same when generated alone: rows that finish early leave the others be.
+      GenerateSettings one = s;
+      one.num_samples = 1;
+      one.sampling.seed = s.sampling.seed;
+      if (k == 0) {
+        EXPECT_EQ(gen.generate(std::vector<TokenId>{0, 1}, one)[0].ids, r.ids);
+      }
+    }
+    if (stop.empty()) {
+      EXPECT_GT(eot, 0) << "some sample should end with end-of-text";
+      EXPECT_TRUE(multibyte) << "some sample should hold a character split over tokens";
+    } else {
+      EXPECT_GT(stopped, 0) << "some sample should meet a stop string";
+    }
+  }
+}
+
+TEST(DecoderGenerator, TextAssemblerHoldsBackPossibleStopStrings) {
+  auto tok = std::make_shared<TinyTokenizer>();
+  const std::vector<std::string> stop = {"abc"};
+  TextAssembler t(tok, &stop);
+  EXPECT_EQ(t.add(23), "x");
+  EXPECT_EQ(t.add(0), "");     // "a" may start "abc"
+  EXPECT_EQ(t.add(1), "");     // "ab" too
+  EXPECT_EQ(t.add(3), "abd");  // not a stop: released
+  EXPECT_EQ(t.add(0), "");
+  EXPECT_EQ(t.add(1), "");
+  EXPECT_EQ(t.add(2), "");  // "abc": stopped, nothing of it printed
+  EXPECT_TRUE(t.stopped());
+  EXPECT_EQ(t.text(), "xabd");
+  TextAssembler u(tok, &stop);
+  EXPECT_EQ(u.add(25), "");  // half of é
+  EXPECT_EQ(u.add(26), "\xC3\xA9");
+  EXPECT_EQ(u.add(0), "");
+  EXPECT_EQ(u.finish(), "a");  // the end releases what was held
+  EXPECT_EQ(u.text(),
+            "\xC3\xA9"
+            "a");
+  TextAssembler v(tok, nullptr);
+  EXPECT_EQ(v.add(27), "");
+  EXPECT_EQ(v.finish(), "\xEF\xBF\xBD");  // an unfinished emoji becomes U+FFFD
 }
 
 TEST(DecoderGenerator, SettingsConflicts) {
