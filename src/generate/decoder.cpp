@@ -18,16 +18,39 @@ constexpr int kBlock = 64;  // queries per attention block in a prefill
 
 int first_key(int pos, int band) { return band > 0 && pos - band + 1 > 0 ? pos - band + 1 : 0; }
 
+// e^x for x <= 0 (a score minus its row's maximum), written so the compiler vectorises it: x = n ln2
+// + f with |f| <= ln2/2, e^f by its Taylor polynomial to degree 7 (relative error ~2e-7), 2^n
+// from the exponent bits. Below -87 the result is 0 to float precision anyway.
+inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float n = __builtin_roundf(x * 1.4426950408889634f);  // round to nearest
+  const float f = (x - n * 0.693145751953125f) - n * 1.428606820309417e-6f;
+  float p = 1.0f / 5040;
+  p = p * f + 1.0f / 720;
+  p = p * f + 1.0f / 120;
+  p = p * f + 1.0f / 24;
+  p = p * f + 1.0f / 6;
+  p = p * f + 0.5f;
+  p = p * f + 1.0f;
+  p = p * f + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
 // softmax over row[lo..hi] in place; the rest of [0, n) becomes 0.
 void masked_softmax(float* row, int n, int lo, int hi) {
   float m = row[lo];
   for (int j = lo + 1; j <= hi; j++) m = row[j] > m ? row[j] : m;
   float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
   for (int j = lo; j <= hi; j++) {
-    row[j] = std::exp(row[j] - m);
+    row[j] = exp_nonpositive(row[j] - m);
     sum += row[j];
   }
   const float inv = 1.0f / sum;
+#pragma omp simd
   for (int j = lo; j <= hi; j++) row[j] *= inv;
   for (int j = 0; j < lo; j++) row[j] = 0.0f;
   for (int j = hi + 1; j < n; j++) row[j] = 0.0f;
