@@ -95,6 +95,7 @@ void run_generate(GenerateArgs a, const CLI::App* c) {
   if (s.beams > 0 && s.sampling.greedy) fail("--beam and --greedy are different searches: give one");
   if (c->count("--length-penalty") && s.beams == 0) fail("--length-penalty applies to --beam only");
   s.kv_cache = !a.no_kv_cache;
+  s.logprobs = a.format == "jsonl";  // only jsonl prints them
   s.sampling.seed = a.seed ? *a.seed : std::random_device{}();
   s.validate();  // settings before the model: a typo fails fast
 

@@ -180,7 +180,7 @@ std::vector<SampleResult> Generator::sample(std::span<const TokenId> prompt, con
       ev.sample = k;
       ev.step = step;
       ev.id = id;
-      ev.logprob = token_logprob(own, id);
+      if (s.logprobs) ev.logprob = token_logprob(own, id);
       ev.top = top;
       ev.logits = own;
       if (s.want_probs) ev.probs = probs;

@@ -27,6 +27,7 @@ struct GenerateSettings {
   bool stop_at_eot = true;        // the end-of-text token ends a sample
   bool kv_cache = true;           // false: every step re-runs the whole window (a reference)
   int show_probs = 0;             // report the N most probable tokens of each step
+  bool logprobs = true;           // compute each token's log-probability (a pass over the vocabulary)
   bool want_probs = false;        // report the distribution each token was drawn from
   // Throws gpt::Error on invalid or conflicting settings.
   void validate() const;
@@ -40,7 +41,7 @@ struct TokenEvent {
   int sample = 0;  // 0..num_samples-1 (beam search: the hypothesis' rank)
   int step = 0;    // 0 for the first generated token
   TokenId id = 0;
-  float logprob = 0;      // log-probability of id under the model's own distribution
+  float logprob = 0;      // log-probability of id under the model's own distribution (0 if not asked)
                           // (beam search: after the repetition penalty, as beam scores it)
   std::string_view text;  // what this token adds to the sample's text: valid UTF-8, maybe empty
                           // (a character split over tokens comes out with its last token)
