@@ -313,14 +313,15 @@ void Decoder::step(std::span<const int> rows, std::span<const TokenId> tokens) {
   if (tokens.size() != rows.size()) fail("decoder: step() needs one token per row");
   if (n == 0) return;
   if (n > max_batch_) fail("decoder: {} rows in a step, max batch {}", n, max_batch_);
+  std::fill(s_used_.begin(), s_used_.end(), 0);
   for (int i = 0; i < n; i++) {
     const int r = rows[i];
     if (r < 0 || r >= max_batch_) fail("decoder: row {} is out of range (max batch {})", r, max_batch_);
     if (len_[phys_[r]] == 0) fail("decoder: row {} has not been prefilled", r);
     if (tokens[i] >= static_cast<TokenId>(V_))
       fail("token id {} is out of range for a vocabulary of {}", tokens[i], V_);
-    for (int j = 0; j < i; j++)
-      if (rows[j] == r) fail("decoder: row {} appears twice in one step", r);
+    if (s_used_[r]) fail("decoder: row {} appears twice in one step", r);
+    s_used_[r] = 1;
   }
   // Full rows slide first: rebuilt from their last n_ctx - 1 tokens (see the header).
   for (int i = 0; i < n; i++) {
