@@ -104,6 +104,7 @@ void add_bench_command(CLI::App& app) {
       ->type_name("FILE");
   t->callback([args] { run_bench_tokenizer(*args); });
   add_model_benches(bench);
+  add_packed_bench(bench);
 }
 
 }  // namespace gpt::cli
