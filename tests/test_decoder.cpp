@@ -158,6 +158,36 @@ TEST(Decoder, CachedGreedyEqualsUncachedOver200TokensWithSlidingWindow) {
   }
 }
 
+TEST(Decoder, ReducedPrecisionWeightsCachedEqualUncached) {
+  // bf16 and q8 round the activations per row, so the cache changes nothing but the order of
+  // fp32 sums: a step equals a fresh prefill of the same window closely, and stays near f32.
+  const auto sh = shapes()[1];
+  GPT m = make_model(sh.cfg, 19);
+  const int V = sh.cfg.vocab_size;
+  PackedModel f32 = pack_model(m, ops::WeightType::F32, nullptr);
+  for (ops::WeightType type : {ops::WeightType::BF16, ops::WeightType::Q8}) {
+    PackedModel pm = pack_model(m, type, nullptr);
+    Decoder dec(pm, 1), fresh(pm, 1), ref(f32, 1);
+    std::mt19937 g(20);
+    std::vector<TokenId> seq = random_tokens(g, 5, V);
+    dec.prefill(0, seq);
+    float worst = 0, worst_f32 = 0;
+    for (int step = 0; step < 80; step++) {
+      fresh.prefill(0, seq);
+      ref.prefill(0, seq);
+      worst = std::max(worst, max_diff(dec.logits(0), fresh.logits(0), V));
+      worst_f32 = std::max(worst_f32, max_diff(dec.logits(0), ref.logits(0), V));
+      const TokenId t = penalised_greedy(fresh.logits(0), V, seq);
+      seq.push_back(t);
+      const int row = 0;
+      dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
+    }
+    EXPECT_LT(worst, 1e-5f) << ops::weight_type_name(type);
+    EXPECT_GT(worst_f32, 0.0f) << ops::weight_type_name(type) << ": rounding should show";
+    EXPECT_LT(worst_f32, 0.2f) << ops::weight_type_name(type);
+  }
+}
+
 TEST(Decoder, BatchRowsOfDifferentLengths) {
   const auto sh = shapes()[1];  // banded, the hardest for positions
   GPT m = make_model(sh.cfg, 7);
