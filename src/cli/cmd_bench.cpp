@@ -103,7 +103,9 @@ void add_bench_command(CLI::App& app) {
                 "Fail unless the ids equal those in FILE (one per line, e.g. from tiktoken)")
       ->type_name("FILE");
   t->callback([args] { run_bench_tokenizer(*args); });
+  add_generate_bench(bench);
   add_model_benches(bench);
+  add_packed_bench(bench);
 }
 
 }  // namespace gpt::cli

@@ -6,34 +6,58 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/io.h"
 #include "core/parallel.h"
 #include "eval/evaluate.h"
+#include "io/hf_config.h"
 #include "io/model_dir.h"
+#include "model/packed_model.h"
 #include "tokenizer/ids_text.h"
 
 namespace gpt::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, text, ids, tokenizer;
+  std::string model, text, ids, tokenizer, weights;
   EvalOptions opt;
   int threads = 0;
   bool quiet = false;
 };
 
+// True if DIR was written by `gpt quantize` (its config.json names the weight type).
+bool quantized_dir(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  if (!file_exists(path)) return false;  // the loader reports it
+  return parse_hf_config(read_file(path), path).quant.has_value();
+}
+
 void run_eval(const EvalArgs& a) {
   if (a.text.empty() == a.ids.empty()) fail("give exactly one of --text FILE or --ids FILE");
   if (a.threads > 0) set_num_threads(a.threads);
-  LoadedModel lm = load_model_dir(a.model);
+  // Quantized weights (or --weights) run on the KV-cache decoder with packed matrices; plain
+  // directories on the training network, as before.
+  const bool packed = !a.weights.empty() || quantized_dir(a.model);
+  std::optional<LoadedModel> lm;
+  std::optional<PackedModel> pm;
+  std::shared_ptr<const Tokenizer> tok;
+  if (packed) {
+    std::optional<ops::WeightType> type;
+    if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
+    pm = load_packed_model(a.model, type);
+    tok = pm->tokenizer;
+  } else {
+    lm = load_model_dir(a.model);
+    tok = lm->tokenizer;
+  }
+  const ModelConfig& cfg = packed ? pm->config : lm->model.config();
   std::vector<TokenId> ids;
   if (!a.ids.empty()) {
     ids = parse_ids(read_file(a.ids));
   } else {
-    std::shared_ptr<const Tokenizer> tok = lm.tokenizer;
     if (!a.tokenizer.empty()) tok = tokenizer_from_spec(a.tokenizer);
     if (!tok) fail("{} has no vocabulary files: pass --tokenizer SPEC or --ids FILE", a.model);
     ids = tok->encode(read_file(a.text), {}, num_threads());
@@ -43,15 +67,16 @@ void run_eval(const EvalArgs& a) {
   auto progress = [&](size_t done, size_t total) {
     if (!a.quiet && isatty(2)) std::fprintf(stderr, "\reval: window %zu/%zu", done, total);
   };
-  EvalResult r = evaluate(lm.model, ids, a.opt, progress);
+  EvalResult r = packed ? evaluate(*pm, ids, a.opt, progress) : evaluate(lm->model, ids, a.opt, progress);
   if (!a.quiet && isatty(2)) std::fprintf(stderr, "\n");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string s;
-  s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(lm.model.num_parameters()));
-  s += fmt::format(
-      "input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
-      a.opt.seq_len > 0 ? a.opt.seq_len : lm.model.config().n_ctx,
-      a.opt.stride > 0 ? a.opt.stride : (a.opt.seq_len > 0 ? a.opt.seq_len : lm.model.config().n_ctx));
+  s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(cfg.num_parameters()));
+  if (packed)
+    s += fmt::format("weights:    {} (packed, KV-cache decoder)\n", ops::weight_type_name(pm->type));
+  s += fmt::format("input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
+                   a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx,
+                   a.opt.stride > 0 ? a.opt.stride : (a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx));
   s += fmt::format("loss:       {:.6f} nats/token over {} scored tokens\n", r.loss, r.tokens);
   s += fmt::format("perplexity: {:.4f}\n", r.perplexity);
   s += fmt::format("time:       {:.2f} s ({:.0f} tokens/s)\n", secs, static_cast<double>(r.tokens) / secs);
@@ -87,6 +112,10 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--threads", a->threads, "Threads (default: all cores)")
       ->option_text("N")
       ->check(CLI::Range(0, 4096).description(""));
+  c->add_option("--weights", a->weights,
+                "Evaluate with packed weights: f32, bf16 or q8, converted on load (a quantized directory "
+                "always runs packed, in its own type)")
+      ->option_text("TYPE");
   c->add_flag("--quiet,-q", a->quiet, "No progress on stderr");
   c->callback([a] { run_eval(*a); });
 }

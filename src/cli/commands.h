@@ -11,8 +11,12 @@ void add_info_command(CLI::App& app);        // info
 void add_model_commands(CLI::App& app);      // init, logits
 void add_eval_command(CLI::App& app);        // eval
 void add_convert_command(CLI::App& app);     // convert
+void add_generate_command(CLI::App& app);    // generate
+void add_generate_bench(CLI::App* bench);    // bench generate
 void add_model_benches(CLI::App* bench);     // bench forward, train-step, gemm
 void add_train_command(CLI::App& app);       // train
 void add_prepare_command(CLI::App& app);     // prepare
+void add_quantize_command(CLI::App& app);    // quantize
+void add_packed_bench(CLI::App* bench);      // bench packed
 
 }  // namespace gpt::cli

@@ -21,9 +21,11 @@ int main(int argc, char** argv) {
   gpt::cli::add_info_command(app);
   gpt::cli::add_model_commands(app);
   gpt::cli::add_eval_command(app);
+  gpt::cli::add_generate_command(app);
   gpt::cli::add_convert_command(app);
   gpt::cli::add_train_command(app);
   gpt::cli::add_prepare_command(app);
+  gpt::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

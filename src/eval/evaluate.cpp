@@ -5,12 +5,21 @@
 #include <vector>
 
 #include "core/error.h"
+#include "generate/decoder.h"
+#include "ops/ops.h"
 
 namespace gpt {
 
-EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions& opt,
-                    const std::function<void(size_t, size_t)>& progress) {
-  const ModelConfig& cfg = model.config();
+namespace {
+
+// Where the windows start, each with the first target position it scores.
+struct Window {
+  size_t begin, first_scored;
+};
+
+// Checks the input and options and lays out the windows of T tokens (the rule in the header).
+std::vector<Window> plan_windows(std::span<const TokenId> ids, const EvalOptions& opt, const ModelConfig& cfg,
+                                 int* T_out) {
   if (ids.size() < 2) fail("eval: the input has {} token(s); at least 2 are needed to score one", ids.size());
   for (size_t i = 0; i < ids.size(); i++)
     if (ids[i] >= static_cast<TokenId>(cfg.vocab_size))
@@ -23,11 +32,6 @@ EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions&
   if (opt.batch_size < 1) fail("eval: --batch-size must be >= 1");
   const size_t last = ids.size() - 1;               // index of the last target
   T = static_cast<int>(std::min<size_t>(T, last));  // a short input is one short window
-
-  // Window starts, each with the first target position it scores.
-  struct Window {
-    size_t begin, first_scored;
-  };
   std::vector<Window> windows;
   size_t scored_up_to = 0;  // targets 1..scored_up_to are done
   for (size_t b = 0; scored_up_to < last; b += S) {
@@ -35,6 +39,16 @@ EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions&
     windows.push_back({begin, scored_up_to + 1});
     scored_up_to = begin + T;
   }
+  *T_out = T;
+  return windows;
+}
+
+}  // namespace
+
+EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions& opt,
+                    const std::function<void(size_t, size_t)>& progress) {
+  int T = 0;
+  const std::vector<Window> windows = plan_windows(ids, opt, model.config(), &T);
 
   EvalResult r;
   double total = 0;
@@ -60,6 +74,33 @@ EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions&
         r.tokens++;
       }
     if (progress) progress(std::min(w0 + nb, windows.size()), windows.size());
+  }
+  r.windows = windows.size();
+  r.loss = total / static_cast<double>(r.tokens);
+  r.perplexity = std::exp(r.loss);
+  return r;
+}
+
+EvalResult evaluate(const PackedModel& model, std::span<const TokenId> ids, const EvalOptions& opt,
+                    const std::function<void(size_t, size_t)>& progress) {
+  int T = 0;
+  const std::vector<Window> windows = plan_windows(ids, opt, model.config, &T);
+  const int V = model.config.vocab_size;
+  Decoder dec(model, 1);
+  std::vector<float> logits(static_cast<size_t>(T) * V), losses(T), lse(T);
+  std::vector<int32_t> y(T);
+  EvalResult r;
+  double total = 0;
+  for (size_t w = 0; w < windows.size(); w++) {
+    const Window& win = windows[w];
+    for (int t = 0; t < T; t++) {
+      const size_t target = win.begin + t + 1;
+      y[t] = target >= win.first_scored ? static_cast<int32_t>(ids[target]) : kIgnoreIndex;
+    }
+    dec.prefill(0, ids.subspan(win.begin, T), logits.data());
+    total += ops::cross_entropy_forward(losses.data(), lse.data(), logits.data(), y.data(), T, V);
+    for (int t = 0; t < T; t++) r.tokens += y[t] != kIgnoreIndex;
+    if (progress) progress(w + 1, windows.size());
   }
   r.windows = windows.size();
   r.loss = total / static_cast<double>(r.tokens);

@@ -159,6 +159,13 @@ HfConfig parse_hf_config(std::string_view text, const std::string& where) {
     }
     out.chars = std::move(list);
   }
+  if (auto quant = k.string("gptcpp_quant")) {
+    if (*quant != "bf16" && *quant != "q8")
+      fail("{}: \"gptcpp_quant\" must be \"bf16\" or \"q8\", got \"{}\"", where, *quant);
+    if (auto block = k.integer("gptcpp_quant_block"); block && *block != 32)
+      fail("{}: \"gptcpp_quant_block\" {} is not supported (only 32)", where, *block);
+    out.quant = std::move(quant);
+  }
 
   try {
     c.validate();

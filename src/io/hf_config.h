@@ -17,6 +17,7 @@ namespace gpt {
 struct HfConfig {
   ModelConfig model;
   std::optional<std::vector<std::string>> chars;  // "gptcpp_chars", when present
+  std::optional<std::string> quant;               // "gptcpp_quant": "bf16" or "q8" (gpt quantize wrote it)
 };
 
 // Parses and validates config.json text. Unknown keys are ignored; a missing required key, a

@@ -11,6 +11,7 @@
 #include "core/io.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "model/packed_model.h"
 #include "tokenizer/char_tokenizer.h"
 
 namespace gpt {
@@ -84,6 +85,10 @@ LoadedModel load_model_dir(const std::string& dir) {
   if (!file_exists(config_path)) fail("{}: no config.json (not a Hugging Face model directory)", dir);
   HfConfig hc = parse_hf_config(read_file(config_path), config_path);
   const ModelConfig& cfg = hc.model;
+  if (hc.quant == "q8") {  // int8 matrices (gpt quantize): dequantized to fp32
+    PackedModel packed = load_packed_model(dir);
+    return {unpack_model(packed), packed.tokenizer};
+  }
 
   std::vector<SafetensorsFile> files = open_weights(dir);
   const std::string mismatch = config_path + " does not match the weights";

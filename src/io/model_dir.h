@@ -23,6 +23,8 @@ struct LoadedModel {
 // mismatch is one gpt::Error naming the tensor. The tokenizer comes from "gptcpp_chars" in
 // config.json, else from the vocabulary files (vocab.json + merges.txt, encoder.json + vocab.bpe,
 // tokenizer.json, chars.json) if there are any.
+// A directory `gpt quantize` wrote loads too: bf16 as above, q8 ("gptcpp_quant": "q8") with its
+// int8 matrices dequantized to fp32 (model/packed_model.h; docs/quantization.md).
 LoadedModel load_model_dir(const std::string& dir);
 
 // Writes DIR/model.safetensors (float32, the names save_pretrained writes), DIR/config.json and,

@@ -1,0 +1,98 @@
+// Choosing the next token from the model's logits: small pieces that each transform a logit row
+// (filtered tokens become -inf), chained by Sampler in a fixed order. See docs/sampling.md.
+//
+//   repetition penalty -> temperature -> top-k -> top-p -> min-p -> draw   (or greedy: argmax)
+//
+// One total order ranks tokens everywhere: higher logit first, and among equal logits the lower
+// id first. Greedy takes the first token of that order, top-k keeps exactly its first k, top-p its
+// shortest prefix reaching p; so top-k 1 and greedy always agree, even on ties.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "core/rng.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gpt {
+
+// The settings, with Hugging Face's defaults for generate(do_sample=True): temperature 1,
+// top_k 50, top_p 1 (off), min_p off, repetition_penalty 1 (off). greedy = do_sample=False.
+struct SamplingSettings {
+  bool greedy = false;
+  float temperature = 1.0f;         // 0 = greedy
+  int top_k = 50;                   // 0 = off
+  float top_p = 1.0f;               // 1 = off; (0, 1]
+  float min_p = 0.0f;               // 0 = off; [0, 1]
+  float repetition_penalty = 1.0f;  // 1 = off; > 0
+  uint64_t seed = 0;
+
+  // True if the chain reduces to argmax (greedy, or temperature 0).
+  bool is_greedy() const { return greedy || temperature == 0.0f; }
+  // Throws gpt::Error naming the first invalid setting.
+  void validate() const;
+};
+
+// Top-p compares cumulative probabilities with p up to this slack, so a distribution written as
+// round decimals (0.5, 0.3, 0.2) is not tipped past p by float rounding of its logits.
+inline constexpr double kTopPSlack = 1e-6;
+
+// ---- the pieces (each works in place on one row of logits, V = logits.size()) ---------------------
+
+// CTRL / Hugging Face: for each distinct id in `context`, logit > 0 ? logit / r : logit * r.
+// r > 1 discourages repeats. `scratch` avoids an allocation per call (may be null).
+void apply_repetition_penalty(std::span<float> logits, std::span<const TokenId> context, float r,
+                              std::vector<TokenId>* scratch = nullptr);
+// logits /= t (t > 0).
+void apply_temperature(std::span<float> logits, float t);
+// Keeps the k first tokens of the order above (k = 0 or k >= V: all); the rest become -inf.
+void top_k_filter(std::span<float> logits, int k, std::vector<uint32_t>* scratch = nullptr);
+// Keeps the shortest prefix of the order whose probability (softmax of these logits, in double)
+// sums to p or more (within kTopPSlack); p >= 1 keeps everything. At least one token stays.
+void top_p_filter(std::span<float> logits, float p, std::vector<uint32_t>* scratch = nullptr);
+// Keeps the tokens with probability >= min_p * (the largest probability); min_p = 0 keeps all.
+void min_p_filter(std::span<float> logits, float min_p);
+// The first token of the order (the highest logit, the lowest id among equals).
+TokenId greedy_pick(std::span<const float> logits);
+// One draw from softmax(logits) by inverse CDF in double over ids in increasing order: the first
+// id whose cumulative weight exceeds u * total, u = rng.uniform(). -inf logits are never drawn.
+TokenId draw(std::span<const float> logits, Rng& rng);
+
+// softmax(logits) into probs (same size), in double internally; -inf gives 0.
+void softmax(std::span<const float> logits, std::span<float> probs);
+// log_softmax(logits) into out (may alias logits).
+void log_softmax(std::span<const float> logits, std::span<float> out);
+// The n most probable tokens of softmax(logits) as (id, log-probability), most probable first
+// (ties: lower id first). For --show-probs: called on the model's own logits.
+std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, int n);
+// log softmax(logits)[id], computed without writing a row.
+float token_logprob(std::span<const float> logits, TokenId id);
+
+// ---- the chain -------------------------------------------------------------------------------
+
+// Applies the settings in order and picks a token. Owns its scratch space, so a step allocates
+// nothing; one Sampler per sequence (each has its own random stream).
+class Sampler {
+ public:
+  explicit Sampler(const SamplingSettings& s);
+  const SamplingSettings& settings() const { return s_; }
+
+  // The next token. `logits` is overwritten with the filtered, temperature-scaled logits.
+  // `context` is the sequence so far (prompt + generated), for the repetition penalty.
+  TokenId sample(std::span<float> logits, std::span<const TokenId> context);
+  // The distribution sample() draws from, as probabilities (greedy: one-hot). `logits` is
+  // overwritten as in sample(). Consumes no randomness.
+  void distribution(std::span<float> logits, std::span<const TokenId> context, std::span<float> probs);
+
+  Rng& rng() { return rng_; }
+
+ private:
+  void transform(std::span<float> logits, std::span<const TokenId> context);
+  SamplingSettings s_;
+  Rng rng_;
+  std::vector<uint32_t> order_;
+  std::vector<TokenId> seen_;
+};
+
+}  // namespace gpt

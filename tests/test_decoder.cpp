@@ -1,0 +1,550 @@
+// The KV-cache decoder against the training network's forward pass (GPT::forward, with no cache)
+// on several shapes: logits within 1e-5 and identical greedy tokens over 200 generated tokens,
+// with the context window sliding; batches of rows with different lengths; row copies and beam
+// reordering; and the generator's cached and uncached paths giving the same samples.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <clocale>
+#include <cmath>
+#include <cuchar>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "eval/evaluate.h"
+#include "generate/decoder.h"
+#include "generate/generator.h"
+#include "generate/sampling.h"
+#include "model/gpt.h"
+#include "model/packed_model.h"
+
+namespace gpt {
+namespace {
+
+struct Shape {
+  const char* name;
+  ModelConfig cfg;
+};
+
+ModelConfig small(int L, int H, int C, int T, int V) {
+  ModelConfig c;
+  c.n_layer = L;
+  c.n_head = H;
+  c.n_embd = C;
+  c.n_ctx = T;
+  c.vocab_size = V;
+  return c;
+}
+
+std::vector<Shape> shapes() {
+  std::vector<Shape> s;
+  s.push_back({"gpt2-like", small(2, 4, 32, 48, 101)});
+  ModelConfig banded = small(4, 4, 32, 48, 101);  // GPT-3's layout: odd layers banded
+  banded.attention = AttentionKind::AlternatingBanded;
+  banded.band = 8;
+  s.push_back({"gpt3-banded", banded});
+  ModelConfig post = small(2, 2, 24, 40, 97);  // GPT-1: post-LN, no final LayerNorm
+  post.ln = LnPlacement::Post;
+  s.push_back({"gpt1-post-ln", post});
+  ModelConfig plain = small(3, 4, 32, 48, 89);
+  plain.bias = false;
+  plain.tied_head = false;
+  s.push_back({"no-bias-untied", plain});
+  return s;
+}
+
+// GPT-2 initialisation, then every bias and LayerNorm parameter perturbed (they start at 0 and 1,
+// which would hide mistakes in their use), and larger embeddings for decisive logits.
+GPT make_model(const ModelConfig& cfg, uint64_t seed) {
+  GPT m(cfg);
+  m.init_gpt2(seed);
+  std::mt19937 g(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> n(0.0f, 0.1f);
+  for (const auto& p : m.layout()) {
+    float* x = m.params() + p.offset;
+    const bool vec = p.shape.size() == 1;
+    const bool emb = p.name == "wte.weight" || p.name == "lm_head.weight";
+    for (size_t i = 0; i < p.numel; i++) {
+      if (vec) x[i] += n(g);
+      if (emb) x[i] *= 8.0f;
+    }
+  }
+  return m;
+}
+
+// Logits of the last position of GPT::forward on the last n_ctx tokens: the uncached reference.
+std::vector<float> reference_logits(GPT& m, const std::vector<TokenId>& seq) {
+  const int n_ctx = m.config().n_ctx, V = m.config().vocab_size;
+  const size_t start = seq.size() > static_cast<size_t>(n_ctx) ? seq.size() - n_ctx : 0;
+  const int T = static_cast<int>(seq.size() - start);
+  m.forward(seq.data() + start, nullptr, 1, T);
+  const float* l = m.logits() + static_cast<size_t>(T - 1) * V;
+  return std::vector<float>(l, l + V);
+}
+
+float max_diff(const float* a, const float* b, size_t n) {
+  float d = 0;
+  for (size_t i = 0; i < n; i++) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+TokenId penalised_greedy(const float* logits, int V, const std::vector<TokenId>& seq) {
+  std::vector<float> l(logits, logits + V);
+  const size_t from = seq.size() > 16 ? seq.size() - 16 : 0;
+  apply_repetition_penalty(l, std::span<const TokenId>(seq.data() + from, seq.size() - from), 4.0f);
+  return greedy_pick(l);
+}
+
+std::vector<TokenId> random_tokens(std::mt19937& g, int n, int V) {
+  std::vector<TokenId> t(n);
+  for (auto& x : t) x = g() % V;
+  return t;
+}
+
+TEST(Decoder, PrefillLogitsEqualForwardOnF32) {
+  for (const auto& sh : shapes()) {
+    GPT m = make_model(sh.cfg, 3);
+    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    std::mt19937 g(4);
+    const int T = sh.cfg.n_ctx, V = sh.cfg.vocab_size;
+    const auto ids = random_tokens(g, T, V);
+    m.forward(ids.data(), nullptr, 1, T);
+    for (int chunk : {0, 7}) {  // one pass, and chunks of 7 (attention across chunk borders)
+      Decoder dec(pm, 2, chunk);
+      std::vector<float> all(static_cast<size_t>(T) * V);
+      dec.prefill(1, ids, all.data());
+      EXPECT_LT(max_diff(all.data(), m.logits(), all.size()), 1e-5f) << sh.name << " chunk " << chunk;
+      EXPECT_LT(max_diff(dec.logits(1), m.logits() + static_cast<size_t>(T - 1) * V, V), 1e-5f) << sh.name;
+      EXPECT_EQ(dec.length(1), T);
+    }
+  }
+}
+
+TEST(Decoder, CachedGreedyEqualsUncachedOver200TokensWithSlidingWindow) {
+  for (const auto& sh : shapes()) {
+    GPT m = make_model(sh.cfg, 5);
+    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    std::mt19937 g(6);
+    const int V = sh.cfg.vocab_size;
+    std::vector<TokenId> seq = random_tokens(g, 5, V);
+    Decoder dec(pm, 1);
+    dec.prefill(0, seq);
+    float worst = 0;
+    int greedy_mismatch = 0;
+    for (int step = 0; step < 200; step++) {
+      const auto ref = reference_logits(m, seq);
+      worst = std::max(worst, max_diff(dec.logits(0), ref.data(), V));
+      // Greedy with a repetition penalty over the last 16 tokens: a randomly initialised model's
+      // plain greedy output soon repeats one token, which would prove little.
+      const TokenId a = penalised_greedy(dec.logits(0), V, seq);
+      const TokenId b = penalised_greedy(ref.data(), V, seq);
+      greedy_mismatch += a != b;
+      seq.push_back(a);
+      const int row = 0;
+      dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&a, 1));
+      EXPECT_LE(dec.length(0), sh.cfg.n_ctx);
+    }
+    EXPECT_LT(worst, 1e-5f) << sh.name;
+    EXPECT_EQ(greedy_mismatch, 0) << sh.name;
+    EXPECT_GT(dec.rebuilds(), 0u) << sh.name << ": the window should have slid";
+    // the window is the last n_ctx tokens of the sequence
+    const auto w = dec.window(0);
+    EXPECT_TRUE(std::equal(w.begin(), w.end(), seq.end() - w.size())) << sh.name;
+    // distinct tokens: a degenerate model repeating one token would prove little
+    std::vector<TokenId> uniq(seq.begin() + 5, seq.end());
+    std::sort(uniq.begin(), uniq.end());
+    EXPECT_GT(std::unique(uniq.begin(), uniq.end()) - uniq.begin(), 10) << sh.name;
+  }
+}
+
+TEST(Decoder, ReducedPrecisionWeightsCachedEqualUncached) {
+  // bf16 and q8 round the activations per row, so the cache changes nothing but the order of
+  // fp32 sums: a step equals a fresh prefill of the same window closely, and stays near f32.
+  const auto sh = shapes()[1];
+  GPT m = make_model(sh.cfg, 19);
+  const int V = sh.cfg.vocab_size;
+  PackedModel f32 = pack_model(m, ops::WeightType::F32, nullptr);
+  for (ops::WeightType type : {ops::WeightType::BF16, ops::WeightType::Q8}) {
+    PackedModel pm = pack_model(m, type, nullptr);
+    Decoder dec(pm, 1), fresh(pm, 1), ref(f32, 1);
+    std::mt19937 g(20);
+    std::vector<TokenId> seq = random_tokens(g, 5, V);
+    dec.prefill(0, seq);
+    float worst = 0, worst_f32 = 0;
+    for (int step = 0; step < 80; step++) {
+      fresh.prefill(0, seq);
+      ref.prefill(0, seq);
+      worst = std::max(worst, max_diff(dec.logits(0), fresh.logits(0), V));
+      worst_f32 = std::max(worst_f32, max_diff(dec.logits(0), ref.logits(0), V));
+      const TokenId t = penalised_greedy(fresh.logits(0), V, seq);
+      seq.push_back(t);
+      const int row = 0;
+      dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
+    }
+    EXPECT_LT(worst, 1e-5f) << ops::weight_type_name(type);
+    EXPECT_GT(worst_f32, 0.0f) << ops::weight_type_name(type) << ": rounding should show";
+    EXPECT_LT(worst_f32, 0.2f) << ops::weight_type_name(type);
+  }
+}
+
+TEST(Decoder, BatchRowsOfDifferentLengths) {
+  const auto sh = shapes()[1];  // banded, the hardest for positions
+  GPT m = make_model(sh.cfg, 7);
+  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  const int V = sh.cfg.vocab_size;
+  std::mt19937 g(8);
+  std::vector<std::vector<TokenId>> seqs = {random_tokens(g, 3, V), random_tokens(g, 17, V),
+                                            random_tokens(g, 40, V)};
+  Decoder dec(pm, 4);
+  const std::vector<int> rows = {2, 0, 3};  // rows need not be 0..n-1
+  for (size_t i = 0; i < rows.size(); i++) dec.prefill(rows[i], seqs[i]);
+  float worst = 0;
+  for (int step = 0; step < 60; step++) {
+    std::vector<TokenId> next;
+    for (size_t i = 0; i < rows.size(); i++) {
+      const auto ref = reference_logits(m, seqs[i]);
+      worst = std::max(worst, max_diff(dec.logits(rows[i]), ref.data(), V));
+      next.push_back(static_cast<TokenId>((g() % 3 == 0) ? g() % V : greedy_pick(ref)));
+      seqs[i].push_back(next.back());
+    }
+    dec.step(rows, next);
+  }
+  EXPECT_LT(worst, 1e-5f);
+  EXPECT_GT(dec.rebuilds(), 0u);
+}
+
+TEST(Decoder, CopyAndReorderRows) {
+  const auto sh = shapes()[0];
+  GPT m = make_model(sh.cfg, 9);
+  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  const int V = sh.cfg.vocab_size;
+  std::mt19937 g(10);
+  Decoder dec(pm, 4);
+  std::vector<std::vector<TokenId>> seqs(4);
+  for (int r = 0; r < 4; r++) {
+    seqs[r] = random_tokens(g, 4 + 3 * r, V);
+    dec.prefill(r, seqs[r]);
+  }
+  dec.copy_row(3, 1);
+  seqs[3] = seqs[1];
+  EXPECT_EQ(max_diff(dec.logits(3), dec.logits(1), V), 0.0f);
+  // Beam-like reorders with duplicated and dropped parents, then a step on every new row.
+  for (const std::vector<int>& parents : {std::vector<int>{1, 1, 0, 1}, std::vector<int>{3, 2, 2},
+                                          std::vector<int>{0, 0, 0}, std::vector<int>{2, 0, 1}}) {
+    std::vector<std::vector<TokenId>> next(parents.size());
+    std::vector<TokenId> toks;
+    std::vector<int> rows;
+    for (size_t i = 0; i < parents.size(); i++) {
+      next[i] = seqs[parents[i]];
+      toks.push_back(g() % V);
+      next[i].push_back(toks.back());
+      rows.push_back(static_cast<int>(i));
+    }
+    dec.reorder(parents);
+    dec.step(rows, toks);
+    seqs = next;
+    for (size_t i = 0; i < seqs.size(); i++) {
+      const auto ref = reference_logits(m, seqs[i]);
+      EXPECT_LT(max_diff(dec.logits(static_cast<int>(i)), ref.data(), V), 1e-5f) << "row " << i;
+      const auto w = dec.window(static_cast<int>(i));
+      EXPECT_TRUE(std::equal(w.begin(), w.end(), seqs[i].end() - w.size()));
+    }
+  }
+}
+
+TEST(Decoder, RejectsBadCalls) {
+  const auto sh = shapes()[0];
+  GPT m = make_model(sh.cfg, 1);
+  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  Decoder dec(pm, 2);
+  const std::vector<TokenId> none;
+  EXPECT_THROW(dec.prefill(0, none), Error);
+  EXPECT_THROW(dec.prefill(2, std::vector<TokenId>{1}), Error);
+  EXPECT_THROW(dec.prefill(0, std::vector<TokenId>{static_cast<TokenId>(sh.cfg.vocab_size)}), Error);
+  const int row = 1;
+  const TokenId t = 1;
+  EXPECT_THROW(dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1)),
+               Error);  // not prefilled
+  EXPECT_THROW(Decoder(pm, 0), Error);
+}
+
+TEST(Decoder, EvalOnPackedWeightsEqualsTheTrainingNetwork) {
+  for (const auto& sh : shapes()) {
+    GPT m = make_model(sh.cfg, 17);
+    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    std::mt19937 g(18);
+    const auto ids = random_tokens(g, 3 * sh.cfg.n_ctx + 5, sh.cfg.vocab_size);
+    for (int stride : {0, 16}) {
+      EvalOptions opt;
+      opt.stride = stride;
+      const EvalResult a = evaluate(m, ids, opt);
+      const EvalResult b = evaluate(pm, ids, opt);
+      EXPECT_EQ(a.tokens, b.tokens);
+      EXPECT_EQ(a.windows, b.windows);
+      EXPECT_NEAR(a.loss, b.loss, 1e-5) << sh.name << " stride " << stride;
+    }
+  }
+}
+
+// ---- the generator ---------------------------------------------------------------------------
+
+TEST(DecoderGenerator, CachedAndUncachedGiveTheSameSamples) {
+  for (const auto& sh : shapes()) {
+    GPT m = make_model(sh.cfg, 11);
+    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    Generator gen(pm);
+    std::mt19937 g(12);
+    const auto prompt = random_tokens(g, 9, sh.cfg.vocab_size);
+    GenerateSettings s;
+    s.max_new_tokens = 70;  // past the context: the window slides
+    s.num_samples = 3;
+    s.sampling.seed = 5;
+    s.sampling.top_k = 20;
+    s.sampling.repetition_penalty = 1.3f;
+    for (bool greedy : {true, false}) {
+      s.sampling.greedy = greedy;
+      s.kv_cache = true;
+      const auto a = gen.generate(prompt, s);
+      s.kv_cache = false;
+      const auto b = gen.generate(prompt, s);
+      ASSERT_EQ(a.size(), 3u);
+      for (int k = 0; k < 3; k++) {
+        EXPECT_EQ(a[k].ids, b[k].ids) << sh.name << " sample " << k << " greedy " << greedy;
+        EXPECT_EQ(a[k].ids.size(), 70u);
+      }
+      if (greedy) {
+        EXPECT_EQ(a[0].ids, a[1].ids);
+      } else {
+        EXPECT_NE(a[0].ids, a[1].ids) << sh.name;
+      }
+    }
+  }
+}
+
+TEST(DecoderGenerator, SampleKIsTheSameInAnyBatch) {
+  const auto sh = shapes()[0];
+  GPT m = make_model(sh.cfg, 13);
+  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  Generator gen(pm);
+  const std::vector<TokenId> prompt = {1, 2, 3};
+  GenerateSettings s;
+  s.max_new_tokens = 30;
+  s.sampling.seed = 77;
+  s.num_samples = 1;
+  const auto one = gen.generate(prompt, s);
+  s.num_samples = 4;
+  const auto four = gen.generate(prompt, s);
+  EXPECT_EQ(one[0].ids, four[0].ids);
+  // and the callback sees every token, in step order, with the model's own log-probabilities
+  s.num_samples = 2;
+  s.show_probs = 3;
+  int events = 0, last_step = -1;
+  gen.generate(prompt, s, [&](const TokenEvent& ev) {
+    events++;
+    EXPECT_GE(ev.step, last_step);
+    last_step = ev.step;
+    ASSERT_EQ(ev.top.size(), 3u);
+    EXPECT_GE(ev.top[0].second, ev.top[1].second);
+    EXPECT_NEAR(ev.logprob, token_logprob(ev.logits, ev.id), 1e-6);
+    EXPECT_NEAR(ev.top[0].second, token_logprob(ev.logits, ev.top[0].first), 1e-6);
+  });
+  EXPECT_EQ(events, 60);
+}
+
+TEST(DecoderGenerator, BeamCachedEqualsUncachedAndBeatsGreedy) {
+  const auto sh = shapes()[1];
+  GPT m = make_model(sh.cfg, 15);
+  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  Generator gen(pm);
+  const std::vector<TokenId> prompt = {4, 5, 6, 7};
+  GenerateSettings s;
+  s.max_new_tokens = 60;
+  s.beams = 4;
+  s.num_samples = 2;
+  const auto a = gen.generate(prompt, s);
+  s.kv_cache = false;
+  const auto b = gen.generate(prompt, s);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].ids, b[0].ids);
+  EXPECT_EQ(a[1].ids, b[1].ids);
+  EXPECT_NEAR(a[0].score, b[0].score, 1e-4);
+  EXPECT_GE(a[0].score, a[1].score);
+  // The greedy sequence's own score is no better than the beam's best.
+  GenerateSettings gs;
+  gs.max_new_tokens = 60;
+  gs.sampling.greedy = true;
+  double sum = 0;
+  const auto g = gen.generate(prompt, gs, [&](const TokenEvent& ev) { sum += ev.logprob; });
+  EXPECT_GE(a[0].score, sum / static_cast<double>(g[0].ids.size()) - 1e-6);
+}
+
+// A vocabulary of 30 tokens: letters, two halves of "é", a 4-byte emoji in two halves, and
+// <|endoftext|> as id 29.
+class TinyTokenizer final : public Tokenizer {
+ public:
+  TinyTokenizer() {
+    for (char c = 'a'; c <= 'x'; c++) bytes_.push_back(std::string(1, c));  // 0..23
+    bytes_.push_back(" ");                                                  // 24
+    bytes_.push_back("\xC3");                                               // 25
+    bytes_.push_back("\xA9");                                               // 26
+    bytes_.push_back("\xF0\x9F");                                           // 27
+    bytes_.push_back("\x98\x80");                                           // 28
+    bytes_.push_back("<|endoftext|>");                                      // 29
+  }
+  std::string kind() const override { return "tiny"; }
+  size_t vocab_size() const override { return bytes_.size(); }
+  std::vector<TokenId> encode(std::string_view, const AllowedSpecial&, int) const override {
+    fail("not used");
+  }
+  std::string decode(std::span<const TokenId> ids) const override {
+    std::string s;
+    for (TokenId id : ids) s += token_bytes(id);
+    return s;
+  }
+  std::string_view token_bytes(TokenId id) const override { return bytes_.at(id); }
+  std::vector<std::pair<std::string, TokenId>> special_tokens() const override {
+    return {{"<|endoftext|>", 29}};
+  }
+  void save(const std::string&) const override {}
+
+ private:
+  std::vector<std::string> bytes_;
+};
+
+// Independent check: is s well-formed UTF-8? (Unicode Table 3-7, via the C library's decoder.)
+bool valid_utf8(const std::string& s) {
+  std::mbstate_t st{};
+  const char* p = s.data();
+  const char* end = p + s.size();
+  while (p < end) {
+    char32_t c;
+    const size_t n = std::mbrtoc32(&c, p, end - p, &st);
+    if (n == 0) {
+      p++;
+      continue;
+    }
+    if (n > 4) return false;  // (size_t)-1, -2, -3
+    p += n;
+  }
+  return true;
+}
+
+TEST(DecoderGenerator, TextIsValidUtf8AndStopsWhereAStopStringAppears) {
+  ASSERT_NE(std::setlocale(LC_CTYPE, "C.UTF-8"), nullptr);
+  ModelConfig cfg = small(2, 2, 16, 32, 30);
+  cfg.tied_head = false;
+  GPT m = make_model(cfg, 21);
+  // A flat end-of-text row: its logit stays near 0 while the others spread, so samples end at
+  // different steps.
+  float* head = m.param("lm_head.weight");
+  for (int c = 0; c < cfg.n_embd; c++) head[29 * cfg.n_embd + c] = 0.0f;
+  PackedModel pm = pack_model(m, ops::WeightType::F32, std::make_shared<TinyTokenizer>());
+  Generator gen(pm);
+  const auto tok = pm.tokenizer;
+  for (const std::vector<std::string>& stop :
+       {std::vector<std::string>{}, std::vector<std::string>{"ab", "\xC3\xA9"},
+        std::vector<std::string>{"b", " "}}) {
+    GenerateSettings s;
+    s.max_new_tokens = 40;
+    s.num_samples = 6;
+    s.sampling.top_k = 0;
+    s.sampling.temperature = 3.0f;  // flat: every token comes up, the split characters too
+    s.sampling.seed = 3;
+    s.stop = stop;
+    std::vector<std::string> streamed(s.num_samples);
+    const auto res = gen.generate(std::vector<TokenId>{0, 1}, s, [&](const TokenEvent& ev) {
+      EXPECT_TRUE(valid_utf8(std::string(ev.text)));
+      streamed[ev.sample] += ev.text;
+    });
+    int eot = 0, stopped = 0;
+    bool multibyte = false;
+    for (int k = 0; k < s.num_samples; k++) {
+      const auto& r = res[k];
+      multibyte |= r.text.find_first_of("\xC3\xF0\xEF") != std::string::npos;
+      EXPECT_EQ(streamed[k], r.text);
+      // The text is the sanitized bytes of the ids (without the end-of-text token), cut before
+      // the first stop string.
+      std::vector<TokenId> ids = r.ids;
+      if (r.finish == FinishReason::EndOfText) {
+        ASSERT_EQ(ids.back(), 29u);
+        ids.pop_back();
+        eot++;
+      }
+      for (TokenId id : ids) EXPECT_NE(id, 29u);
+      std::string full = sanitize_utf8(tok->decode(ids));
+      size_t cut = std::string::npos;
+      for (const auto& st : stop) cut = std::min(cut, full.find(st));
+      if (r.finish == FinishReason::Stop) {
+        stopped++;
+        ASSERT_NE(cut, std::string::npos);
+        EXPECT_EQ(r.text, full.substr(0, cut));
+        // it stopped at the token that completed the stop string
+        std::vector<TokenId> before(ids.begin(), ids.end() - 1);
+        const std::string prev = sanitize_utf8(tok->decode(before));
+        for (const auto& st : stop) EXPECT_EQ(prev.find(st), std::string::npos);
+      } else {
+        EXPECT_EQ(cut, std::string::npos);
+        EXPECT_EQ(r.text, full);
+      }
+      // A sample is the same when generated alone: rows that finish early leave the others be.
+      GenerateSettings one = s;
+      one.num_samples = 1;
+      one.sampling.seed = s.sampling.seed;
+      if (k == 0) {
+        EXPECT_EQ(gen.generate(std::vector<TokenId>{0, 1}, one)[0].ids, r.ids);
+      }
+    }
+    if (stop.empty()) {
+      EXPECT_GT(eot, 0) << "some sample should end with end-of-text";
+      EXPECT_TRUE(multibyte) << "some sample should hold a character split over tokens";
+    } else {
+      EXPECT_GT(stopped, 0) << "some sample should meet a stop string";
+    }
+  }
+}
+
+TEST(DecoderGenerator, TextAssemblerHoldsBackPossibleStopStrings) {
+  auto tok = std::make_shared<TinyTokenizer>();
+  const std::vector<std::string> stop = {"abc"};
+  TextAssembler t(tok, &stop);
+  EXPECT_EQ(t.add(23), "x");
+  EXPECT_EQ(t.add(0), "");     // "a" may start "abc"
+  EXPECT_EQ(t.add(1), "");     // "ab" too
+  EXPECT_EQ(t.add(3), "abd");  // not a stop: released
+  EXPECT_EQ(t.add(0), "");
+  EXPECT_EQ(t.add(1), "");
+  EXPECT_EQ(t.add(2), "");  // "abc": stopped, nothing of it printed
+  EXPECT_TRUE(t.stopped());
+  EXPECT_EQ(t.text(), "xabd");
+  TextAssembler u(tok, &stop);
+  EXPECT_EQ(u.add(25), "");  // half of é
+  EXPECT_EQ(u.add(26), "\xC3\xA9");
+  EXPECT_EQ(u.add(0), "");
+  EXPECT_EQ(u.finish(), "a");  // the end releases what was held
+  EXPECT_EQ(u.text(),
+            "\xC3\xA9"
+            "a");
+  TextAssembler v(tok, nullptr);
+  EXPECT_EQ(v.add(27), "");
+  EXPECT_EQ(v.finish(), "\xEF\xBF\xBD");  // an unfinished emoji becomes U+FFFD
+}
+
+TEST(DecoderGenerator, SettingsConflicts) {
+  GenerateSettings s;
+  s.beams = 2;
+  s.num_samples = 3;
+  EXPECT_THROW(s.validate(), Error);
+  s.num_samples = 1;
+  s.show_probs = 2;
+  EXPECT_THROW(s.validate(), Error);
+  GenerateSettings t;
+  t.sampling.top_p = 0.0f;
+  EXPECT_THROW(t.validate(), Error);
+  t = GenerateSettings{};
+  t.stop = {""};
+  EXPECT_THROW(t.validate(), Error);
+}
+
+}  // namespace
+}  // namespace gpt
