@@ -2,7 +2,7 @@
 # gpt.cpp setup: installs every dependency (idempotent), builds, and runs a job.
 #
 #   ./setup.sh          set up and build only
-#   ./setup.sh demo     set up, build, run the main job on bundled data
+#   ./setup.sh demo     set up, build, train a small GPT on the bundled Tiny Shakespeare, generate text
 #   ./setup.sh test     set up, build (Release, ASan/UBSan, libFuzzer), run the whole test suite with ctest
 #   ./setup.sh bench    set up, build, run the benchmarks against tiktoken and PyTorch (under flock)
 #
@@ -70,14 +70,18 @@ build_tree build Release
 case "$MODE" in
   build|venv) ;;
   demo)
-    log "tokenizing the bundled Tiny Shakespeare with the GPT-2 tokenizer"
-    build/gpt tokenize --input data/tinyshakespeare.txt --stats
-    log "a GPT-2-shaped model (4 layers, 128 wide, GPT-2 initialisation) as a Hugging Face directory"
-    build/gpt init --n-layer 4 --n-head 4 --n-embd 128 --context 256 --seed 1 --out build/demo-model
-    build/gpt info --model build/demo-model
-    log "its perplexity on the last 100 kB of Tiny Shakespeare (untrained: about the vocabulary size)"
-    tail -c 100000 data/tinyshakespeare.txt > build/demo-val.txt
-    build/gpt eval --model build/demo-model --text build/demo-val.txt --seq-len 256 --stride 128 -b 4
+    # The main job: train a small GPT on the bundled Tiny Shakespeare and let it write.
+    log "preparing Tiny Shakespeare (bundled) as character-level token shards"
+    build/gpt prepare --input data/tinyshakespeare.txt --out build/shakespeare-char --tokenizer char
+    log "training a small GPT on it (${DEMO_STEPS:-4000} steps, a few minutes on 2 cores); checkpoints in build/demo-run"
+    rm -rf build/demo-run
+    build/gpt train --data build/shakespeare-char --out build/demo-run \
+      --n-layer 4 --n-head 4 --n-embd 128 --context 64 -b 12 --steps "${DEMO_STEPS:-4000}" \
+      --lr 1e-3 --min-lr 1e-4 --warmup 100 --beta2 0.99 --dropout 0 --shuffle \
+      --eval-every 500 --eval-batches 50
+    log "the loss curve is build/demo-run/loss.svg; a sample from the trained model:"
+    build/gpt generate --model build/demo-run --prompt "ROMEO:" --max-new-tokens 600 --temperature 0.8 --seed 1
+    echo
     ;;
   test)
     log "building build-asan/ (ASan + UBSan)"
