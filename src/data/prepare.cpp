@@ -351,16 +351,21 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
   const int threads = opt.threads > 0 ? opt.threads : num_threads();
   const double f = opt.val_fraction;
 
-  // Open every input first: a missing or empty file fails before any work.
-  std::vector<std::unique_ptr<InputFile>> files;
-  std::vector<uint64_t> offsets;  // of each file in the inputs laid end to end
+  // Check every input first: a missing or empty file fails before any work. Files are opened
+  // again one at a time when read (thousands of inputs must not exhaust file descriptors).
+  std::vector<uint64_t> sizes, offsets;  // offsets: of each file in the inputs laid end to end
   uint64_t total = 0;
   for (const auto& path : opt.inputs) {
-    files.push_back(std::make_unique<InputFile>(path));
-    if (files.back()->size() == 0) fail("{} is empty", path);
+    sizes.push_back(InputFile(path).size());
+    if (sizes.back() == 0) fail("{} is empty", path);
     offsets.push_back(total);
-    total += files.back()->size();
+    total += sizes.back();
   }
+  auto reopen = [&](size_t i) {
+    auto f = std::make_unique<InputFile>(opt.inputs[i]);
+    if (f->size() != sizes[i]) fail("{} changed while gpt prepare was reading it", opt.inputs[i]);
+    return f;
+  };
 
   // The tokenizer; a character vocabulary is built by the scan below.
   const bool build_chars = opt.tokenizer == "char";
@@ -399,13 +404,16 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
   Alphabet alphabet;
   const bool scan_all = build_chars;
   uint64_t scan_total = 0, scanned = 0;
-  for (size_t i = 0; i < files.size(); ++i)
-    if (scan_all || is_jsonl(opt.inputs[i])) scan_total += files[i]->size();
-  for (size_t i = 0; i < files.size(); ++i) {
-    const InputFile& in = *files[i];
-    if (!is_jsonl(in.path())) {
+  for (size_t i = 0; i < sizes.size(); ++i)
+    if (scan_all || is_jsonl(opt.inputs[i])) scan_total += sizes[i];
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!is_jsonl(opt.inputs[i])) {
       document_at(offsets[i]);
       if (!scan_all) continue;
+    }
+    const auto file = reopen(i);
+    const InputFile& in = *file;
+    if (!is_jsonl(in.path())) {
       TextPieces pieces(in, 0, in.size(), opt.chunk_bytes);
       std::string_view piece;
       uint64_t at;
@@ -472,8 +480,9 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
     }
   };
 
-  for (size_t i = 0; i < files.size(); ++i) {
-    const InputFile& in = *files[i];
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto file = reopen(i);
+    const InputFile& in = *file;
     if (!is_jsonl(in.path())) {
       ++documents;
       if (one_doc) {
