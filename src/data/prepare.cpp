@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <span>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +40,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint64_t kNone = UINT64_MAX;
+constexpr const char* kStagingPrefix = ".prepare.tmp.";
 
 bool printable(uint8_t c) { return c > 0x20 && c < 0x7F; }
 bool ascii_space(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
@@ -316,11 +319,18 @@ void validate(const PrepareOptions& o) {
   if (o.threads < 0) fail("the thread count must be at least 1 (got {})", o.threads);
 }
 
-// Refuses to mix a new dataset with an old one unless asked to replace it.
+// Refuses to mix a new dataset with an old one unless asked to replace it. Removes the staging
+// directories of runs that were killed (their process is gone).
 void check_out_dir(const std::string& out, bool force) {
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) fail("cannot write to {}: it is not a directory", out);
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(kStagingPrefix) || !e.is_directory()) continue;
+    const long pid = std::strtol(name.c_str() + std::strlen(kStagingPrefix), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
   const bool has = file_exists(out + "/" + kDatasetJson) || !find_shards(out, "train").empty() ||
                    !find_shards(out, "val").empty();
   if (has && !force)
@@ -362,9 +372,9 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
     total += sizes.back();
   }
   auto reopen = [&](size_t i) {
-    auto f = std::make_unique<InputFile>(opt.inputs[i]);
-    if (f->size() != sizes[i]) fail("{} changed while gpt prepare was reading it", opt.inputs[i]);
-    return f;
+    auto file = std::make_unique<InputFile>(opt.inputs[i]);
+    if (file->size() != sizes[i]) fail("{} changed while gpt prepare was reading it", opt.inputs[i]);
+    return file;
   };
 
   // The tokenizer; a character vocabulary is built by the scan below.
@@ -383,7 +393,7 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
   make_dirs(opt.out_dir);
   if (::access(opt.out_dir.c_str(), W_OK | X_OK) != 0)
     fail("cannot write to {}: {}", opt.out_dir, std::strerror(errno));
-  staging.dir = fmt::format("{}/.prepare.tmp.{}", opt.out_dir, ::getpid());
+  staging.dir = fmt::format("{}/{}{}", opt.out_dir, kStagingPrefix, ::getpid());
   make_dirs(staging.dir);
 
   auto report = [&](const char* phase, uint64_t done, uint64_t all, uint64_t tokens) {
