@@ -473,6 +473,18 @@ TEST(Prepare, ExistingDatasetNeedsForceAndIsReplacedWhole) {
   EXPECT_EQ(read_dataset_info(o.out_dir).train_tokens, info.train_tokens);
 }
 
+TEST(Prepare, KilledRunsLeaveOnlyHiddenStagingThatIsCleanedUp) {
+  TempDir dir("prep_stale");
+  const std::string out = dir.path + "/out";
+  make_dirs(out + "/.prepare.tmp.999999999");  // no such process: a run that was killed
+  write_file_atomic(out + "/.prepare.tmp.999999999/train_000000.bin", "partial");
+  make_dirs(out + "/.prepare.tmp.1");              // a live process (init): maybe still running, kept
+  EXPECT_TRUE(find_shards(out, "train").empty());  // staging is invisible to readers
+  prepare_dataset(options({test::source_path("tests/data/corpus/english_prose.txt")}, out));
+  EXPECT_EQ(entries(out), (std::vector<std::string>{".prepare.tmp.1", "dataset.json", "train_000000.bin",
+                                                    "val_000000.bin"}));
+}
+
 TEST(Prepare, VocabularyDirectoryIsSavedBeside) {
   TempDir dir("prep_bpe");
   PrepareOptions o = options({test::source_path("tests/data/corpus/english_prose.txt")}, dir.path + "/out");

@@ -20,7 +20,8 @@ class Progress {
   // stderr is a TTY and GPT_NO_PROGRESS is not set (to anything but "0" or "").
   static bool is_terminal();
 
-  // Cheap when called often: a clock read, and a redraw only every 100 ms.
+  // Cheap when called often: a clock read, and a redraw only every 100 ms. An empty `extra`
+  // keeps the previous one.
   void update(uint64_t done, std::string_view extra = {});
   // Draws the final state and ends the line (terminal only). Idempotent.
   void finish();

@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <span>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +40,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint64_t kNone = UINT64_MAX;
+constexpr const char* kStagingPrefix = ".prepare.tmp.";
 
 bool printable(uint8_t c) { return c > 0x20 && c < 0x7F; }
 bool ascii_space(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
@@ -316,11 +319,18 @@ void validate(const PrepareOptions& o) {
   if (o.threads < 0) fail("the thread count must be at least 1 (got {})", o.threads);
 }
 
-// Refuses to mix a new dataset with an old one unless asked to replace it.
+// Refuses to mix a new dataset with an old one unless asked to replace it. Removes the staging
+// directories of runs that were killed (their process is gone).
 void check_out_dir(const std::string& out, bool force) {
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) fail("cannot write to {}: it is not a directory", out);
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(kStagingPrefix) || !e.is_directory()) continue;
+    const long pid = std::strtol(name.c_str() + std::strlen(kStagingPrefix), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
   const bool has = file_exists(out + "/" + kDatasetJson) || !find_shards(out, "train").empty() ||
                    !find_shards(out, "val").empty();
   if (has && !force)
@@ -351,16 +361,21 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
   const int threads = opt.threads > 0 ? opt.threads : num_threads();
   const double f = opt.val_fraction;
 
-  // Open every input first: a missing or empty file fails before any work.
-  std::vector<std::unique_ptr<InputFile>> files;
-  std::vector<uint64_t> offsets;  // of each file in the inputs laid end to end
+  // Check every input first: a missing or empty file fails before any work. Files are opened
+  // again one at a time when read (thousands of inputs must not exhaust file descriptors).
+  std::vector<uint64_t> sizes, offsets;  // offsets: of each file in the inputs laid end to end
   uint64_t total = 0;
   for (const auto& path : opt.inputs) {
-    files.push_back(std::make_unique<InputFile>(path));
-    if (files.back()->size() == 0) fail("{} is empty", path);
+    sizes.push_back(InputFile(path).size());
+    if (sizes.back() == 0) fail("{} is empty", path);
     offsets.push_back(total);
-    total += files.back()->size();
+    total += sizes.back();
   }
+  auto reopen = [&](size_t i) {
+    auto file = std::make_unique<InputFile>(opt.inputs[i]);
+    if (file->size() != sizes[i]) fail("{} changed while gpt prepare was reading it", opt.inputs[i]);
+    return file;
+  };
 
   // The tokenizer; a character vocabulary is built by the scan below.
   const bool build_chars = opt.tokenizer == "char";
@@ -378,7 +393,7 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
   make_dirs(opt.out_dir);
   if (::access(opt.out_dir.c_str(), W_OK | X_OK) != 0)
     fail("cannot write to {}: {}", opt.out_dir, std::strerror(errno));
-  staging.dir = fmt::format("{}/.prepare.tmp.{}", opt.out_dir, ::getpid());
+  staging.dir = fmt::format("{}/{}{}", opt.out_dir, kStagingPrefix, ::getpid());
   make_dirs(staging.dir);
 
   auto report = [&](const char* phase, uint64_t done, uint64_t all, uint64_t tokens) {
@@ -399,13 +414,16 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
   Alphabet alphabet;
   const bool scan_all = build_chars;
   uint64_t scan_total = 0, scanned = 0;
-  for (size_t i = 0; i < files.size(); ++i)
-    if (scan_all || is_jsonl(opt.inputs[i])) scan_total += files[i]->size();
-  for (size_t i = 0; i < files.size(); ++i) {
-    const InputFile& in = *files[i];
-    if (!is_jsonl(in.path())) {
+  for (size_t i = 0; i < sizes.size(); ++i)
+    if (scan_all || is_jsonl(opt.inputs[i])) scan_total += sizes[i];
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!is_jsonl(opt.inputs[i])) {
       document_at(offsets[i]);
       if (!scan_all) continue;
+    }
+    const auto file = reopen(i);
+    const InputFile& in = *file;
+    if (!is_jsonl(in.path())) {
       TextPieces pieces(in, 0, in.size(), opt.chunk_bytes);
       std::string_view piece;
       uint64_t at;
@@ -472,8 +490,9 @@ DatasetInfo prepare_dataset(const PrepareOptions& opt) {
     }
   };
 
-  for (size_t i = 0; i < files.size(); ++i) {
-    const InputFile& in = *files[i];
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto file = reopen(i);
+    const InputFile& in = *file;
     if (!is_jsonl(in.path())) {
       ++documents;
       if (one_doc) {
