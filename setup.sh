@@ -80,6 +80,7 @@ case "$MODE" in
       --lr 1e-3 --min-lr 1e-4 --warmup 100 --beta2 0.99 --dropout 0 --shuffle \
       --eval-every 500 --eval-batches 50
     log "the loss curve is build/demo-run/loss.svg; a sample from the trained model:"
+    printf "ROMEO:"  # gpt generate prints only the continuation, as Hugging Face does
     build/gpt generate --model build/demo-run --prompt "ROMEO:" --max-new-tokens 600 --temperature 0.8 --seed 1
     echo
     ;;
