@@ -15,8 +15,9 @@ gpt.cpp). Around it, the training contract of `gpt train`:
   - lr at step s = 1..N (it = s - 1): warmup lr*(it+1)/W for it < W, then with ratio
     (it - W) / max(1, N - W): cosine min + 0.5*(1 + cos(pi*ratio))*(lr - min), linear
     lr - ratio*(lr - min), or constant lr; --min-lr defaults to lr / 10;
-  - evaluation (every E steps, and after the last step whenever there are val shards): val_loss = mean over the first K val batches of
-    B x T, read with the sequential loader from the start of the val shards.
+  - evaluation (every E steps, and after the last step whenever there are val shards): val_loss =
+    mean over the first K val batches of B x T, read with the sequential loader from the start of
+    the val shards.
 Output, one JSON object a line, as gpt train's OUT/metrics.jsonl:
   {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"} per step (loss before the
   update, lr the rate used), {"step", "val_loss"} at evaluations.
@@ -165,12 +166,17 @@ class Trainer:
     def __init__(self, cfg, params, a):
         self.model = torch_gpt.Reference(cfg, params, dtype=getattr(torch, a.dtype))
         self.a = a
-        ps = list(self.model.params.values())
-        decay = [p for p in ps if p.dim() >= 2]
-        no_decay = [p for p in ps if p.dim() < 2]
+        ps = self.model.params
+        decay = [p for n, p in ps.items() if self.decayed(n, p)]
+        no_decay = [p for n, p in ps.items() if not self.decayed(n, p)]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps)
+
+    @staticmethod
+    def decayed(name, p):
+        """Weight decay on the 2-D tensors: wte, wpe, lm_head and the weight matrices."""
+        return p.dim() >= 2
 
     def mean_loss(self, x, y):
         return torch_gpt.Reference.losses(self.model.logits(x), y)[0]
@@ -229,8 +235,9 @@ def build_model(a, info):
     return cfg, torch_gpt.gpt2_init_parameters(cfg, a.seed)
 
 
-def train(a, emit):
-    """Run the whole training; `emit(record)` gets each metrics line. Returns the Trainer."""
+def train(a, emit, trainer_class=None):
+    """Run the whole training; `emit(record)` gets each metrics line. Returns the Trainer.
+    `trainer_class` replaces Trainer (tests use it to change one rule)."""
     info = read_dataset_info(a.data)
     train_paths, val_paths = find_shards(a.data, "train"), find_shards(a.data, "val")
     if not train_paths:
@@ -249,7 +256,7 @@ def train(a, emit):
         raise ValueError(f"the shards hold token id {top}, outside the model's vocabulary of {cfg.vocab_size}")
     loader = (RandomLoader(train_shards, a.batch_size, a.seq_len, a.seed) if a.shuffle
               else SequentialLoader(train_shards, a.batch_size, a.seq_len))
-    trainer = Trainer(cfg, params, a)
+    trainer = (trainer_class or Trainer)(cfg, params, a)
     tokens = a.batch_size * a.seq_len * a.grad_accum
     elapsed = 0.0
     for s in range(1, a.steps + 1):
