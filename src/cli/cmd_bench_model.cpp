@@ -148,7 +148,8 @@ void run_bench_gemm(const BenchGemmArgs& a) {
   const double ceiling = 2.0 * n * n * n / t / 1e9;
   std::string s;
   s += fmt::format("cpu:      {}; {} threads\n", cpu().summary(), num_threads());
-  s += fmt::format("sgemm {}x{}x{}: {:.1f} GFLOP/s (best of {})\n", n, n, n, ceiling, a.repeat);
+  s += fmt::format("sgemm ({}) {}x{}x{}: {:.1f} GFLOP/s (best of {})\n", ops::gemm_library(), n, n, n, ceiling,
+                   a.repeat);
   // one GPT-2 124M training step at B*T = rows: every matmul at its own shape
   const int R = a.rows, C = 768, V = 50257, L = 12;
   struct Shape {
@@ -179,6 +180,7 @@ void run_bench_gemm(const BenchGemmArgs& a) {
   s += fmt::format("GPT-2 step matmuls at B*T={}: {:.1f} ms for {:.1f} GFLOP ({:.1f} GFLOP/s)\n", R,
                    total_t * 1e3, total_f / 1e9, total_f / total_t / 1e9);
   nlohmann::json j = {{"bench", "gemm"},
+                      {"library", ops::gemm_library()},
                       {"size", n},
                       {"gflops_per_s", ceiling},
                       {"step_matmul_ms", total_t * 1e3},

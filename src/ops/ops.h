@@ -95,4 +95,11 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
 // The instruction-set level the kernels run at ("avx512", "avx2" or "scalar").
 const char* kernel_level();
 
+// The engine's fp32 GEMM, row-major: C[M,N] = alpha op(A) op(B) + beta C, op = transpose when ta/tb.
+// oneDNN's sgemm (JIT kernels for this CPU); GPT_GEMM=openblas switches to OpenBLAS for comparisons.
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc);
+const char* gemm_library();  // "onednn" or "openblas"
+
+
 }  // namespace gpt::ops

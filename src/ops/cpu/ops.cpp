@@ -1,6 +1,14 @@
-// The CPU side of ops/ops.h: matrix products through OpenBLAS's sgemm, everything else through
-// the kernel table for this CPU's instruction-set level (chosen once, at first use).
+// The CPU side of ops/ops.h: the large matrix products through oneDNN's sgemm (its JIT kernels
+// beat OpenBLAS on the model's shapes: `gpt bench gemm`), the small per-head products of attention
+// through OpenBLAS, everything else through the kernel table for this CPU's instruction-set level
+// (chosen once, at first use).
 #include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
 
 #include "core/cpu.h"
 #include "core/parallel.h"
@@ -28,9 +36,30 @@ uint32_t mix(uint64_t x) {  // splitmix64's finaliser, folded to 32 bits
   return static_cast<uint32_t>(x ^ (x >> 32));
 }
 
+bool use_openblas() {  // GPT_GEMM=openblas: the other library, for comparisons
+  static const bool v = [] {
+    const char* e = std::getenv("GPT_GEMM");
+    return e && std::strcmp(e, "openblas") == 0;
+  }();
+  return v;
+}
+
 }  // namespace
 
 const char* kernel_level() { return table().level; }
+
+const char* gemm_library() { return use_openblas() ? "openblas" : "onednn"; }
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc) {
+  if (use_openblas()) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
+    return;
+  }
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (st != dnnl_success) fail("oneDNN sgemm failed (status {}) on {}x{}x{}", static_cast<int>(st), M, N, K);
+}
 
 uint32_t dropout_seed(uint64_t step_seed, int layer, int site) {
   return mix(step_seed ^ (static_cast<uint64_t>(mix(static_cast<uint64_t>(layer) * 8 + site)) << 17));
@@ -57,30 +86,28 @@ void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, co
 // out = inp @ w (+ bias): the bias is written first and sgemm adds the product onto it.
 void linear_forward(float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC) {
   if (bias) table().add_bias_rows(out, bias, N, OC);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, bias ? 1.0f : 0.0f,
-              out, OC);
+  gemm(false, false, N, OC, IC, 1.0f, inp, IC, w, OC, bias ? 1.0f : 0.0f, out, OC);
 }
 
 void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
                      const float* w, int N, int IC, int OC, bool accumulate) {
   if (dinp)  // dinp[N,IC] = dout[N,OC] @ w[IC,OC]^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC,
-                accumulate ? 1.0f : 0.0f, dinp, IC);
+    gemm(false, true, N, IC, OC, 1.0f, dout, OC, w, OC, accumulate ? 1.0f : 0.0f, dinp, IC);
   if (dw)  // dw[IC,OC] += inp[N,IC]^T @ dout[N,OC]
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dw, OC);
+    gemm(true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dw, OC);
   if (dbias) table().column_sums(dbias, dout, N, OC);
 }
 
 void lm_head_forward(float* logits, const float* x, const float* wte, int N, int C, int V) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, x, C, wte, C, 0.0f, logits, V);
+  gemm(false, true, N, V, C, 1.0f, x, C, wte, C, 0.0f, logits, V);
 }
 
 void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N,
                       int C, int V) {
   // dx[N,C] = dlogits[N,V] @ wte[V,C]
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, wte, C, 0.0f, dx, C);
+  gemm(false, false, N, C, V, 1.0f, dlogits, V, wte, C, 0.0f, dx, C);
   // dwte[V,C] += dlogits^T[V,N] @ x[N,C]
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, dlogits, V, x, C, 1.0f, dwte, C);
+  gemm(true, false, V, C, N, 1.0f, dlogits, V, x, C, 1.0f, dwte, C);
 }
 
 size_t attention_scratch_floats(int T) {
