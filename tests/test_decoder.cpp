@@ -7,15 +7,19 @@
 #include <algorithm>
 #include <clocale>
 #include <cmath>
+#include <cstring>
 #include <cuchar>
 #include <random>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "eval/evaluate.h"
+#include "generate/attention_kernels.h"
 #include "generate/decoder.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"
+#include "io/safetensors.h"
 #include "model/gpt.h"
 #include "model/packed_model.h"
 
@@ -160,7 +164,8 @@ TEST(Decoder, CachedGreedyEqualsUncachedOver200TokensWithSlidingWindow) {
 
 TEST(Decoder, ReducedPrecisionWeightsCachedEqualUncached) {
   // bf16 and q8 round the activations per row, so the cache changes nothing but the order of
-  // fp32 sums: a step equals a fresh prefill of the same window closely, and stays near f32.
+  // fp32 sums (both read the same fp16 cache): a step equals a fresh prefill of the same window
+  // closely, and stays near f32.
   const auto sh = shapes()[1];
   GPT m = make_model(sh.cfg, 19);
   const int V = sh.cfg.vocab_size;
@@ -182,7 +187,10 @@ TEST(Decoder, ReducedPrecisionWeightsCachedEqualUncached) {
       const int row = 0;
       dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
     }
-    EXPECT_LT(worst, 1e-5f) << ops::weight_type_name(type);
+    // q8 rounds each activation to one of 255 steps: a last-bit difference in the attention's
+    // sums (a step's order against a prefill's) can move a value across a rounding boundary,
+    // which shows as ~1e-4 in the logits; bf16 hides such differences entirely.
+    EXPECT_LT(worst, type == ops::WeightType::Q8 ? 1e-3f : 1e-5f) << ops::weight_type_name(type);
     EXPECT_GT(worst_f32, 0.0f) << ops::weight_type_name(type) << ": rounding should show";
     EXPECT_LT(worst_f32, 0.2f) << ops::weight_type_name(type);
   }
@@ -285,6 +293,130 @@ TEST(Decoder, EvalOnPackedWeightsEqualsTheTrainingNetwork) {
       EXPECT_NEAR(a.loss, b.loss, 1e-5) << sh.name << " stride " << stride;
     }
   }
+}
+
+// ---- the attention kernels, at every level this CPU runs ----------------------------------------
+
+std::vector<const gen::AttentionKernels*> kernel_levels() {
+  std::vector<const gen::AttentionKernels*> k = {&gen::attention_scalar};
+  if (cpu().avx2) k.push_back(&gen::attention_avx2);
+  if (cpu().avx512f) k.push_back(&gen::attention_avx512);
+  return k;
+}
+
+TEST(DecoderKernels, HalfConversionsMatchTheReferenceBitForBit) {
+  // every half to float, and floats of every scale (ties, subnormals, overflow) to half
+  std::vector<uint16_t> all(65536);
+  for (int i = 0; i < 65536; i++) all[i] = static_cast<uint16_t>(i);
+  std::mt19937 g(1);
+  std::vector<float> xs = {0.0f,     -0.0f,         1.0f,           -2.5f,         65504.0f, 65519.0f,
+                           65520.0f, 1e9f,          -1e9f,          6.1e-5f,       3e-8f,    2.98e-8f,
+                           1e-12f,   1.0009765625f, 1.00048828125f, 1.00146484375f};
+  std::uniform_real_distribution<float> e(-30.0f, 20.0f);
+  for (int i = 0; i < 5000; i++) xs.push_back((g() & 1 ? -1.0f : 1.0f) * std::exp2(e(g)));
+  for (const auto* k : kernel_levels()) {
+    std::vector<float> f(all.size());
+    k->from_f16(f.data(), all.data(), all.size());
+    for (int i = 0; i < 65536; i++) {
+      const float want = f16_to_f32(all[i]);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(f[i])) << k->level << " " << i;
+      } else {
+        EXPECT_EQ(std::memcmp(&f[i], &want, 4), 0) << k->level << " half " << i;
+      }
+    }
+    std::vector<uint16_t> h(xs.size());
+    k->to_f16(h.data(), xs.data(), xs.size());
+    for (size_t i = 0; i < xs.size(); i++) EXPECT_EQ(h[i], f32_to_f16(xs[i])) << k->level << " " << xs[i];
+  }
+}
+
+TEST(DecoderKernels, AttendAndSoftmaxMatchADoubleReference) {
+  std::mt19937 g(2);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int n : {1, 7, 100, 333}) {
+    for (int hs : {8, 64, 80}) {
+      std::vector<float> q(hs), K(static_cast<size_t>(n) * hs), V(K.size());
+      for (auto& x : q) x = nd(g);
+      for (auto& x : K) x = 2.0f * nd(g);
+      for (auto& x : V) x = nd(g);
+      std::vector<uint16_t> Kh(K.size()), Vh(V.size());
+      for (size_t i = 0; i < K.size(); i++) {
+        Kh[i] = f32_to_f16(K[i]);
+        Vh[i] = f32_to_f16(V[i]);
+      }
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+      // reference in double, for fp32 rows and for the rows rounded to half
+      auto reference = [&](bool half) {
+        std::vector<double> s(n), out(hs, 0.0);
+        double m = -1e300, sum = 0;
+        for (int j = 0; j < n; j++) {
+          double d = 0;
+          for (int c = 0; c < hs; c++) {
+            const size_t i = static_cast<size_t>(j) * hs + c;
+            d += double(q[c]) * (half ? f16_to_f32(Kh[i]) : K[i]);
+          }
+          s[j] = d * scale;
+          m = std::max(m, s[j]);
+        }
+        for (int j = 0; j < n; j++) sum += s[j] = std::exp(s[j] - m);
+        for (int j = 0; j < n; j++)
+          for (int c = 0; c < hs; c++) {
+            const size_t i = static_cast<size_t>(j) * hs + c;
+            out[c] += s[j] / sum * (half ? f16_to_f32(Vh[i]) : V[i]);
+          }
+        return out;
+      };
+      const auto want32 = reference(false), want16 = reference(true);
+      for (const auto* k : kernel_levels()) {
+        std::vector<float> out(hs), scratch(n + hs);
+        k->attend_f32(out.data(), q.data(), K.data(), V.data(), n, hs, scale, scratch.data());
+        for (int c = 0; c < hs; c++)
+          EXPECT_NEAR(out[c], want32[c], 2e-6) << k->level << " n " << n << " hs " << hs;
+        k->attend_f16(out.data(), q.data(), Kh.data(), Vh.data(), n, hs, scale, scratch.data());
+        for (int c = 0; c < hs; c++)
+          EXPECT_NEAR(out[c], want16[c], 2e-6) << k->level << " n " << n << " hs " << hs;
+      }
+    }
+  }
+  for (const auto* k : kernel_levels()) {
+    std::vector<float> row = {5.0f, 1.0f, 2.0f, 3.0f, -80.0f, 9.0f};
+    k->masked_softmax(row.data(), 6, 1, 4);  // columns 1..4 visible
+    const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0) + std::exp(-80.0);
+    EXPECT_EQ(row[0], 0.0f);
+    EXPECT_EQ(row[5], 0.0f);
+    EXPECT_NEAR(row[1], std::exp(1.0) / z, 1e-7) << k->level;
+    EXPECT_NEAR(row[3], std::exp(3.0) / z, 1e-7) << k->level;
+    EXPECT_NEAR(row[4], std::exp(-80.0) / z, 1e-12) << k->level;
+  }
+}
+
+TEST(Decoder, HalfPrecisionCacheIsCloseAndHalvesTheMemory) {
+  const auto sh = shapes()[0];
+  GPT m = make_model(sh.cfg, 23);
+  const int V = sh.cfg.vocab_size;
+  PackedModel f32 = pack_model(m, ops::WeightType::F32, nullptr);
+  PackedModel q8 = pack_model(m, ops::WeightType::Q8, nullptr);
+  Decoder a(f32, 1), b(f32, 1, 0, KvCacheType::F16), c(q8, 1);
+  EXPECT_EQ(a.cache_type(), KvCacheType::F32);
+  EXPECT_EQ(b.cache_type(), KvCacheType::F16);
+  EXPECT_EQ(c.cache_type(), KvCacheType::F16);  // Auto: fp16 for reduced-precision weights
+  EXPECT_EQ(2 * b.cache_bytes(), a.cache_bytes());
+  std::mt19937 g(24);
+  std::vector<TokenId> seq = random_tokens(g, 10, V);
+  a.prefill(0, seq);
+  b.prefill(0, seq);
+  float worst = 0;
+  for (int step = 0; step < 60; step++) {
+    worst = std::max(worst, max_diff(a.logits(0), b.logits(0), V));
+    const TokenId t = penalised_greedy(a.logits(0), V, seq);
+    seq.push_back(t);
+    const int row = 0;
+    a.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
+    b.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
+  }
+  EXPECT_GT(worst, 0.0f);
+  EXPECT_LT(worst, 0.05f);
 }
 
 // ---- the generator ---------------------------------------------------------------------------

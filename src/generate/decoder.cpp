@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "generate/attention_kernels.h"
 #include "ops/ops.h"
 
 namespace gpt {
@@ -18,47 +19,9 @@ constexpr int kBlock = 64;  // queries per attention block in a prefill
 
 int first_key(int pos, int band) { return band > 0 && pos - band + 1 > 0 ? pos - band + 1 : 0; }
 
-// e^x for x <= 0 (a score minus its row's maximum), written so the compiler vectorises it: x = n ln2
-// + f with |f| <= ln2/2, e^f by its Taylor polynomial to degree 7 (relative error ~2e-7), 2^n
-// from the exponent bits. Below -87 the result is 0 to float precision anyway.
-inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float n = __builtin_roundf(x * 1.4426950408889634f);  // round to nearest
-  const float f = (x - n * 0.693145751953125f) - n * 1.428606820309417e-6f;
-  float p = 1.0f / 5040;
-  p = p * f + 1.0f / 720;
-  p = p * f + 1.0f / 120;
-  p = p * f + 1.0f / 24;
-  p = p * f + 1.0f / 6;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-// softmax over row[lo..hi] in place; the rest of [0, n) becomes 0.
-void masked_softmax(float* row, int n, int lo, int hi) {
-  float m = row[lo];
-  for (int j = lo + 1; j <= hi; j++) m = row[j] > m ? row[j] : m;
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int j = lo; j <= hi; j++) {
-    row[j] = exp_nonpositive(row[j] - m);
-    sum += row[j];
-  }
-  const float inv = 1.0f / sum;
-#pragma omp simd
-  for (int j = lo; j <= hi; j++) row[j] *= inv;
-  for (int j = 0; j < lo; j++) row[j] = 0.0f;
-  for (int j = hi + 1; j < n; j++) row[j] = 0.0f;
-}
-
 }  // namespace
 
-Decoder::Decoder(const PackedModel& model, int max_batch, int chunk)
+Decoder::Decoder(const PackedModel& model, int max_batch, int chunk, KvCacheType kv)
     : model_(model),
       cfg_(model.config),
       max_batch_(max_batch),
@@ -101,7 +64,10 @@ Decoder::Decoder(const PackedModel& model, int max_batch, int chunk)
   }
 
   const size_t T = cfg_.n_ctx, B = max_batch;
-  kv_.resize(2 * static_cast<size_t>(cfg_.n_layer) * B * T * C_);
+  kv_f16_ = kv == KvCacheType::F16 || (kv == KvCacheType::Auto && model.type != ops::WeightType::F32);
+  kv_elem_ = kv_f16_ ? 2 : 4;
+  const size_t kv_elems = 2 * static_cast<size_t>(cfg_.n_layer) * B * T * C_;
+  kv_.resize(kv_f16_ ? (kv_elems + 1) / 2 : kv_elems);
   tokens_.assign(B * T, 0);
   len_.assign(B, 0);
   phys_.resize(B);
@@ -111,8 +77,10 @@ Decoder::Decoder(const PackedModel& model, int max_batch, int chunk)
   rows_cap_ = std::max(chunk_, max_batch);
   threads_ = std::max(1, omp_get_max_threads());
   const size_t R = rows_cap_;
+  // per thread: a block's scores [kBlock, n_ctx], then keys and values as fp32 [2, n_ctx, hs]
+  work_per_thread_ = static_cast<size_t>(kBlock) * T + 2 * T * static_cast<size_t>(hs_) + hs_;
   const size_t total =
-      R * C_ * 6 + R * 3 * C_ + R * 4 * C_ * 2 + 2 * R + static_cast<size_t>(threads_) * kBlock * T;
+      R * C_ * 6 + R * 3 * C_ + R * 4 * C_ * 2 + 2 * R + static_cast<size_t>(threads_) * work_per_thread_;
   acts_.resize(total);
   float* p = acts_.data();
   auto take = [&](size_t n) {
@@ -131,7 +99,7 @@ Decoder::Decoder(const PackedModel& model, int max_batch, int chunk)
   gelu_ = take(R * 4 * C_);
   mean_ = take(R);
   rstd_ = take(R);
-  scores_ = take(static_cast<size_t>(threads_) * kBlock * T);
+  work_ = take(static_cast<size_t>(threads_) * work_per_thread_);
   if (p != acts_.data() + total)
     fail("internal error: decoder plan uses {} floats of {}", p - acts_.data(), total);
 
@@ -145,13 +113,13 @@ Decoder::Decoder(const PackedModel& model, int max_batch, int chunk)
   s_used_.resize(B);
 }
 
-float* Decoder::k_cache(int l, int prow, int h) const {
+char* Decoder::k_cache(int l, int prow, int h) const {
   const size_t T = cfg_.n_ctx;
-  return const_cast<float*>(kv_.data()) +
-         ((static_cast<size_t>(l) * max_batch_ + prow) * H_ + h) * T * static_cast<size_t>(hs_);
+  return reinterpret_cast<char*>(const_cast<float*>(kv_.data())) +
+         ((static_cast<size_t>(l) * max_batch_ + prow) * H_ + h) * T * static_cast<size_t>(hs_) * kv_elem_;
 }
-float* Decoder::v_cache(int l, int prow, int h) const {
-  return k_cache(l, prow, h) + static_cast<size_t>(cfg_.n_layer) * max_batch_ * cfg_.n_ctx * C_;
+char* Decoder::v_cache(int l, int prow, int h) const {
+  return k_cache(l, prow, h) + static_cast<size_t>(cfg_.n_layer) * max_batch_ * cfg_.n_ctx * C_ * kv_elem_;
 }
 
 const float* Decoder::logits(int row) const { return logits_.data() + static_cast<size_t>(row) * V_; }
@@ -167,16 +135,24 @@ void Decoder::reset(int row) { len_[phys_[row]] = 0; }
 // ---- the pass ------------------------------------------------------------------------------------
 
 void Decoder::attention(int l, int n, const int* prow, const int* pos) {
+  const gen::AttentionKernels& kern = gen::attention_kernels();
   const int band = cfg_.banded(l) ? cfg_.band : 0;
   const int C3 = 3 * C_, T = cfg_.n_ctx;
+  const size_t hs = hs_, row_bytes = hs * kv_elem_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs_));
   // The new keys and values go into the cache first, so a prefill's queries see each other.
   for (int i = 0; i < n; i++)
     for (int h = 0; h < H_; h++) {
       const float* q = qkv_ + static_cast<size_t>(i) * C3 + h * hs_;
-      std::memcpy(k_cache(l, prow[i], h) + static_cast<size_t>(pos[i]) * hs_, q + C_, hs_ * sizeof(float));
-      std::memcpy(v_cache(l, prow[i], h) + static_cast<size_t>(pos[i]) * hs_, q + 2 * C_,
-                  hs_ * sizeof(float));
+      char* kd = k_cache(l, prow[i], h) + static_cast<size_t>(pos[i]) * row_bytes;
+      char* vd = v_cache(l, prow[i], h) + static_cast<size_t>(pos[i]) * row_bytes;
+      if (kv_f16_) {
+        kern.to_f16(reinterpret_cast<uint16_t*>(kd), q + C_, hs);
+        kern.to_f16(reinterpret_cast<uint16_t*>(vd), q + 2 * C_, hs);
+      } else {
+        std::memcpy(kd, q + C_, row_bytes);
+        std::memcpy(vd, q + 2 * C_, row_bytes);
+      }
     }
   // Work items: blocks of up to kBlock consecutive positions of one row, times the heads.
   int* starts = s_blocks_.data();
@@ -194,22 +170,37 @@ void Decoder::attention(int l, int n, const int* prow, const int* pos) {
     const int rows = i1 - i0, r = prow[i0];
     const int p0 = pos[i0], p1 = pos[i1 - 1];
     const int k0 = first_key(p0, band), kn = p1 - k0 + 1;
-    float* S = scores_ + static_cast<size_t>(omp_get_thread_num()) * kBlock * T;
+    float* S = work_ + static_cast<size_t>(omp_get_thread_num()) * work_per_thread_;
     const float* Q = qkv_ + static_cast<size_t>(i0) * C3 + h * hs_;
-    const float* K = k_cache(l, r, h) + static_cast<size_t>(k0) * hs_;
-    const float* Vc = v_cache(l, r, h) + static_cast<size_t>(k0) * hs_;
+    const char* Kc = k_cache(l, r, h) + static_cast<size_t>(k0) * row_bytes;
+    const char* Vc = v_cache(l, r, h) + static_cast<size_t>(k0) * row_bytes;
     float* O = atty_ + static_cast<size_t>(i0) * C_ + h * hs_;
-    if (rows == 1) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, kn, hs_, scale, K, hs_, Q, 1, 0.0f, S, 1);
-      masked_softmax(S, kn, first_key(p0, band) - k0, p0 - k0);
-      cblas_sgemv(CblasRowMajor, CblasTrans, kn, hs_, 1.0f, Vc, hs_, S, 1, 0.0f, O, 1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kn, hs_, scale, Q, C3, K, hs_, 0.0f, S, kn);
-      for (int q = 0; q < rows; q++)
-        masked_softmax(S + static_cast<size_t>(q) * kn, kn, first_key(p0 + q, band) - k0, p0 + q - k0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs_, kn, 1.0f, S, kn, Vc, hs_, 0.0f, O,
-                  C_);
+    if (rows == 1) {  // a decode step: one query, one pass over the row's keys and values
+      if (kv_f16_) {
+        kern.attend_f16(O, Q, reinterpret_cast<const uint16_t*>(Kc), reinterpret_cast<const uint16_t*>(Vc),
+                        kn, hs_, scale, S);
+      } else {
+        kern.attend_f32(O, Q, reinterpret_cast<const float*>(Kc), reinterpret_cast<const float*>(Vc), kn, hs_,
+                        scale, S);
+      }
+      continue;
     }
+    // A prefill block: scores S = scale Q K^T, masked softmax per query, out = S V, as matrix
+    // products (fp16 keys and values converted to fp32 first).
+    const float* K = reinterpret_cast<const float*>(Kc);
+    const float* V = reinterpret_cast<const float*>(Vc);
+    if (kv_f16_) {
+      float* Kf = S + static_cast<size_t>(kBlock) * T;
+      float* Vf = Kf + static_cast<size_t>(T) * hs;
+      kern.from_f16(Kf, reinterpret_cast<const uint16_t*>(Kc), static_cast<size_t>(kn) * hs);
+      kern.from_f16(Vf, reinterpret_cast<const uint16_t*>(Vc), static_cast<size_t>(kn) * hs);
+      K = Kf;
+      V = Vf;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kn, hs_, scale, Q, C3, K, hs_, 0.0f, S, kn);
+    for (int q = 0; q < rows; q++)
+      kern.masked_softmax(S + static_cast<size_t>(q) * kn, kn, first_key(p0 + q, band) - k0, p0 + q - k0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs_, kn, 1.0f, S, kn, V, hs_, 0.0f, O, C_);
   }
 }
 
@@ -356,8 +347,8 @@ void Decoder::copy_phys(int dst, int src) {
   const size_t len = len_[src], T = cfg_.n_ctx;
   for (int l = 0; l < cfg_.n_layer; l++)
     for (int h = 0; h < H_; h++) {
-      std::memcpy(k_cache(l, dst, h), k_cache(l, src, h), len * hs_ * sizeof(float));
-      std::memcpy(v_cache(l, dst, h), v_cache(l, src, h), len * hs_ * sizeof(float));
+      std::memcpy(k_cache(l, dst, h), k_cache(l, src, h), len * hs_ * kv_elem_);
+      std::memcpy(v_cache(l, dst, h), v_cache(l, src, h), len * hs_ * kv_elem_);
     }
   std::memcpy(tokens_.data() + dst * T, tokens_.data() + src * T, len * sizeof(TokenId));
   len_[dst] = len_[src];

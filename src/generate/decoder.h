@@ -21,10 +21,14 @@
 
 namespace gpt {
 
+// How the cache stores keys and values. Auto: fp32 for f32 weights (exact), fp16 for bf16 and q8
+// weights (half the memory and half the bytes each step reads, for models already rounded).
+enum class KvCacheType { Auto, F32, F16 };
+
 class Decoder {
  public:
   // chunk: the most tokens one pass runs (longer prefills run in pieces); 0 = min(n_ctx, 512).
-  Decoder(const PackedModel& model, int max_batch, int chunk = 0);
+  Decoder(const PackedModel& model, int max_batch, int chunk = 0, KvCacheType kv = KvCacheType::Auto);
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
@@ -59,6 +63,7 @@ class Decoder {
   // Cache rebuilds so far (each one a prefill of n_ctx - 1 tokens), for tests and benchmarks.
   size_t rebuilds() const { return rebuilds_; }
   size_t cache_bytes() const { return kv_.bytes(); }
+  KvCacheType cache_type() const { return kv_f16_ ? KvCacheType::F16 : KvCacheType::F32; }
   size_t activation_bytes() const { return acts_.bytes() + logits_.bytes(); }
 
  private:
@@ -76,8 +81,9 @@ class Decoder {
   // and of every position to all_logits when these are non-null.
   void attention(int l, int n, const int* prow, const int* pos);
   void run_prefill(int prow, std::span<const TokenId> tokens, float* last_logits, float* all_logits);
-  float* k_cache(int l, int prow, int h) const;
-  float* v_cache(int l, int prow, int h) const;
+  // Where (layer, physical row, head)'s keys or values start: fp32 or fp16 elements.
+  char* k_cache(int l, int prow, int h) const;
+  char* v_cache(int l, int prow, int h) const;
   void copy_phys(int dst, int src);
 
   const PackedModel& model_;
@@ -87,15 +93,19 @@ class Decoder {
   const float *wpe_, *lnf_w_, *lnf_b_;
   const ops::PackedMatrix *wte_, *head_;
 
-  FloatArena kv_;                // K then V: [2][L][max_batch][H][n_ctx][hs]
+  FloatArena kv_;  // K then V: [2][L][max_batch][H][n_ctx][hs], fp32 or fp16
+  bool kv_f16_ = false;
+  size_t kv_elem_ = 4;           // bytes per cached element
   std::vector<TokenId> tokens_;  // [max_batch][n_ctx] by physical row
   std::vector<int> len_;         // by physical row
   std::vector<int> phys_;        // logical row -> physical row
   FloatArena logits_;            // [max_batch][V] by logical row
   FloatArena acts_;              // activations of one pass
-  float *x_, *ln_, *qkv_, *atty_, *proj_, *res_, *fch_, *gelu_, *mean_, *rstd_, *head_in_, *scores_;
+  float *x_, *ln_, *qkv_, *atty_, *proj_, *res_, *fch_, *gelu_, *mean_, *rstd_, *head_in_;
+  float* work_;   // per thread: scores of a block, and fp16 keys and values converted to fp32
   int rows_cap_;  // input rows one pass can hold
-  int threads_;   // attention score buffers (one per thread)
+  int threads_;   // attention work buffers (one per thread)
+  size_t work_per_thread_;
   // scratch, sized once: a pass's inputs, the wanted positions, attention blocks, reordering
   std::vector<int> s_prow_, s_pos_, s_want_, s_blocks_, s_old_, s_new_;
   std::vector<TokenId> s_ids_;
