@@ -88,7 +88,8 @@ TEST(Packed, WeightTypeNames) {
 
 // Every table, type, odd shape and row count, with and without bias, against double precision.
 TEST(Packed, LinearMatchesReference) {
-  const std::pair<int, int> shapes[] = {{1, 1}, {5, 3}, {33, 17}, {64, 48}, {40, 130}, {100, 31}, {96, 16}, {600, 21}};  // 600: two spans in a prefill
+  const std::pair<int, int> shapes[] = {{1, 1},    {5, 3},   {33, 17}, {64, 48}, {40, 130},
+                                        {100, 31}, {96, 16}, {600, 21}};  // 600: two spans in a prefill
   const int rows[] = {1, 2, 3, 7, 64, 130};
   for (const auto* table : runnable_tables()) {
     for (WeightType t : kTypes) {
