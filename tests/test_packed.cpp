@@ -465,6 +465,17 @@ TEST(Packed, BadQ8Files) {
     rewrite_tensor(dir.path, w, DType::I8, {40, 160}, q.data());
     expect_error(dir.path, "-128");
   }
+  {  // float scales (another writer's choice) are accepted, rounded to half as the kernels use them
+    TempDir dir("packed_f32_scales");
+    save_packed_model(dir.path, pm);
+    std::vector<int8_t> q(40 * 160);
+    std::vector<uint16_t> h(40 * 5);
+    pm.matrix("h.1.mlp.c_proj.weight").q8_rows(q.data(), h.data());
+    std::vector<float> fs(h.size());
+    for (size_t i = 0; i < h.size(); i++) fs[i] = f16_to_f32(h[i]);
+    rewrite_tensor(dir.path, w + ".scales", DType::F32, {40, 5}, fs.data());
+    expect_same(load_packed_model(dir.path), pm);
+  }
   {
     TempDir dir("packed_bad_config");
     save_packed_model(dir.path, pm);
