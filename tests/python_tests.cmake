@@ -35,6 +35,10 @@ if(EXISTS ${GPT_VENV_PYTHON})
     add_test(NAME hf_roundtrip
              COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_roundtrip.py --gpt $<TARGET_FILE:gpt>)
     set_tests_properties(hf_roundtrip PROPERTIES LABELS hf TIMEOUT 900)
+    # gpt quantize's bf16 and q8 directories, in transformers and recomputed with numpy.
+    add_test(NAME hf_quantized
+             COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_quantized.py --gpt $<TARGET_FILE:gpt>)
+    set_tests_properties(hf_quantized PROPERTIES LABELS hf TIMEOUT 300)
   else()
     message(WARNING "${GPT_VENV_PYTHON} cannot import torch, transformers and safetensors "
                     "(run ./setup.sh test to install requirements-dev.txt): the hf_roundtrip test is not registered")

@@ -661,6 +661,27 @@ why=$(why_run "$TMP/bt.err")
 [[ -z $why ]] && ! grep -qE '"tokens_per_s": ?[0-9]' <<<"$(tail -n 1 "$TMP/bt.out")" && why="no JSON figures"
 report "bench train-step on a tiny model" "$why"
 
+# gpt quantize: bf16 and q8 directories that eval reads; bad requests are one clear line
+for qt in bf16 q8; do
+  x "$EMPTY" "$TMP/q.out" "$TMP/q.err" quantize --model "$M" --out "$TMP/tiny-$qt" --type $qt
+  why=$(why_run "$TMP/q.err")
+  [[ -z $why ]] && ! grep -q "^after: .*$qt" "$TMP/q.out" && why="no 'after:' line: $(excerpt "$TMP/q.out")"
+  [[ -z $why ]] && x "$EMPTY" "$TMP/q.out" "$TMP/q.err" eval --model "$TMP/tiny-$qt" --ids "$TMP/ts3k.ids" --seq-len 32 && why=$(why_run "$TMP/q.err")
+  [[ -z $why ]] && ! grep -qE '"loss": ?[0-9]' <<<"$(tail -n 1 "$TMP/q.out")" && why="eval printed no loss"
+  report "quantize --type $qt, then eval the directory" "$why"
+done
+expect_error "error: quantize to an unknown type" "q4" "$EMPTY" quantize --model "$M" --out "$TMP/never" --type q4
+expect_error "error: quantize to f32" "bf16 or q8" "$EMPTY" quantize --model "$M" --out "$TMP/never" --type f32
+expect_error "error: quantize onto its own directory" "differ" "$EMPTY" quantize --model "$M" --out "$M" --type q8
+expect_error "error: quantize a missing model" "nonexistent" "$EMPTY" quantize --model "$TMP/nonexistent" --out "$TMP/never" --type q8
+cp -r "$TMP/tiny-q8" "$TMP/q8-block64"
+sed -i 's/"gptcpp_quant_block": 32/"gptcpp_quant_block": 64/' "$TMP/q8-block64/config.json"
+expect_error "error: q8 directory with an unsupported block size" "block" "$EMPTY" eval --model "$TMP/q8-block64" --ids "$TMP/ts3k.ids"
+x "$EMPTY" "$TMP/bp.out" "$TMP/bp.err" bench packed --type q8 --n 3 --in 40 --out 50 --hot --repeat 1
+why=$(why_run "$TMP/bp.err")
+[[ -z $why ]] && ! grep -qE '"gb_per_s": ?[0-9]' <<<"$(tail -n 1 "$TMP/bp.out")" && why="no JSON figures"
+report "bench packed on a small matrix" "$why"
+
 # ---------------------------------------------------------------------------------------------
 # help, info, bench
 

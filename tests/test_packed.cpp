@@ -88,7 +88,8 @@ TEST(Packed, WeightTypeNames) {
 
 // Every table, type, odd shape and row count, with and without bias, against double precision.
 TEST(Packed, LinearMatchesReference) {
-  const std::pair<int, int> shapes[] = {{1, 1}, {5, 3}, {33, 17}, {64, 48}, {40, 130}, {100, 31}, {96, 16}, {300, 35}};
+  const std::pair<int, int> shapes[] = {{1, 1},    {5, 3},   {33, 17}, {64, 48}, {40, 130},
+                                        {100, 31}, {96, 16}, {600, 21}};  // 600: two spans in a prefill
   const int rows[] = {1, 2, 3, 7, 64, 130};
   for (const auto* table : runnable_tables()) {
     for (WeightType t : kTypes) {
@@ -463,6 +464,17 @@ TEST(Packed, BadQ8Files) {
     std::vector<int8_t> q(40 * 160, -128);
     rewrite_tensor(dir.path, w, DType::I8, {40, 160}, q.data());
     expect_error(dir.path, "-128");
+  }
+  {  // float scales (another writer's choice) are accepted, rounded to half as the kernels use them
+    TempDir dir("packed_f32_scales");
+    save_packed_model(dir.path, pm);
+    std::vector<int8_t> q(40 * 160);
+    std::vector<uint16_t> h(40 * 5);
+    pm.matrix("h.1.mlp.c_proj.weight").q8_rows(q.data(), h.data());
+    std::vector<float> fs(h.size());
+    for (size_t i = 0; i < h.size(); i++) fs[i] = f16_to_f32(h[i]);
+    rewrite_tensor(dir.path, w + ".scales", DType::F32, {40, 5}, fs.data());
+    expect_same(load_packed_model(dir.path), pm);
   }
   {
     TempDir dir("packed_bad_config");
