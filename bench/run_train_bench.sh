@@ -9,8 +9,10 @@
 # Each run takes the CPU lock by itself (flock /tmp/cpu.lock), so do NOT run this script under the
 # lock: `bench/run_train_bench.sh`. The two sides alternate, ROUNDS times, the order flipping every
 # round. Training time excludes the evaluation: for gpt.cpp it is metrics.jsonl's elapsed_s at the
-# last step, for PyTorch the timed loop. Val loss: the mean over the first EVAL_BATCHES batches of
-# 12 x 64 of the val split, read in order (gpt train's --eval-batches rule), after the last step.
+# last step, for PyTorch the timed loop. The median step time (gpt.cpp: from each step's
+# tokens_per_s) is shown too: on a shared machine it moves less than the total. Val loss: the
+# mean over the first EVAL_BATCHES batches of 12 x 64 of the val split, read in order (gpt train's
+# --eval-batches rule), after the last step.
 # Each side is summarised by its fastest run; every run is listed with the load average before it.
 #
 # Environment: ROUNDS (1), STEPS (2000), THREADS (2), EVAL_BATCHES (200), BIAS (0: no biases, as
@@ -39,6 +41,10 @@ for f in /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0 /usr/lib/x86
 done
 
 # The char data, made afresh each time (a second, cheap).
+if [ -e "$DATA" ] && [ ! -f "$DATA/dataset.json" ]; then
+  echo "$DATA exists and is not a dataset directory (no dataset.json): not replacing it" >&2
+  exit 1
+fi
 rm -rf "$DATA"
 if "$GPT" prepare --help 2>&1 | grep -q -- --val-fraction; then
   "$GPT" prepare --input "$TEXT" --out "$DATA" --tokenizer char > /dev/null
@@ -68,16 +74,18 @@ run() {
   echo "$load" > "$tmp/$name.load"
 }
 
-# One line of JSON per run: {"system", "train_s", "ms_per_step", "val_loss", "final_loss", "load"}.
+# One line of JSON per run: {"system", "train_s", "ms_per_step", "ms_median", "val_loss", "final_loss", "load"}.
 summarise_cpp() {
   "$PYTHON" - "$1/metrics.jsonl" "$2" "$STEPS" <<'EOF'
-import json, sys
+import json, statistics, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 steps = [r for r in recs if "loss" in r]
 vals = [r for r in recs if "val_loss" in r]
 last = steps[-1]
 assert last["step"] == int(sys.argv[3]), f"gpt train stopped at step {last['step']}"
-print(json.dumps({"system": "gpt.cpp", "train_s": last["elapsed_s"], "ms_per_step": last["elapsed_s"] / last["step"] * 1e3,
+median = statistics.median(12 * 64 / r["tokens_per_s"] for r in steps) * 1e3  # each step's own time
+print(json.dumps({"system": "gpt.cpp", "train_s": last["elapsed_s"],
+                  "ms_per_step": last["elapsed_s"] / last["step"] * 1e3, "ms_median": median,
                   "val_loss": vals[-1]["val_loss"] if vals else None, "final_loss": last["loss"],
                   "load": float(sys.argv[2])}))
 EOF
@@ -88,6 +96,7 @@ summarise_torch() {
 import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 print(json.dumps({"system": "PyTorch", "train_s": r["train_s"], "ms_per_step": r["ms_per_step"],
+                  "ms_median": r["ms_median"],
                   "val_loss": r["val_loss"], "final_loss": r["final_loss"], "load": float(sys.argv[2])}))
 EOF
 }
@@ -125,18 +134,25 @@ for side in ("gpt.cpp", "PyTorch"):
     mine = [r for r in runs if r["system"] == side]
     best[side] = dict(min(mine, key=lambda r: r["train_s"]), all=[r["train_s"] for r in mine])
 print()
-hdr = f"{'system':<8} {'wall s':>8} {'ms/step':>8} {'val loss':>9} {'final loss':>11} {'all runs (wall s)':>20}"
+hdr = (f"{'system':<8} {'wall s':>8} {'ms/step':>8} {'median ms':>10} {'val loss':>9} {'final loss':>11} "
+       f"{'all runs (wall s)':>20}")
 print(hdr)
 print("-" * len(hdr))
 for side, b in best.items():
     val = f"{b['val_loss']:.4f}" if b["val_loss"] is not None else "-"
-    print(f"{side:<8} {b['train_s']:>8.1f} {b['ms_per_step']:>8.1f} {val:>9} {b['final_loss']:>11.4f} "
+    print(f"{side:<8} {b['train_s']:>8.1f} {b['ms_per_step']:>8.1f} {b['ms_median']:>10.1f} {val:>9} "
+          f"{b['final_loss']:>11.4f} "
           f"{' '.join('%.1f' % t for t in b['all']):>20}")
 ratio = best["PyTorch"]["train_s"] / best["gpt.cpp"]["train_s"]
-print(f"\nPyTorch wall / gpt.cpp wall = {ratio:.2f}x (fastest run of each; training only, evaluation excluded)")
+median_ratio = (min(r["ms_median"] for r in runs if r["system"] == "PyTorch") /
+                min(r["ms_median"] for r in runs if r["system"] == "gpt.cpp"))
+print(f"\nPyTorch wall / gpt.cpp wall = {ratio:.2f}x (fastest run of each; training only, evaluation excluded); "
+      f"median step: {median_ratio:.2f}x")
 print(json.dumps({"bench": "train-vs-torch", "recipe": "babygpt-shakespeare-char",
                   "cpp_train_s": best["gpt.cpp"]["train_s"], "torch_train_s": best["PyTorch"]["train_s"],
                   "cpp_ms_per_step": best["gpt.cpp"]["ms_per_step"], "torch_ms_per_step": best["PyTorch"]["ms_per_step"],
                   "cpp_val_loss": best["gpt.cpp"]["val_loss"], "torch_val_loss": best["PyTorch"]["val_loss"],
-                  "ratio": ratio}))
+                  "cpp_ms_median": min(r["ms_median"] for r in runs if r["system"] == "gpt.cpp"),
+                  "torch_ms_median": min(r["ms_median"] for r in runs if r["system"] == "PyTorch"),
+                  "ratio": ratio, "median_ratio": median_ratio}))
 EOF

@@ -22,13 +22,14 @@ Run it in the tuned environment (shared/README.md), under the lock:
   flock /tmp/cpu.lock env LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \\
       LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
       /usr/bin/python3 bench/torch_babygpt.py --data DIR --threads 2
-The LAST line printed is one JSON object: {"bench": "torch-babygpt", "train_s", "ms_per_step",
-"val_loss", "final_loss", ...}.
+The LAST line printed is one JSON object: {"bench": "torch-babygpt", "train_s", "ms_per_step"
+(train_s / steps), "ms_median" (the median step), "val_loss", "final_loss", ...}.
 """
 import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -186,7 +187,9 @@ def main():
     clock = time.perf_counter
     t_start = clock()
     loss = None
+    step_times = []  # each step's own time: its median resists passing load better than the total
     for step in range(1, a.steps + 1):
+        t0 = clock()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, sched)
         x, y = get_batch()
@@ -196,6 +199,7 @@ def main():
             torch.nn.utils.clip_grad_norm_(params, a.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        step_times.append(clock() - t0)
         if a.log_every and (step % a.log_every == 0 or step == 1):
             elapsed = clock() - t_start
             print(f"step {step:5d} | loss {loss.item():.4f} | {elapsed:.1f} s", flush=True)
@@ -213,11 +217,14 @@ def main():
             pos += B * T
             losses.append(model(w[:-1].view(B, T), w[1:].view(B, T)).item())
     val_loss = sum(losses) / len(losses)
-    print(f"train:  {train_s:.1f} s for {a.steps} steps, {train_s / a.steps * 1e3:.1f} ms/step; "
+    ms_median = statistics.median(step_times) * 1e3
+    print(f"train:  {train_s:.1f} s for {a.steps} steps, {train_s / a.steps * 1e3:.1f} ms/step "
+          f"(median step {ms_median:.1f} ms); "
           f"final train loss {loss.item():.4f}; val loss {val_loss:.4f} ({a.eval_batches} batches)")
     print(json.dumps({
         "bench": "torch-babygpt", "steps": a.steps, "batch": B, "seq_len": T, "params": n_params, "vocab": V,
         "bias": a.bias, "train_s": train_s, "ms_per_step": train_s / a.steps * 1e3,
+        "ms_median": ms_median,
         "final_loss": loss.item(), "val_loss": val_loss, "val_batches": a.eval_batches,
         "threads": torch.get_num_threads(), "blas": blas, "allocator": alloc, "torch": torch.__version__,
     }))

@@ -218,11 +218,12 @@ def build_model(a, info):
     if a.preset:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
         from torch_gpt_bench import BAND, PRESETS  # the presets of src/model/config.cpp
-        L, H, C, ctx, V, ln, banded = PRESETS[a.preset]
-        base = dict(n_layer=L, n_head=H, n_embd=C, n_ctx=ctx, vocab_size=V, ln=ln,
+        L, H, C, ctx, _, ln, banded = PRESETS[a.preset]
+        base = dict(n_layer=L, n_head=H, n_embd=C, n_ctx=ctx, ln=ln,
                     attention="alternating_banded" if banded else "dense", band=BAND)
     else:
-        base = dict(n_layer=12, n_head=12, n_embd=768, n_ctx=1024, vocab_size=int(info["vocab_size"]))
+        base = dict(n_layer=12, n_head=12, n_embd=768, n_ctx=1024)  # gpt train's fallback: gpt2's shape
+    base["vocab_size"] = int(info["vocab_size"])  # as gpt train: the data's vocabulary unless --vocab-size
     for key, flag in (("n_layer", a.n_layer), ("n_head", a.n_head), ("n_embd", a.n_embd), ("n_ctx", a.context),
                       ("vocab_size", a.vocab_size)):
         if flag is not None:
