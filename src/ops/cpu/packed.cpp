@@ -298,12 +298,17 @@ struct Scratch {
 };
 thread_local Scratch tls_scratch;
 
-// Splits [0, n) in units of `unit` evenly among the team; this thread's share.
-std::pair<int, int> share(int n, int unit) {
-  const int units = (n + unit - 1) / unit, t = omp_get_thread_num(), nt = omp_get_num_threads();
-  const int a = static_cast<int>(static_cast<long>(units) * t / nt) * unit;
-  const int b = static_cast<int>(static_cast<long>(units) * (t + 1) / nt) * unit;
-  return {std::min(a, n), std::min(b, n)};
+// Runs fn(begin, end) over [0, n) in chunks of whole `unit`s, about 8 per thread, handed out
+// dynamically: on a shared machine a thread whose core is busy takes fewer chunks instead of
+// holding everyone up at the end (a static split waits for the slowest thread).
+template <typename Fn>
+void for_chunks(int n, int unit, Fn fn) {
+  const int nt = omp_get_num_threads();
+  const int units = (n + unit - 1) / unit;
+  const int per = std::max(1, units / (8 * nt));
+  const int chunks = (units + per - 1) / per;
+#pragma omp for schedule(dynamic, 1)
+  for (int c = 0; c < chunks; c++) fn(c * per * unit, std::min(n, (c + 1) * per * unit));
 }
 
 // From this many rows on, f32 goes to OpenBLAS's sgemm (with W^T as B).
@@ -330,8 +335,7 @@ void packed_linear_using(const PackedKernels& k, float* y, const float* x, const
       }
 #pragma omp parallel
       {
-        auto [o0, o1] = share(out, 4);
-        if (o0 < o1) k.f32_rows(y, out, x, N, wf, in, bias, o0, o1);
+        for_chunks(out, 4, [&](int o0, int o1) { k.f32_rows(y, out, x, N, wf, in, bias, o0, o1); });
       }
       return;
     }
@@ -349,8 +353,8 @@ void packed_linear_using(const PackedKernels& k, float* y, const float* x, const
           for (int n = 0; n < N; n++)
             k.round_bf16(xb + static_cast<size_t>(n) * kp, x + static_cast<size_t>(n) * in, in, kp);
         }
-        auto [p0, p1] = share(panels, 1);
-        if (p0 < p1) k.bf16_panels(y, out, xb, N, wb, kp, bias, out, p0, p1);
+        for_chunks(panels, 4,
+                   [&](int p0, int p1) { k.bf16_panels(y, out, xb, N, wb, kp, bias, out, p0, p1); });
       }
       return;
     }
@@ -376,8 +380,9 @@ void packed_linear_using(const PackedKernels& k, float* y, const float* x, const
 #pragma omp single
           for (int n = 0; n < N; n++) quantize(n);
         }
-        auto [p0, p1] = share(panels, 1);
-        if (p0 < p1) k.q8_panels(y, out, xq, xd, xs, N, wq, w.q8_scales(), kp, bias, out, p0, p1);
+        for_chunks(panels, 12, [&](int p0, int p1) {  // 12: whole tiles of 3 and of 4 panels
+          k.q8_panels(y, out, xq, xd, xs, N, wq, w.q8_scales(), kp, bias, out, p0, p1);
+        });
       }
       return;
     }
