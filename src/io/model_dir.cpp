@@ -79,6 +79,28 @@ struct Found {
 
 }  // namespace
 
+std::shared_ptr<const Tokenizer> load_dir_tokenizer(const std::string& dir, const HfConfig& hc,
+                                                    const std::string& config_path) {
+  std::shared_ptr<const Tokenizer> tok;
+  if (hc.chars) {
+    try {
+      tok = std::make_shared<CharTokenizer>(*hc.chars);
+    } catch (const Error& e) {
+      fail("{}: gptcpp_chars: {}", config_path, e.what());
+    }
+  } else {
+    for (const char* f : {"vocab.json", "encoder.json", "tokenizer.json", "chars.json"})
+      if (file_exists(dir + "/" + f)) {
+        tok = load_tokenizer(dir);
+        break;
+      }
+  }
+  if (tok && tok->vocab_size() > static_cast<size_t>(hc.model.vocab_size))
+    fail("{}: the tokenizer has {} tokens, more than the model's vocab_size {}", dir, tok->vocab_size(),
+         hc.model.vocab_size);
+  return tok;
+}
+
 LoadedModel load_model_dir(const std::string& dir) {
   if (!std::filesystem::is_directory(dir)) fail("{}: no such model directory", dir);
   const std::string config_path = dir + "/config.json";
@@ -129,23 +151,7 @@ LoadedModel load_model_dir(const std::string& dir) {
     file->read_f32(*t, std::span<float>(model.params() + p.offset, p.numel));
   }
 
-  std::shared_ptr<const Tokenizer> tok;
-  if (hc.chars) {
-    try {
-      tok = std::make_shared<CharTokenizer>(*hc.chars);
-    } catch (const Error& e) {
-      fail("{}: gptcpp_chars: {}", config_path, e.what());
-    }
-  } else {
-    for (const char* f : {"vocab.json", "encoder.json", "tokenizer.json", "chars.json"})
-      if (file_exists(dir + "/" + f)) {
-        tok = load_tokenizer(dir);
-        break;
-      }
-  }
-  if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
-    fail("{}: the tokenizer has {} tokens, more than the model's vocab_size {}", dir, tok->vocab_size(),
-         cfg.vocab_size);
+  std::shared_ptr<const Tokenizer> tok = load_dir_tokenizer(dir, hc, config_path);
   return {std::move(model), std::move(tok)};
 }
 

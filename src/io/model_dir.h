@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "io/hf_config.h"
 #include "model/gpt.h"
 #include "tokenizer/tokenizer.h"
 
@@ -26,6 +27,11 @@ struct LoadedModel {
 // A directory `gpt quantize` wrote loads too: bf16 as above, q8 ("gptcpp_quant": "q8") with its
 // int8 matrices dequantized to fp32 (model/packed_model.h; docs/quantization.md).
 LoadedModel load_model_dir(const std::string& dir);
+
+// The tokenizer of a model directory, by the rule above (null if it has none); checks it fits the
+// config's vocab_size. `config_path` names config.json in errors.
+std::shared_ptr<const Tokenizer> load_dir_tokenizer(const std::string& dir, const HfConfig& hc,
+                                                    const std::string& config_path);
 
 // Writes DIR/model.safetensors (float32, the names save_pretrained writes), DIR/config.json and,
 // for a BPE tokenizer, its vocab.json + merges.txt (a character tokenizer's alphabet goes into

@@ -37,27 +37,6 @@ std::pair<int, int> matrix_dims(const ParamInfo& p) {
   return stored_as_rows(p.name) ? std::pair{a, b} : std::pair{b, a};
 }
 
-std::shared_ptr<const Tokenizer> load_dir_tokenizer(const std::string& dir, const HfConfig& hc,
-                                                    const std::string& config_path) {
-  std::shared_ptr<const Tokenizer> tok;
-  if (hc.chars) {
-    try {
-      tok = std::make_shared<CharTokenizer>(*hc.chars);
-    } catch (const Error& e) {
-      fail("{}: gptcpp_chars: {}", config_path, e.what());
-    }
-  } else {
-    for (const char* f : {"vocab.json", "encoder.json", "tokenizer.json", "chars.json"})
-      if (file_exists(dir + "/" + f)) {
-        tok = load_tokenizer(dir);
-        break;
-      }
-  }
-  if (tok && tok->vocab_size() > static_cast<size_t>(hc.model.vocab_size))
-    fail("{}: the tokenizer has {} tokens, more than the model's vocab_size {}", dir, tok->vocab_size(),
-         hc.model.vocab_size);
-  return tok;
-}
 
 // A q8 directory: int8 rows [OUT, IN] with half (or float) scales [OUT, ceil(IN/32)] per matrix.
 PackedModel read_q8_dir(const std::string& dir, const HfConfig& hc, const std::string& config_path) {
