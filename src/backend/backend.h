@@ -1,0 +1,132 @@
+// Where a model's tensors live and how its operations run. The network (model/gpt.cpp) is written
+// once against this interface; CpuBackend (backend/cpu_backend.cpp) runs the kernels of ops/cpu,
+// CudaBackend (backend/cuda/) runs CUDA kernels on an NVIDIA GPU. See docs/backends.md.
+//
+// Precision. Parameters, gradients and optimizer state are fp32 on every backend. Activations have
+// the backend's activation type: fp32 on the CPU; bf16 on CUDA in mixed precision, where the GEMMs
+// read bf16 copies of the weights that the backend refreshes in parameters_changed(). Per-row
+// statistics (LayerNorm mean and rstd, losses, log-sum-exp) are fp32 everywhere.
+//
+// Pointers. Every pointer an operation takes is backend memory (from allocate()): host memory on
+// the CPU, device memory on CUDA. `Act` marks an activation (act_type() elements), `float*` an fp32
+// tensor. Operations are asynchronous on devices; synchronize() waits, and to_host() or the
+// functions returning a value to the host synchronize by themselves.
+//
+// Contracts are those of ops/ops.h, operation for operation (shapes, what is overwritten and what
+// is accumulated); where an operation here differs from ops.h it says so.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "ops/ops.h"
+
+namespace gpt {
+
+enum class DType : uint8_t { F32, BF16 };
+inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+using Act = void;  // an activation tensor of the backend's act_type()
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;  // "cpu" or "cuda"
+  virtual DType act_type() const = 0;
+  // True when backend memory is host memory (the CPU): the model then needs no copies.
+  virtual bool host_memory() const = 0;
+
+  // ---- memory ----------------------------------------------------------------------------------
+  // bytes of zeroed memory, 256-byte aligned. Throws gpt::Error when it cannot.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+  virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  // n activations to fp32 host floats (a copy on the CPU, a download and widening on CUDA).
+  virtual void act_to_host_f32(float* host_dst, const Act* src, size_t n) = 0;
+  virtual void fill_zero(void* p, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // The fp32 parameters (n floats at params) changed: a backend with low-precision weight copies
+  // refreshes them here. The model calls it after loading and the trainer after each update.
+  virtual void parameters_changed(const float* params, size_t n) = 0;
+
+  // ---- embeddings: out[n] = wte[ids[n]] + wpe[n % T] --------------------------------------------
+  virtual void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+                                 int C) = 0;
+  virtual void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B, int T,
+                                  int C) = 0;
+
+  // ---- LayerNorm (b may be null) -----------------------------------------------------------------
+  virtual void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w,
+                                 const float* b, int N, int C, float eps) = 0;
+  // dinp += ..., dw += ..., db += ...
+  virtual void layernorm_backward(Act* dinp, float* dw, float* db, const Act* dout, const Act* inp,
+                                  const float* w, const float* mean, const float* rstd, int N, int C) = 0;
+  // Fused: res = a + dropout(b), then out = LayerNorm(res). (pre-LN: a residual add followed by the
+  // next LayerNorm.)
+  virtual void residual_layernorm_forward(Act* res, Act* out, float* mean, float* rstd, const Act* a,
+                                          const Act* b, ops::Dropout drop, const float* w, const float* bias,
+                                          int N, int C, float eps) = 0;
+
+  // ---- linear layers, Conv1D layout: out[N,OC] = inp[N,IC] @ w[IC,OC] + bias ---------------------
+  virtual void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+                              int OC) = 0;
+  // Fused with GELU: pre = inp @ w + bias, out = gelu(pre); both kept for the backward.
+  virtual void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N,
+                                   int IC, int OC) = 0;
+  // dinp = (or += when accumulate) dout @ w^T; dw += inp^T @ dout; dbias += column sums. Any of
+  // dinp, dw, dbias may be null.
+  virtual void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
+                               int N, int IC, int OC, bool accumulate) = 0;
+  // dinp = dout * gelu'(pre); dinp may be dout.
+  virtual void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) = 0;
+
+  // ---- causal self-attention over qkv[B,T,3C]; band as in ops.h --------------------------------
+  // What the forward keeps for the backward (`saved`) and the scratch both passes use are the
+  // backend's business: the model asks for their sizes. saved is only written in training.
+  virtual size_t attention_saved_bytes(int B, int T, int C, int H) const = 0;
+  virtual size_t attention_scratch_bytes(int B, int T, int C, int H) const = 0;
+  virtual void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H,
+                                 int band, ops::Dropout drop, bool training) = 0;
+  // dqkv = gradient of qkv (overwritten). out is the forward's output.
+  virtual void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act* out,
+                                  const void* saved, int B, int T, int C, int H, int band, ops::Dropout drop) = 0;
+
+  // ---- residuals and dropout ---------------------------------------------------------------------
+  virtual void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) = 0;
+  virtual void dropout_forward(Act* x, size_t n, ops::Dropout drop) = 0;
+  virtual void dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) = 0;
+
+  // ---- LM head and the loss ------------------------------------------------------------------------
+  virtual void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) = 0;
+  // dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x.
+  virtual void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N,
+                                int C, int V) = 0;
+  // losses[n], lse[n] as ops.h; targets in backend memory. Returns the sum of scored losses to the host.
+  virtual double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, int N,
+                                       int V) = 0;
+  // In place: logits[n] = scale * (softmax - onehot); ignored rows become 0.
+  virtual void cross_entropy_backward(Act* logits, const float* lse, const int32_t* targets, int N, int V,
+                                      float scale) = 0;
+
+  // ---- optimizer -----------------------------------------------------------------------------------
+  virtual void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
+                            const ops::AdamWStep& s) = 0;
+  // Sum of squares of n fp32 values (accumulated in double), to the host.
+  virtual double sum_squares(const float* x, size_t n) = 0;
+  virtual void scale(float* x, size_t n, float factor) = 0;
+};
+
+// The CPU backend (one per process; it holds no state).
+Backend& cpu_backend();
+// "cpu" or "cuda". Throws gpt::Error when the device is unknown, when this build has no CUDA
+// backend, or when no GPU is present.
+Backend& backend_for(std::string_view device);
+// Whether this build can make a CUDA backend (it may still find no GPU at run time).
+bool cuda_backend_built();
+
+}  // namespace gpt

@@ -1,0 +1,160 @@
+// The CPU backend: host memory, fp32 activations, the kernels of ops/cpu. Every operation is the
+// ops.h function of the same name; the fused ones run their parts one after the other.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "backend/backend_registry.h"
+#include "core/error.h"
+
+namespace gpt {
+namespace {
+
+float* F(Act* p) { return static_cast<float*>(p); }
+const float* F(const Act* p) { return static_cast<const float*>(p); }
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+  DType act_type() const override { return DType::F32; }
+  bool host_memory() const override { return true; }
+
+  void* allocate(size_t bytes) override {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
+    void* p = std::aligned_alloc(256, rounded);
+    if (!p) fail("out of memory: cannot allocate {} bytes", bytes);
+    std::memset(p, 0, rounded);
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+  void to_device(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void act_to_host_f32(float* dst, const Act* src, size_t n) override { copy(dst, src, n * sizeof(float)); }
+  void fill_zero(void* p, size_t bytes) override {
+    if (bytes) std::memset(p, 0, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+  }
+  void synchronize() override {}
+  void parameters_changed(const float*, size_t) override {}  // the kernels read the fp32 weights
+
+  void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+                         int C) override {
+    ops::embedding_forward(F(out), ids, wte, wpe, B, T, C);
+  }
+  void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B, int T,
+                          int C) override {
+    ops::embedding_backward(dwte, dwpe, F(dout), ids, B, T, C);
+  }
+
+  void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w, const float* b, int N,
+                         int C, float eps) override {
+    ops::layernorm_forward(F(out), mean, rstd, F(inp), w, b, N, C, eps);
+  }
+  void layernorm_backward(Act* dinp, float* dw, float* db, const Act* dout, const Act* inp, const float* w,
+                          const float* mean, const float* rstd, int N, int C) override {
+    ops::layernorm_backward(F(dinp), dw, db, F(dout), F(inp), w, mean, rstd, N, C);
+  }
+  void residual_layernorm_forward(Act* res, Act* out, float* mean, float* rstd, const Act* a, const Act* b,
+                                  ops::Dropout drop, const float* w, const float* bias, int N, int C,
+                                  float eps) override {
+    ops::residual_forward(F(res), F(a), F(b), static_cast<size_t>(N) * C, drop);
+    ops::layernorm_forward(F(out), mean, rstd, F(res), w, bias, N, C, eps);
+  }
+
+  void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+                      int OC) override {
+    ops::linear_forward(F(out), F(inp), w, bias, N, IC, OC);
+  }
+  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N, int IC,
+                           int OC) override {
+    ops::linear_forward(F(pre), F(inp), w, bias, N, IC, OC);
+    ops::gelu_forward(F(out), F(pre), static_cast<size_t>(N) * OC);
+  }
+  void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w, int N,
+                       int IC, int OC, bool accumulate) override {
+    ops::linear_backward(F(dinp), dw, dbias, F(dout), F(inp), w, N, IC, OC, accumulate);
+  }
+  void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) override {
+    ops::gelu_backward(F(dinp), F(pre), F(dout), n);
+  }
+
+  // The CPU kernels keep the softmax probabilities [B,H,T,T] for the backward.
+  size_t attention_saved_bytes(int B, int T, int, int H) const override {
+    return static_cast<size_t>(B) * H * T * T * sizeof(float);
+  }
+  size_t attention_scratch_bytes(int, int T, int, int) const override {
+    return ops::attention_scratch_floats(T) * sizeof(float);
+  }
+  void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H, int band,
+                         ops::Dropout drop, bool training) override {
+    ops::attention_forward(F(out), training ? static_cast<float*>(saved) : nullptr, static_cast<float*>(scratch),
+                           F(qkv), B, T, C, H, band, drop);
+  }
+  void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act*, const void* saved,
+                          int B, int T, int C, int H, int band, ops::Dropout drop) override {
+    ops::attention_backward(F(dqkv), static_cast<float*>(scratch), F(dout), F(qkv),
+                            static_cast<const float*>(saved), B, T, C, H, band, drop);
+  }
+
+  void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) override {
+    ops::residual_forward(F(out), F(a), F(b), n, drop);
+  }
+  void dropout_forward(Act* x, size_t n, ops::Dropout drop) override { ops::dropout_forward(F(x), n, drop); }
+  void dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) override {
+    ops::dropout_backward(F(dinp), F(dout), n, drop);
+  }
+
+  void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) override {
+    ops::lm_head_forward(F(logits), F(x), wte, N, C, V);
+  }
+  void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N, int C,
+                        int V) override {
+    ops::lm_head_backward(F(dx), dwte, F(dlogits), F(x), wte, N, C, V);
+  }
+  double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, int N,
+                               int V) override {
+    return ops::cross_entropy_forward(losses, lse, F(logits), targets, N, V);
+  }
+  void cross_entropy_backward(Act* logits, const float* lse, const int32_t* targets, int N, int V,
+                              float scale) override {
+    ops::cross_entropy_backward(F(logits), lse, targets, N, V, scale);
+  }
+
+  void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
+                    const ops::AdamWStep& s) override {
+    ops::adamw_update(param, grad, m, v, n, s);
+  }
+  double sum_squares(const float* x, size_t n) override {
+    double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (size_t i = 0; i < n; i++) sum += static_cast<double>(x[i]) * x[i];
+    return sum;
+  }
+  void scale(float* x, size_t n, float factor) override {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] *= factor;
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+bool cuda_backend_built() { return cuda_compiled_in(); }
+
+Backend& backend_for(std::string_view device) {
+  if (device == "cpu") return cpu_backend();
+  if (device == "cuda") {
+    static std::unique_ptr<Backend> cuda = make_cuda_backend();  // a failed make retries next time
+    return *cuda;
+  }
+  fail("unknown device \"{}\" (expected cpu or cuda)", device);
+}
+
+}  // namespace gpt
