@@ -24,8 +24,8 @@
 
 namespace gpt {
 
-enum class DType : uint8_t { F32, BF16 };
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+enum class ActType : uint8_t { F32, BF16 };  // activation element types
+inline size_t act_size(ActType t) { return t == ActType::F32 ? 4 : 2; }
 
 using Act = void;  // an activation tensor of the backend's act_type()
 
@@ -34,7 +34,7 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual std::string_view name() const = 0;  // "cpu" or "cuda"
-  virtual DType act_type() const = 0;
+  virtual ActType act_type() const = 0;
   // True when backend memory is host memory (the CPU): the model then needs no copies.
   virtual bool host_memory() const = 0;
 

@@ -17,7 +17,7 @@ const float* F(const Act* p) { return static_cast<const float*>(p); }
 class CpuBackend final : public Backend {
  public:
   std::string_view name() const override { return "cpu"; }
-  DType act_type() const override { return DType::F32; }
+  ActType act_type() const override { return ActType::F32; }
   bool host_memory() const override { return true; }
 
   void* allocate(size_t bytes) override {
