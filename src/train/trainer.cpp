@@ -456,7 +456,7 @@ void Run::go() {
     double loss = 0.0;
     for (int micro = 0; micro < K; micro++) {
       train_->next(inputs_.data(), targets_.data());
-      // Each rank drops out other units (rank 0's masks are those of a one-process run).
+      // Each rank drops out other units; rank 0 keeps the one-process seed.
       const uint64_t dseed = (cfg_.seed * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(step) * K + micro) ^
                              (static_cast<uint64_t>(rank_) * 0xD1B54A32D192ED03ull);
       const float l = model_->forward(inputs_.data(), targets_.data(), B_, T_, true, dseed);
