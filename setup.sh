@@ -20,6 +20,7 @@ APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git
   libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-openmp-dev libdnnl-dev
   libgtest-dev libgmock-dev
+  openmpi-bin libopenmpi-dev
 )
 # Tests and benchmarks only: Python for the tiktoken peer, clang's libFuzzer.
 if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then

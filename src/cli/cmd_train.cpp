@@ -1,11 +1,13 @@
 // gpt train: causal-LM pretraining (or continued training) on token shards. The loop itself is
 // the engine's (train/trainer.h); this file maps flags onto TrainConfig.
 #include <csignal>
+#include <cstdlib>
 
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "dist/communicator.h"
 #include "train/trainer.h"
 
 namespace gpt::cli {
@@ -39,7 +41,13 @@ void run_train(TrainArgs& a) {
   if (a.model.dropout) c.dropout = *a.model.dropout;
   c.schedule.kind = parse_schedule(a.schedule);
   c.schedule.min_lr = a.min_lr ? *a.min_lr : c.schedule.lr / 10.0f;
-  train(c);
+  try {
+    train(c);
+  } catch (const dist::CollectiveError&) {
+    // Every rank stopped on the same error: rank 0 prints it, the others leave quietly.
+    if (dist::world().rank() != 0) std::exit(1);
+    throw;
+  }
 }
 
 }  // namespace
@@ -55,7 +63,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--init", c.init_dir, "Start from this model directory (continued pretraining, fine-tuning)");
   add_model_flags(cmd, a->model);
   cmd->add_option("--steps", c.steps, "Total optimizer steps (with --resume: up to this step)")->capture_default_str();
-  cmd->add_option("-b,--batch-size", c.batch_size, "Sequences per micro-batch")->capture_default_str();
+  cmd->add_option("-b,--batch-size", c.batch_size, "Sequences per micro-batch (per rank under mpirun)")
+      ->capture_default_str();
   cmd->add_option("-t,--seq-len", c.seq_len, "Tokens per sequence (default: the model's context)");
   cmd->add_option("--grad-accum", c.grad_accum, "Micro-batches accumulated per optimizer step")->capture_default_str();
   cmd->add_option("--lr", c.schedule.lr, "Peak learning rate")->capture_default_str();
@@ -68,7 +77,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--weight-decay", c.adam.weight_decay, "AdamW weight decay (2-D weights only)")->capture_default_str();
   cmd->add_option("--grad-clip", c.grad_clip, "Clip the global gradient norm to this (0: off)")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed of initialisation, dropout and shuffling")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("--threads", a->threads,
+                  "Threads (per rank under mpirun; default: all cores the process may use)");
   cmd->add_flag("--shuffle", c.shuffle, "Random windows (seeded) instead of reading the shards in order");
   cmd->add_option("--eval-every", c.eval_every, "Validation loss every N steps (and at the end)");
   cmd->add_option("--eval-batches", c.eval_batches, "Validation batches per evaluation")->capture_default_str();

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -66,6 +67,13 @@ void remove_stale_checkpoint_temps(const std::string& out) {
 
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
                      const AdamW& opt, const nlohmann::json& state) {
+  if (opt.size() != opt.num_parameters())
+    fail("save_checkpoint: the optimizer holds a shard of the moments; gather them first");
+  save_checkpoint(out, step, model, tok, OptimizerMoments{opt.m(), opt.v(), opt.size(), opt.steps()}, state);
+}
+
+void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
+                     const OptimizerMoments& opt, const nlohmann::json& state) {
   make_dirs(out);
   const std::string name = checkpoint_name(step);
   const std::string final_dir = out + "/" + name;
@@ -76,10 +84,10 @@ void save_checkpoint(const std::string& out, int64_t step, const GPT& model, con
     make_dirs(tmp_dir);
     save_model_dir(tmp_dir, model, tok);
     maybe_die_in_save(step);
-    const std::vector<int64_t> shape{static_cast<int64_t>(opt.size())};
+    const std::vector<int64_t> shape{static_cast<int64_t>(opt.n)};
     write_safetensors(tmp_dir + "/optimizer.safetensors",
-                      {{"exp_avg", DType::F32, shape, opt.m()}, {"exp_avg_sq", DType::F32, shape, opt.v()}},
-                      {{"format", "gptcpp-adamw"}, {"step", std::to_string(opt.steps())}});
+                      {{"exp_avg", DType::F32, shape, opt.m}, {"exp_avg_sq", DType::F32, shape, opt.v}},
+                      {{"format", "gptcpp-adamw"}, {"step", std::to_string(opt.steps)}});
     write_file_atomic(tmp_dir + "/trainer_state.json", state.dump(2) + "\n");
     fsync_dir(tmp_dir);
     // A checkpoint of this step from an earlier, longer run is replaced.
@@ -131,10 +139,21 @@ void load_optimizer_state(const std::string& checkpoint_dir, AdamW& opt) {
   const TensorEntry* m = f.find("exp_avg");
   const TensorEntry* v = f.find("exp_avg_sq");
   if (!m || !v) fail("{}: not an optimizer state (exp_avg / exp_avg_sq missing)", path);
-  if (m->numel != opt.size() || v->numel != opt.size())
-    fail("{}: the optimizer state holds {} values but the model has {} parameters", path, m->numel, opt.size());
-  f.read_f32(*m, std::span<float>(opt.m(), opt.size()));
-  f.read_f32(*v, std::span<float>(opt.v(), opt.size()));
+  const size_t n = opt.num_parameters();
+  if (m->numel != n || v->numel != n)
+    fail("{}: the optimizer state holds {} values but the model has {} parameters", path, m->numel, n);
+  if (opt.size() == n) {
+    f.read_f32(*m, std::span<float>(opt.m(), n));
+    f.read_f32(*v, std::span<float>(opt.v(), n));
+  } else {
+    // A shard: read each whole array once, keep this rank's part.
+    std::vector<float> all(n);
+    const dist::Range r = opt.shard();
+    f.read_f32(*m, all);
+    std::copy(all.begin() + r.begin, all.begin() + r.end, opt.m());
+    f.read_f32(*v, all);
+    std::copy(all.begin() + r.begin, all.begin() + r.end, opt.v());
+  }
   auto it = f.metadata().find("step");
   if (it == f.metadata().end()) fail("{}: no step in the metadata", path);
   opt.set_steps(std::atoll(it->second.c_str()));

@@ -26,15 +26,29 @@ struct TrainCheckpoint {
   nlohmann::json state;  // trainer_state.json
 };
 
+// AdamW's state as a checkpoint holds it: the moments of every parameter of the model, in the
+// parameter order, whatever the number of ranks that trained it (a sharded optimizer's moments are
+// gathered first), and the step count.
+struct OptimizerMoments {
+  const float* m = nullptr;
+  const float* v = nullptr;
+  size_t n = 0;
+  int64_t steps = 0;
+};
+
 // Saves step `step` into OUT (see above) and removes older checkpoints. Throws gpt::Error (with the
 // previous checkpoint intact) if anything fails.
+void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
+                     const OptimizerMoments& moments, const nlohmann::json& state);
+// The same for an optimizer that holds the moments of the whole model.
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
                      const AdamW& opt, const nlohmann::json& state);
 
 // The newest complete checkpoint in OUT, if any.
 std::optional<TrainCheckpoint> find_checkpoint(const std::string& out);
 
-// Loads the optimizer moments saved with a checkpoint into `opt` (sizes must match).
+// Loads the optimizer moments saved with a checkpoint into `opt` (the model's size must match): the
+// whole model's moments, of which a sharded `opt` keeps its own shard.
 void load_optimizer_state(const std::string& checkpoint_dir, AdamW& opt);
 
 // Removes temporary directories that a killed save left behind in OUT.

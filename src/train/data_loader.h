@@ -7,6 +7,13 @@
 // Shuffled: each of the B rows is an independent window of T+1 tokens at a random position of a
 // random shard (weighted by its length), drawn from a seeded generator whose state is part of the
 // loader's state. Either way state() / restore() resume a run exactly where it stopped.
+//
+// Data parallel (rank r of R ranks, each with batch B): one global batch is R*B rows. Sequential:
+// rank r reads the B*T+1 tokens at cursor + r*B*T and every rank moves the cursor by R*B*T (llm.c's
+// rule), the shard ending when fewer than R*B*T+1 tokens remain. Shuffled: the one seeded stream
+// draws all R*B windows and rank r keeps rows r*B .. r*B+B-1. So R ranks read exactly the rows one
+// process with batch R*B reads, in the same order, and the state (cursor, generator) is the global
+// one, the same on every rank: a checkpoint resumes with any rank count.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -28,11 +35,11 @@ struct LoaderState {
 class DataLoader {
  public:
   // Opens and validates every shard. Throws gpt::Error when there are none, when no shard holds one
-  // batch (B*T+1 tokens; T+1 when shuffled), or when a token is >= vocab_size.
+  // global batch (R*B*T+1 tokens; T+1 when shuffled), or when a token is >= vocab_size.
   DataLoader(const std::vector<std::string>& shard_paths, int B, int T, bool shuffle, uint64_t seed,
-             size_t vocab_size, const std::string& what = "train");
+             size_t vocab_size, const std::string& what = "train", int rank = 0, int ranks = 1);
 
-  // Fills inputs[B*T] and targets[B*T] with the next batch.
+  // Fills inputs[B*T] and targets[B*T] with this rank's rows of the next batch.
   void next(TokenId* inputs, int32_t* targets);
 
   LoaderState state() const;
@@ -47,6 +54,7 @@ class DataLoader {
 
   std::vector<data::TokenShard> shards_;
   int B_, T_;
+  int rank_, ranks_;
   bool shuffle_;
   uint64_t seed_;
   size_t total_tokens_ = 0;

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <functional>
 #include <limits>
 #include <sstream>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/shards.h"
+#include "dist/communicator.h"
 #include "io/model_dir.h"
 #include "model/gpt.h"
 #include "ops/ops.h"
@@ -32,12 +35,14 @@ namespace gpt {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-double gradient_norm(const float* g, size_t n) {
+double sum_of_squares(const float* g, size_t n) {
   double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static)
   for (size_t i = 0; i < n; i++) sum += static_cast<double>(g[i]) * g[i];
-  return std::sqrt(sum);
+  return sum;
 }
+
+double gradient_norm(const float* g, size_t n) { return std::sqrt(sum_of_squares(g, n)); }
 
 float clip_gradients(float* g, size_t n, double norm, float max_norm) {
   if (max_norm <= 0.0f) return 1.0f;
@@ -108,18 +113,62 @@ bool poison_at(int64_t step) {
   const char* e = std::getenv("GPT_TEST_POISON_AT_STEP");
   return e && std::atoll(e) == step;
 }
+// GPT_TEST_FAIL_ON_RANK=R:N throws an ordinary error on rank R alone at step N: the other ranks must
+// not hang.
+bool fail_on_rank(int rank, int64_t step) {
+  const char* e = std::getenv("GPT_TEST_FAIL_ON_RANK");
+  return e && fmt::format("{}:{}", rank, step) == e;
+}
 bool stop_after(int64_t step) {
   const char* e = std::getenv("GPT_TEST_STOP_AFTER_STEP");
   return e && std::atoll(e) == step;
 }
 
+// Runs f on every rank. An error that every rank raised becomes a CollectiveError (rank 0 reports
+// it); an error that only some raised ends the run through abort, naming the rank. One rank: f's
+// own exception, unchanged.
+void agree(dist::Communicator& comm, const std::function<void()>& f) {
+  std::exception_ptr err;
+  try {
+    f();
+  } catch (...) {
+    err = std::current_exception();
+  }
+  if (comm.size() == 1) {
+    if (err) std::rethrow_exception(err);
+    return;
+  }
+  double failed = err ? 1.0 : 0.0;
+  comm.allreduce_sum(&failed, 1);
+  if (failed == 0.0) return;
+  std::string what = "unknown error";
+  try {
+    if (err) std::rethrow_exception(err);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  if (failed == comm.size()) throw dist::CollectiveError(what);
+  if (err) comm.abort(fmt::format("gpt: error: [rank {}] {}", comm.rank(), what));
+  comm.barrier();  // the failed ranks never arrive: their abort ends this rank
+  comm.abort("");
+}
+
 class Run {
  public:
-  explicit Run(const TrainConfig& c) : cfg_(c) {}
+  Run(const TrainConfig& c, dist::Communicator& comm)
+      : cfg_(c), comm_(comm), R_(comm.size()), rank_(comm.rank()), root_(comm.rank() == 0) {
+    if (!root_) cfg_.quiet = true;  // rank 0 alone prints, logs and writes
+  }
   void go();
 
  private:
   void setup();
+  void prepare_output();
+  struct GlobalLoss {
+    double mean, scored;  // over every rank's rows
+  };
+  GlobalLoss global_loss(float loss, size_t scored);
   double validation_loss();
   std::string sample();
   void save(int64_t step, double elapsed, uint64_t tokens);
@@ -127,6 +176,13 @@ class Run {
   void log_line(const std::string& s);
 
   TrainConfig cfg_;
+  dist::Communicator& comm_;
+  const int R_, rank_;
+  const bool root_;
+  dist::Range shard_;              // the parameters whose AdamW state this rank holds (ZeRO-1)
+  std::vector<size_t> counts_;     // every rank's shard size, for the collectives
+  std::vector<std::string> kept_;  // metrics lines of the steps a resumed checkpoint covers
+  std::string warning_;            // printed once by rank 0
   std::shared_ptr<const Tokenizer> tok_;
   std::optional<GPT> model_;
   std::optional<AdamW> opt_;
@@ -194,14 +250,17 @@ void Run::setup() {
   B_ = cfg_.batch_size;
   T_ = cfg_.seq_len > 0 ? cfg_.seq_len : mc.n_ctx;
   if (T_ > mc.n_ctx) fail("--seq-len {} is longer than the model's context of {} tokens", T_, mc.n_ctx);
-  train_.emplace(train_shards, B_, T_, cfg_.shuffle, cfg_.seed, static_cast<size_t>(mc.vocab_size), "train");
+  train_.emplace(train_shards, B_, T_, cfg_.shuffle, cfg_.seed, static_cast<size_t>(mc.vocab_size), "train",
+                 rank_, R_);
   if (!val_shards.empty())
-    val_.emplace(val_shards, B_, T_, false, cfg_.seed, static_cast<size_t>(mc.vocab_size), "validation");
-  opt_.emplace(*model_, cfg_.adam);
+    val_.emplace(val_shards, B_, T_, false, cfg_.seed, static_cast<size_t>(mc.vocab_size), "validation",
+                 rank_, R_);
+  counts_ = dist::shard_counts(model_->num_parameters(), R_);
+  shard_ = dist::shard_ranges(model_->num_parameters(), R_)[static_cast<size_t>(rank_)];
+  opt_.emplace(*model_, cfg_.adam, shard_);
   model_->set_dropout(cfg_.dropout);
   cfg_.schedule.steps = cfg_.steps;
 
-  std::vector<std::string> kept;  // metrics lines of the steps the checkpoint covers
   if (ckpt) {
     load_optimizer_state(ckpt->dir, *opt_);
     try {
@@ -215,30 +274,54 @@ void Run::setup() {
     if (start_step_ >= cfg_.steps)
       fail("--resume: the checkpoint in {} is at step {} already; raise --steps (now {}) to train further", out,
            start_step_, cfg_.steps);
+    // Another rank count is allowed (the data cursor and the moments are global), but the global batch
+    // then changes unless --batch-size or --grad-accum make up for it.
+    const int64_t saved_ranks = ckpt->state.value("ranks", int64_t{1});
+    const int64_t saved_global = ckpt->state.value("batch_size", int64_t{B_}) *
+                                 ckpt->state.value("grad_accum", int64_t{cfg_.grad_accum}) * saved_ranks;
+    const int64_t global = static_cast<int64_t>(B_) * cfg_.grad_accum * R_;
+    if (saved_ranks != R_ && saved_global != global)
+      warning_ = fmt::format(
+          "gpt: warning: resuming with {} rank{} where the checkpoint was written with {}: a step "
+          "now takes {} sequences instead of {}",
+          R_, R_ == 1 ? "" : "s", saved_ranks, global, saved_global);
     // metrics.jsonl keeps one line per step across runs: drop what a killed run logged after the checkpoint.
     if (file_exists(out + "/metrics.jsonl")) {
       std::istringstream in(read_file(out + "/metrics.jsonl"));
       for (std::string line; std::getline(in, line);) {
         json j = json::parse(line, nullptr, false);
         if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() > start_step_) continue;
-        kept.push_back(line);
+        kept_.push_back(line);
         if (j.contains("loss")) train_curve_.push_back({j["step"].get<double>(), j["loss"].get<double>()});
         if (j.contains("val_loss")) val_curve_.push_back({j["step"].get<double>(), j["val_loss"].get<double>()});
       }
     }
     last_saved_ = start_step_;
   }
-  // Everything is valid: only now is OUT touched.
-  make_dirs(out);
-  remove_stale_checkpoint_temps(out);
-  std::string body;
-  for (const auto& l : kept) body += l + "\n";
-  write_file_atomic(out + "/metrics.jsonl", body);
-  metrics_ = std::fopen((out + "/metrics.jsonl").c_str(), "a");
-  if (!metrics_) fail("cannot open {}/metrics.jsonl for writing", out);
   inputs_.resize(static_cast<size_t>(B_) * T_);
   targets_.resize(inputs_.size());
   terminal_ = !cfg_.quiet && Progress::is_terminal();
+}
+
+// Everything is valid on every rank: only now is OUT touched, by rank 0.
+void Run::prepare_output() {
+  const std::string& out = cfg_.out_dir;
+  make_dirs(out);
+  remove_stale_checkpoint_temps(out);
+  std::string body;
+  for (const auto& l : kept_) body += l + "\n";
+  write_file_atomic(out + "/metrics.jsonl", body);
+  metrics_ = std::fopen((out + "/metrics.jsonl").c_str(), "a");
+  if (!metrics_) fail("cannot open {}/metrics.jsonl for writing", out);
+}
+
+// The mean loss over the scored tokens of every rank's rows, from this rank's mean `loss` over its
+// `scored` tokens. One rank: `loss` itself.
+Run::GlobalLoss Run::global_loss(float loss, size_t scored) {
+  if (R_ == 1) return {loss, static_cast<double>(scored)};
+  double sum[2] = {static_cast<double>(loss) * static_cast<double>(scored), static_cast<double>(scored)};
+  comm_.allreduce_sum(sum, 2);
+  return {sum[0] / sum[1], sum[1]};
 }
 
 double Run::validation_loss() {
@@ -249,7 +332,8 @@ double Run::validation_loss() {
   double sum = 0.0;
   for (int k = 0; k < cfg_.eval_batches; k++) {
     val_->next(inputs_.data(), targets_.data());
-    sum += model_->forward(inputs_.data(), targets_.data(), B_, T_, true, 0);
+    const float l = model_->forward(inputs_.data(), targets_.data(), B_, T_, true, 0);
+    sum += global_loss(l, model_->scored_targets()).mean;
   }
   model_->set_dropout(cfg_.dropout);
   return sum / cfg_.eval_batches;
@@ -304,6 +388,7 @@ void Run::save(int64_t step, double elapsed, uint64_t tokens) {
                 {"batch_size", B_},
                 {"seq_len", T_},
                 {"grad_accum", cfg_.grad_accum},
+                {"ranks", R_},
                 {"steps", cfg_.steps},
                 {"lr", cfg_.schedule.lr},
                 {"min_lr", cfg_.schedule.min_lr},
@@ -311,10 +396,22 @@ void Run::save(int64_t step, double elapsed, uint64_t tokens) {
                 {"schedule", schedule_name(cfg_.schedule.kind)},
                 {"data", cfg_.data_dir},
                 {"gptcpp_version", GPT_VERSION}};
+  // The checkpoint holds the whole model's moments, whatever the rank count: rank 0 gathers the
+  // shards, the first into the gradient arena (free until the next step's zero_grad).
+  OptimizerMoments moments{opt_->m(), opt_->v(), opt_->size(), opt_->steps()};
+  FloatArena v_all;
+  if (R_ > 1) {
+    const size_t n = model_->num_parameters();
+    if (root_) v_all.resize(n);
+    comm_.gather_to_root(opt_->m(), model_->grads(), counts_, dist::DType::F32);
+    comm_.gather_to_root(opt_->v(), v_all.data(), counts_, dist::DType::F32);
+    moments = {model_->grads(), v_all.data(), n, opt_->steps()};
+  }
+  last_saved_ = step;
+  if (!root_) return;
   std::fflush(metrics_);
   ::fsync(::fileno(metrics_));
-  save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), *opt_, state);
-  last_saved_ = step;
+  save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), moments, state);
 }
 
 void Run::write_plot() {
@@ -329,52 +426,82 @@ void Run::log_line(const std::string& s) {
 }
 
 void Run::go() {
-  setup();
+  agree(comm_, [&] { setup(); });
+  // Every rank starts from rank 0's weights (the same by construction; this makes sure).
+  comm_.broadcast(model_->params(), model_->num_parameters(), dist::DType::F32, 0);
+  if (root_) {
+    if (!warning_.empty()) std::fprintf(stderr, "%s\n", warning_.c_str());
+    prepare_output();
+  }
   const ModelConfig& mc = model_->config();
   const int K = cfg_.grad_accum;
-  const uint64_t tokens_per_step = static_cast<uint64_t>(B_) * T_ * K;
+  const uint64_t tokens_per_step = static_cast<uint64_t>(B_) * T_ * K * R_;
   if (!cfg_.quiet)
-    log_line(fmt::format("training {} ({:.2f}M parameters) on {} ({} train tokens in {} shards{}), {} steps of {} "
-                         "tokens (batch {} x {} x {} accumulated), {} threads{}",
-                         mc.describe(), model_->num_parameters() / 1e6, cfg_.data_dir, train_->tokens(),
-                         train_->shards(), val_ ? fmt::format(", {} val tokens", val_->tokens()) : "", cfg_.steps,
-                         tokens_per_step, B_, T_, K, num_threads(),
-                         start_step_ > 0 ? fmt::format(", resuming at step {}", start_step_ + 1) : ""));
+    log_line(
+        fmt::format("training {} ({:.2f}M parameters) on {} ({} train tokens in {} shards{}), {} steps of {} "
+                    "tokens (batch {} x {} x {} accumulated{}), {} threads{}{}",
+                    mc.describe(), model_->num_parameters() / 1e6, cfg_.data_dir, train_->tokens(),
+                    train_->shards(), val_ ? fmt::format(", {} val tokens", val_->tokens()) : "", cfg_.steps,
+                    tokens_per_step, B_, T_, K, R_ > 1 ? fmt::format(" x {} ranks", R_) : "", num_threads(),
+                    R_ > 1 ? fmt::format(" per rank ({})", comm_.describe()) : "",
+                    start_step_ > 0 ? fmt::format(", resuming at step {}", start_step_ + 1) : ""));
   Progress bar("train", static_cast<uint64_t>(cfg_.steps), "steps");
   const auto run_start = Clock::now();
   double last_loss = 0.0;
   for (int64_t step = start_step_ + 1; step <= cfg_.steps; step++) {
     const auto t0 = Clock::now();
+    if (fail_on_rank(rank_, step)) fail("a test error on rank {} at step {}", rank_, step);
     model_->zero_grad();
     if (poison_at(step)) model_->params()[0] = std::numeric_limits<float>::quiet_NaN();
     double loss = 0.0;
     for (int micro = 0; micro < K; micro++) {
       train_->next(inputs_.data(), targets_.data());
-      const uint64_t dseed = (cfg_.seed * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(step) * K + micro);
+      // Each rank drops out other units; rank 0 keeps the one-process seed.
+      const uint64_t dseed = (cfg_.seed * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(step) * K + micro) ^
+                             (static_cast<uint64_t>(rank_) * 0xD1B54A32D192ED03ull);
       const float l = model_->forward(inputs_.data(), targets_.data(), B_, T_, true, dseed);
-      if (!std::isfinite(l))
-        fail("the loss became {} at step {}: training stopped{}", l, step,
-             last_saved_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
-                              : " (no checkpoint was saved yet; try a lower --lr)");
-      model_->backward(1.0f / K);
-      loss += l;
+      const size_t scored = model_->scored_targets();
+      const GlobalLoss gl = global_loss(l, scored);
+      // Every rank sees the same global loss, so every rank stops here together.
+      if (!std::isfinite(gl.mean))
+        throw dist::CollectiveError(fmt::format(
+            "the loss became {} at step {}: training stopped{}", gl.mean, step,
+            last_saved_ >= 0
+                ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
+                : " (no checkpoint was saved yet; try a lower --lr)"));
+      // The gradient of the global mean: this rank's share of the scored tokens (1/R when even). The
+      // reduce-scatter below then sums the ranks' gradients.
+      const float share = R_ == 1 ? 1.0f : static_cast<float>(static_cast<double>(scored) / gl.scored);
+      model_->backward(1.0f / K * share);
+      loss += gl.mean;
     }
     loss /= K;
-    const double norm = gradient_norm(model_->grads(), model_->num_parameters());
+    // ZeRO-1: each rank sums its shard of the gradients over the ranks, measures its part of the norm,
+    // and updates its shard of the weights; the all-gather then gives every rank all the weights.
+    float* grads = model_->grads();
+    comm_.reduce_scatter_sum(grads, counts_, dist::DType::F32);
+    double sq = sum_of_squares(grads + shard_.begin, shard_.size());
+    comm_.allreduce_sum(&sq, 1);
+    const double norm = std::sqrt(sq);
     if (!std::isfinite(norm))
-      fail("the gradient norm became {} at step {}: training stopped{}", norm, step,
-           last_saved_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
-                            : "");
-    clip_gradients(model_->grads(), model_->num_parameters(), norm, cfg_.grad_clip);
+      throw dist::CollectiveError(fmt::format(
+          "the gradient norm became {} at step {}: training stopped{}", norm, step,
+          last_saved_ >= 0
+              ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
+              : ""));
+    clip_gradients(grads + shard_.begin, shard_.size(), norm, cfg_.grad_clip);
     const float lr = cfg_.schedule.at(static_cast<int>(step));
     opt_->step(*model_, lr);
+    comm_.allgather(model_->params(), counts_, dist::DType::F32);
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start).count();
     last_loss = loss;
     json m = {{"step", step},          {"loss", loss},   {"lr", lr}, {"grad_norm", norm},
               {"tokens_per_s", tokens_per_step / dt}, {"elapsed_s", elapsed}};
-    std::fprintf(metrics_, "%s\n", m.dump().c_str());
-    std::fflush(metrics_);
+    if (root_) {
+      std::fprintf(metrics_, "%s\n", m.dump().c_str());
+      std::fflush(metrics_);
+    }
     train_curve_.push_back({static_cast<double>(step), loss});
     maybe_die_at_step(step);
 
@@ -387,27 +514,29 @@ void Run::go() {
     const bool last = step == cfg_.steps;
     if (val_ && ((cfg_.eval_every > 0 && step % cfg_.eval_every == 0) || last)) {
       const double vl = validation_loss();
-      std::fprintf(metrics_, "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
-      std::fflush(metrics_);
       val_curve_.push_back({static_cast<double>(step), vl});
-      write_plot();
+      if (root_) {
+        std::fprintf(metrics_, "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
+        std::fflush(metrics_);
+        write_plot();
+      }
       if (terminal_) bar.finish();
       log_line(fmt::format("step {:>6}/{} | val loss {:.4f} | train loss {:.4f}", step, cfg_.steps, vl, loss));
     }
-    if (cfg_.sample_every > 0 && step % cfg_.sample_every == 0) {
+    if (root_ && cfg_.sample_every > 0 && step % cfg_.sample_every == 0) {
       if (terminal_) bar.finish();
       log_line(fmt::format("---- sample at step {} ----\n{}\n----", step, sample()));
     }
     if ((cfg_.save_every > 0 && step % cfg_.save_every == 0) || last)
       save(step, elapsed, tokens_before_ + static_cast<uint64_t>(step - start_step_) * tokens_per_step);
     if (stop_after(step)) {
-      std::fclose(metrics_);
+      if (metrics_) std::fclose(metrics_);
       return;
     }
   }
-  if (!val_) write_plot();
+  if (root_ && !val_) write_plot();
   if (terminal_) bar.finish();
-  std::fclose(metrics_);
+  if (metrics_) std::fclose(metrics_);
   log_line(fmt::format("done: {} steps, final train loss {:.4f}; model and checkpoint in {}", cfg_.steps, last_loss,
                        cfg_.out_dir));
 }
@@ -415,8 +544,22 @@ void Run::go() {
 }  // namespace
 
 void train(const TrainConfig& cfg) {
-  Run run(cfg);
-  run.go();
+  dist::Communicator& comm = cfg.comm ? *cfg.comm : dist::world();
+  if (comm.size() == 1) {
+    Run run(cfg, comm);
+    run.go();
+    return;
+  }
+  try {
+    Run run(cfg, comm);
+    run.go();
+  } catch (const dist::CollectiveError&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    comm.abort(fmt::format("gpt: error: [rank {}] out of memory", comm.rank()));
+  } catch (const std::exception& e) {
+    comm.abort(fmt::format("gpt: error: [rank {}] {}", comm.rank(), e.what()));
+  }
 }
 
 }  // namespace gpt

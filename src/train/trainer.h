@@ -12,6 +12,10 @@
 
 namespace gpt {
 
+namespace dist {
+class Communicator;
+}
+
 struct TrainConfig {
   std::string data_dir, out_dir;
   // The model: a directory to start from, or a shape initialised with GPT-2's scheme from `seed`.
@@ -36,13 +40,22 @@ struct TrainConfig {
   int sample_tokens = 200;
   bool resume = false;
   bool quiet = false;
+  // The ranks of a data-parallel run (docs/distributed.md); nullptr: dist::world(). batch_size is
+  // per rank: a step sees batch_size x grad_accum x ranks sequences.
+  dist::Communicator* comm = nullptr;
 };
 
 // Runs the training described by `cfg`. Throws gpt::Error with one clear message on bad input or a
 // failure (a non-finite loss, a failed save), leaving the last good checkpoint in place.
+// With several ranks, an error that every rank meets together (bad settings, a NaN loss) is thrown
+// as dist::CollectiveError on every rank, for rank 0 to report; an error on some ranks only is
+// printed (one line naming the rank) and ends the whole run through Communicator::abort, so that
+// no rank waits forever on a dead one.
 void train(const TrainConfig& cfg);
 
-// The global L2 norm of n gradients (accumulated in double).
+// The sum of the squares of n gradients (accumulated in double).
+double sum_of_squares(const float* g, size_t n);
+// The global L2 norm of n gradients (accumulated in double): sqrt(sum_of_squares).
 double gradient_norm(const float* g, size_t n);
 // Multiplies the gradients by max_norm / (norm + 1e-6) if that is below 1, as PyTorch's
 // clip_grad_norm_ does. Returns the factor applied (1 when unclipped).
