@@ -51,6 +51,9 @@ run() {
 }
 
 lscpu | grep -E "Model name|^CPU\(s\)" | sed 's/  */ /g'
+# The decode ceiling: memory read bandwidth, measured in the same session (before and after).
+membw() { flock /tmp/cpu.lock "$GPT" bench memory --threads "$THREADS" | tail -n 1 >> "$tmp/memory.jsonl"; }
+membw
 echo "shape: $PRESET, batch $BATCH, prompt $PROMPT tokens (last-position logits), $NEW new tokens, $THREADS threads, $ROUNDS rounds"
 for ((r = 1; r <= ROUNDS; r++)); do
   echo "round $r"
@@ -61,6 +64,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
   ((r % 2)) && run "${torch_run[@]}"
 done
+membw
 
 "$PYTHON" - "$tmp" "$WEIGHTS" <<'EOF'
 import json, sys
@@ -89,5 +93,14 @@ for w in weights:
     out[f"{w}_prefill_tokens_per_s"] = p
     out[f"{w}_decode_tokens_per_s"] = dd
     out[f"{w}_decode_median_tokens_per_s"] = dm
+with open(f"{d}/memory.jsonl") as f:
+    bw = max(json.loads(line)["read_gb_per_s"] for line in f if line.strip())
+print(f"\nmemory read bandwidth (gpt bench memory, best of before/after): {bw:.1f} GB/s")
+for w in weights:
+    r = max(load(f"cpp-{w}"), key=lambda r: r["decode_gb_per_s"])
+    print(f"  {w}: a decode step reads {r['decode_mb_per_step']:.0f} MB; at the ceiling that is "
+          f"{bw * 1e3 / r['decode_mb_per_step']:.1f} tokens/s; measured {r['decode_gb_per_s']:.1f} GB/s "
+          f"({100 * r['decode_gb_per_s'] / bw:.0f} % of the ceiling)")
+out["memory_read_gb_per_s"] = bw
 print(json.dumps(out))
 EOF

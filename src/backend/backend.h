@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 #include "ops/ops.h"
 
@@ -119,6 +120,34 @@ class Backend {
   // Sum of squares of n fp32 values (accumulated in double), to the host.
   virtual double sum_squares(const float* x, size_t n) = 0;
   virtual void scale(float* x, size_t n, float factor) = 0;
+};
+
+// Backend memory with one owner: released when it goes.
+class BackendBuffer {
+ public:
+  BackendBuffer() = default;
+  BackendBuffer(Backend& be, size_t bytes) : be_(&be), p_(be.allocate(bytes)), bytes_(bytes) {}
+  BackendBuffer(BackendBuffer&& o) noexcept
+      : be_(std::exchange(o.be_, nullptr)), p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  BackendBuffer& operator=(BackendBuffer&& o) noexcept {
+    std::swap(be_, o.be_);
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+  ~BackendBuffer() {
+    if (p_) be_->release(p_);
+  }
+  void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return p_ == nullptr; }
+
+ private:
+  Backend* be_ = nullptr;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // The CPU backend (one per process; it holds no state).

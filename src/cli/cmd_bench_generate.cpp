@@ -86,6 +86,12 @@ void run_bench_generate(const BenchGenerateArgs& a) {
   const double prefill_tps = static_cast<double>(B) * P / prefill_s;
   const double decode_tps = N > 0 ? static_cast<double>(B) * N / decode_s : 0;
   const double peak_mb = static_cast<double>(peak_rss_bytes()) / 1e6;
+  // What one decode step must read from memory: every weight once (all but the position table, of
+  // which it reads one row), and each row's cached keys and values at the mean context length.
+  const double kv_elem = dec.cache_type() == KvCacheType::F16 ? 2.0 : 4.0;
+  const double step_bytes = static_cast<double>(pm.bytes()) - 4.0 * cfg.n_ctx * cfg.n_embd +
+                            static_cast<double>(B) * cfg.n_layer * 2.0 * (P + N / 2.0) * cfg.n_embd * kv_elem;
+  const double decode_gbs = median_step > 0 ? step_bytes / median_step / 1e9 : 0;
   std::string s;
   s += fmt::format("model:    {} ({} parameters), {} weights ({:.0f} MB), random init\n", cfg.preset,
                    with_commas(cfg.num_parameters()), ops::weight_type_name(type), pm.bytes() / 1e6);
@@ -96,6 +102,8 @@ void run_bench_generate(const BenchGenerateArgs& a) {
                   B, P, prefill_s * 1e3, prefill_tps, std::max(1, a.repeat));
   s += fmt::format("decode:   {} x {} tokens (context {} -> {}): {:.2f} ms/step median, {:.1f} tokens/s\n", B,
                    N, P, P + N, median_step * 1e3, decode_tps);
+  s += fmt::format("          a step reads {:.0f} MB (weights + mean KV cache): {:.1f} GB/s (compare: gpt bench memory)\n",
+                   step_bytes / 1e6, decode_gbs);
   s += fmt::format(
       "memory:   peak RSS {:.0f} MB (weights {:.0f} MB, KV cache {:.0f} MB, activations {:.0f} MB)\n",
       peak_mb, pm.bytes() / 1e6, dec.cache_bytes() / 1e6, dec.activation_bytes() / 1e6);
@@ -110,6 +118,8 @@ void run_bench_generate(const BenchGenerateArgs& a) {
                       {"decode_tokens_per_s", decode_tps},
                       {"prefill_ms", prefill_s * 1e3},
                       {"decode_ms_per_step", median_step * 1e3},
+                      {"decode_mb_per_step", step_bytes / 1e6},
+                      {"decode_gb_per_s", decode_gbs},
                       {"weight_mb", pm.bytes() / 1e6},
                       {"kv_cache_mb", dec.cache_bytes() / 1e6},
                       {"peak_rss_mb", peak_mb},

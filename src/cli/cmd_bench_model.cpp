@@ -14,6 +14,7 @@
 #include "cli/model_flags.h"
 #include "core/cpu.h"
 #include "core/memory.h"
+#include "core/arena.h"
 #include "core/parallel.h"
 #include "model/gpt.h"
 #include "ops/ops.h"
@@ -191,9 +192,62 @@ void run_bench_gemm(const BenchGemmArgs& a) {
   write_stdout(s);
 }
 
+// Memory read bandwidth: every thread sums its part of a buffer far larger than the caches. It is
+// the ceiling of decoding, which streams every weight once per token.
+struct BenchMemoryArgs {
+  int mb = 1024, repeat = 5, threads = 0;
+};
+
+void run_bench_memory(const BenchMemoryArgs& a) {
+  if (a.threads > 0) set_num_threads(a.threads);
+  const size_t n = static_cast<size_t>(a.mb) * (1 << 20) / sizeof(float);
+  FloatArena buf(n);
+  const int T = num_threads();
+#pragma omp parallel for num_threads(T) schedule(static)
+  for (size_t i = 0; i < n; i++) buf.data()[i] = static_cast<float>(i & 255);  // first touch by its reader
+  double best = 1e30, sink = 0;
+  for (int r = 0; r < a.repeat + 1; r++) {
+    auto t0 = Clock::now();
+    double total = 0;
+#pragma omp parallel for num_threads(T) schedule(static) reduction(+ : total)
+    for (int t = 0; t < T; t++) {
+      const size_t lo = n * t / T, hi = n * (t + 1) / T;
+      const float* p = buf.data();
+      float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+      for (size_t i = lo; i < hi; i++) acc += p[i];
+      total += acc;
+    }
+    if (r > 0) best = std::min(best, seconds_since(t0));  // the first pass warms the pages
+    sink += total;
+  }
+  const double gbs = static_cast<double>(n) * sizeof(float) / best / 1e9;
+  std::string s;
+  s += fmt::format("cpu:      {}; {} threads\n", cpu().summary(), T);
+  s += fmt::format("read:     {:.1f} GB/s over {} MiB (best of {}; checksum {:.0f})\n", gbs, a.mb, a.repeat, sink);
+  nlohmann::json j = {{"bench", "memory"}, {"read_gb_per_s", gbs}, {"mib", a.mb}, {"threads", T},
+                      {"cpu", cpu().brand}};
+  s += j.dump() + "\n";
+  write_stdout(s);
+}
+
 }  // namespace
 
 void add_model_benches(CLI::App* bench) {
+  {
+    auto args = std::make_shared<BenchMemoryArgs>();
+    CLI::App* c = bench->add_subcommand("memory", "Memory read bandwidth (GB/s): the ceiling of decoding");
+    c->add_option("--mib", args->mb, "Buffer size in MiB (default 1024)")
+        ->option_text("N")
+        ->check(CLI::Range(64, 1 << 20).description(""));
+    c->add_option("--repeat", args->repeat, "Timed passes; the best is reported (default 5)")
+        ->option_text("N")
+        ->check(CLI::Range(1, 1000).description(""));
+    c->add_option("--threads", args->threads, "Threads (default: all cores)")
+        ->option_text("N")
+        ->check(CLI::Range(0, 4096).description(""));
+    c->callback([args] { run_bench_memory(*args); });
+  }
   for (bool train : {false, true}) {
     auto args = std::make_shared<BenchModelArgs>();
     CLI::App* c = bench->add_subcommand(

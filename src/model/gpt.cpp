@@ -13,7 +13,6 @@
 #include <random>
 
 #include "core/error.h"
-#include "core/parallel.h"
 #include "ops/ops.h"
 
 namespace gpt {
@@ -54,125 +53,151 @@ ModelTensors bind_tensors(const ModelConfig& cfg, const std::vector<ParamInfo>& 
 
 // ---- activations ---------------------------------------------------------------------------------
 
-// Everything the forward pass writes, carved out of one arena for a given (B, T, training).
+// Everything the forward pass writes, carved out of one backend allocation for a given (B, T,
+// training). Activations (Act) have the backend's element type; per-row statistics are fp32.
 // In training each layer keeps its own tensors for the backward pass; in inference all layers
 // share one set (each layer reads only its input, which the previous layer left in place).
 struct LayerActs {
-  float *ln1, *ln1_mean, *ln1_rstd;  // [N,C], [N], [N]
-  float* qkv;                        // [N,3C]
-  float* att;                        // [B,H,T,T] (training only)
-  float* atty;                       // [N,C] attention output before c_proj
-  float* res2;                       // [N,C] after the attention residual
-  float *ln2, *ln2_mean, *ln2_rstd;  // [N,C], [N], [N]
-  float* fch;                        // [N,4C] before GELU
-  float* fch_gelu;                   // [N,4C]
-  float* res3;                       // [N,C] after the MLP residual (pre-LN block output)
+  Act* ln1;                      // [N,C]
+  float *ln1_mean, *ln1_rstd;    // [N], [N]
+  Act* qkv;                      // [N,3C]
+  void* att;                     // what attention keeps for its backward (training only)
+  Act* atty;                     // [N,C] attention output before c_proj
+  Act* res2;                     // [N,C] after the attention residual
+  Act* ln2;                      // [N,C]
+  float *ln2_mean, *ln2_rstd;    // [N], [N]
+  Act* fch;                      // [N,4C] before GELU
+  Act* fch_gelu;                 // [N,4C]
+  Act* res3;                     // [N,C] after the MLP residual (pre-LN block output)
 };
 
 struct GPT::Activations {
-  int B = 0, T = 0, threads = 0;
+  int B = 0, T = 0;
   bool training = false;
-  FloatArena arena;
-  float* encoded = nullptr;  // [N,C] embeddings (after dropout)
+  size_t scratch_bytes = 0;
+  BackendBuffer arena;
+  Act* encoded = nullptr;  // [N,C] embeddings (after dropout)
   std::vector<LayerActs> layers;
-  float* proj = nullptr;  // [N,C] scratch: a c_proj output before its residual add
-  float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr;
-  float* logits = nullptr;   // [N,V]
-  float* losses = nullptr;   // [N]
-  float* lse = nullptr;      // [N]
-  float* scratch = nullptr;  // [threads, T] attention rows
+  Act* proj = nullptr;  // [N,C] scratch: a c_proj output before its residual add
+  Act* lnf = nullptr;
+  float *lnf_mean = nullptr, *lnf_rstd = nullptr;
+  Act* logits = nullptr;    // [N,V]
+  float* losses = nullptr;  // [N]
+  float* lse = nullptr;     // [N]
+  void* scratch = nullptr;  // attention's
+  TokenId* inputs = nullptr;   // [N] in backend memory
+  int32_t* targets = nullptr;  // [N] in backend memory
   // backward buffers (training only)
-  float *dres = nullptr, *dbuf = nullptr, *dbuf2 = nullptr, *dqkv = nullptr, *dfch = nullptr;
-  std::vector<TokenId> inputs;
-  std::vector<int32_t> targets;
+  Act *dres = nullptr, *dbuf = nullptr, *dbuf2 = nullptr, *dqkv = nullptr, *dfch = nullptr;
+  std::vector<int32_t> host_targets;
   bool have_targets = false;
   uint64_t dropout_seed = 0;
   float dropout_p = 0.0f;  // the dropout the last forward applied, for its backward
+  // host copies of the logits and losses, for device backends (filled on first access)
+  std::vector<float> host_logits, host_losses;
+  bool host_logits_valid = false, host_losses_valid = false;
 };
 
 void GPT::plan(int B, int T, bool training) {
   if (!acts_) acts_ = new Activations();
   Activations& a = *acts_;
-  // The attention scratch depends on the thread count, so a change of threads re-plans too.
-  if (a.B == B && a.T == T && a.training == training && a.threads == num_threads() && !a.arena.empty())
+  const int Ci = cfg_.n_embd, Hi = cfg_.n_head;
+  // The attention scratch can depend on the thread count, so a change of threads re-plans too.
+  const size_t scratch_bytes = be_->attention_scratch_bytes(B, T, Ci, Hi);
+  if (a.B == B && a.T == T && a.training == training && a.scratch_bytes == scratch_bytes && !a.arena.empty())
     return;
-  const size_t N = static_cast<size_t>(B) * T, C = cfg_.n_embd, V = cfg_.vocab_size, H = cfg_.n_head;
+  const size_t N = static_cast<size_t>(B) * T, C = Ci, V = cfg_.vocab_size;
   const size_t layer_sets = training ? cfg_.n_layer : 1;
-  const size_t att = training ? static_cast<size_t>(B) * H * T * T : 0;
-  const size_t per_layer = N * C * 5 + N * 4 + N * 3 * C + att + N * 8 * C;
-  size_t total = N * C + layer_sets * per_layer + N * C + N * C + 2 * N + N * V + 2 * N +
-                 ops::attention_scratch_floats(T);
-  if (training) total += N * C * 3 + N * 3 * C + N * 4 * C;
-  a.arena = FloatArena();  // release the old plan before allocating the new one
-  a.arena.resize(total);
-  float* p = a.arena.data();
-  auto take = [&](size_t n) {
-    float* r = p;
-    p += n;
+  const size_t att_bytes = training ? be_->attention_saved_bytes(B, T, Ci, Hi) : 0;
+  const size_t es = act_size(be_->act_type());
+
+  // Two passes over the same carving: the first counts the bytes, the second hands out pointers.
+  char* base = nullptr;
+  size_t used = 0;
+  auto take_bytes = [&](size_t bytes) -> void* {
+    void* r = base ? base + used : nullptr;
+    used += (bytes + 255) / 256 * 256;  // every tensor 256-byte aligned
     return r;
   };
-  a.encoded = take(N * C);
-  a.layers.assign(cfg_.n_layer, {});
-  for (size_t l = 0; l < layer_sets; l++) {
-    LayerActs& L = a.layers[l];
-    L.ln1 = take(N * C);
-    L.ln1_mean = take(N);
-    L.ln1_rstd = take(N);
-    L.qkv = take(N * 3 * C);
-    L.att = training ? take(att) : nullptr;
-    L.atty = take(N * C);
-    L.res2 = take(N * C);
-    L.ln2 = take(N * C);
-    L.ln2_mean = take(N);
-    L.ln2_rstd = take(N);
-    L.fch = take(N * 4 * C);
-    L.fch_gelu = take(N * 4 * C);
-    L.res3 = take(N * C);
-  }
-  for (size_t l = layer_sets; l < a.layers.size(); l++) a.layers[l] = a.layers[0];
-  a.proj = take(N * C);
-  a.lnf = take(N * C);
-  a.lnf_mean = take(N);
-  a.lnf_rstd = take(N);
-  a.logits = take(N * V);
-  a.losses = take(N);
-  a.lse = take(N);
-  a.scratch = take(ops::attention_scratch_floats(T));
-  if (training) {
-    a.dres = take(N * C);
-    a.dbuf = take(N * C);
-    a.dbuf2 = take(N * C);
-    a.dqkv = take(N * 3 * C);
-    a.dfch = take(N * 4 * C);
-  }
-  // Every float of the plan is accounted for: a mismatch here is a bug in the sizes above.
-  if (p != a.arena.data() + total)
-    fail("internal error: activation plan uses {} floats of {}", p - a.arena.data(), total);
+  auto act = [&](size_t n) { return static_cast<Act*>(take_bytes(n * es)); };
+  auto f32 = [&](size_t n) { return static_cast<float*>(take_bytes(n * sizeof(float))); };
+  auto carve = [&] {
+    used = 0;
+    a.encoded = act(N * C);
+    a.layers.assign(cfg_.n_layer, {});
+    for (size_t l = 0; l < layer_sets; l++) {
+      LayerActs& L = a.layers[l];
+      L.ln1 = act(N * C);
+      L.ln1_mean = f32(N);
+      L.ln1_rstd = f32(N);
+      L.qkv = act(N * 3 * C);
+      L.att = training ? take_bytes(att_bytes) : nullptr;
+      L.atty = act(N * C);
+      L.res2 = act(N * C);
+      L.ln2 = act(N * C);
+      L.ln2_mean = f32(N);
+      L.ln2_rstd = f32(N);
+      L.fch = act(N * 4 * C);
+      L.fch_gelu = act(N * 4 * C);
+      L.res3 = act(N * C);
+    }
+    for (size_t l = layer_sets; l < a.layers.size(); l++) a.layers[l] = a.layers[0];
+    a.proj = act(N * C);
+    a.lnf = act(N * C);
+    a.lnf_mean = f32(N);
+    a.lnf_rstd = f32(N);
+    a.logits = act(N * V);
+    a.losses = f32(N);
+    a.lse = f32(N);
+    a.scratch = take_bytes(scratch_bytes);
+    a.inputs = static_cast<TokenId*>(take_bytes(N * sizeof(TokenId)));
+    a.targets = static_cast<int32_t*>(take_bytes(N * sizeof(int32_t)));
+    if (training) {
+      a.dres = act(N * C);
+      a.dbuf = act(N * C);
+      a.dbuf2 = act(N * C);
+      a.dqkv = act(N * 3 * C);
+      a.dfch = act(N * 4 * C);
+    }
+  };
+  carve();
+  const size_t total = used;
+  a.arena = BackendBuffer();  // release the old plan before allocating the new one
+  a.arena = BackendBuffer(*be_, total);
+  base = static_cast<char*>(a.arena.get());
+  carve();
   a.B = B;
   a.T = T;
   a.training = training;
-  a.threads = num_threads();
+  a.scratch_bytes = scratch_bytes;
+  a.host_logits_valid = a.host_losses_valid = false;
 }
 
 size_t GPT::activation_bytes() const { return acts_ ? acts_->arena.bytes() : 0; }
 
 // ---- construction ----------------------------------------------------------------------------------
 
-GPT::GPT(const ModelConfig& cfg) : cfg_(cfg) {
+GPT::GPT(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(&backend) {
   cfg_.validate();
   layout_ = parameter_layout(cfg_);
   num_params_ = layout_.empty() ? 0 : layout_.back().offset + layout_.back().numel;
   params_.resize(num_params_);
   w_ = bind_tensors(cfg_, layout_, params_.data());
+  if (!be_->host_memory()) dev_params_ = BackendBuffer(*be_, num_params_ * sizeof(float));
+  dw_ = bind_tensors(cfg_, layout_, device_params());
 }
 
 GPT::GPT(GPT&& o) noexcept
     : cfg_(std::move(o.cfg_)),
+      be_(o.be_),
       layout_(std::move(o.layout_)),
       num_params_(o.num_params_),
       params_(std::move(o.params_)),
+      dev_params_(std::move(o.dev_params_)),
       grads_(std::move(o.grads_)),
+      host_changed_(o.host_changed_),
       w_(std::move(o.w_)),
+      dw_(std::move(o.dw_)),
       g_(std::move(o.g_)),
       acts_(std::exchange(o.acts_, nullptr)),
       scored_(o.scored_) {}
@@ -181,11 +206,15 @@ GPT& GPT::operator=(GPT&& o) noexcept {
   if (this != &o) {
     delete acts_;
     cfg_ = std::move(o.cfg_);
+    be_ = o.be_;
     layout_ = std::move(o.layout_);
     num_params_ = o.num_params_;
     params_ = std::move(o.params_);
+    dev_params_ = std::move(o.dev_params_);
     grads_ = std::move(o.grads_);
+    host_changed_ = o.host_changed_;
     w_ = std::move(o.w_);
+    dw_ = std::move(o.dw_);
     g_ = std::move(o.g_);
     acts_ = std::exchange(o.acts_, nullptr);
     scored_ = o.scored_;
@@ -203,22 +232,39 @@ const ParamInfo* GPT::find(std::string_view name) const {
 float* GPT::param(std::string_view name) {
   const ParamInfo* p = find(name);
   if (!p) fail("the model has no parameter \"{}\"", name);
+  return params() + p->offset;
+}
+const float* GPT::param(std::string_view name) const {
+  const ParamInfo* p = find(name);
+  if (!p) fail("the model has no parameter \"{}\"", name);
   return params_.data() + p->offset;
 }
-const float* GPT::param(std::string_view name) const { return const_cast<GPT*>(this)->param(name); }
+
+float* GPT::device_params() {
+  return be_->host_memory() ? params_.data() : static_cast<float*>(dev_params_.get());
+}
+void GPT::upload_parameters() {
+  if (!be_->host_memory()) be_->to_device(dev_params_.get(), params_.data(), num_params_ * sizeof(float));
+  be_->parameters_changed(device_params(), num_params_);
+  host_changed_ = false;
+}
+void GPT::download_parameters() {
+  if (!be_->host_memory()) be_->to_host(params_.data(), dev_params_.get(), num_params_ * sizeof(float));
+  host_changed_ = false;
+}
 
 float* GPT::grads() {
   if (grads_.empty()) {
-    grads_.resize(num_params_);
-    g_ = bind_tensors(cfg_, layout_, grads_.data());
+    grads_ = BackendBuffer(*be_, num_params_ * sizeof(float));  // zeroed
+    g_ = bind_tensors(cfg_, layout_, static_cast<float*>(grads_.get()));
   }
-  return grads_.data();
+  return static_cast<float*>(grads_.get());
 }
 void GPT::zero_grad() {
   if (grads_.empty())
     grads();
   else
-    grads_.zero();
+    be_->fill_zero(grads_.get(), num_params_ * sizeof(float));
 }
 
 void GPT::set_dropout(float p) {
@@ -228,6 +274,7 @@ void GPT::set_dropout(float p) {
 
 void GPT::init_gpt2(uint64_t seed) {
   std::mt19937_64 rng(seed);
+  host_changed_ = true;
   const float resid_std = 0.02f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layer));
   for (const auto& p : layout_) {
     float* x = params_.data() + p.offset;
@@ -246,8 +293,30 @@ void GPT::init_gpt2(uint64_t seed) {
 
 // ---- forward ---------------------------------------------------------------------------------------
 
-const float* GPT::logits() const { return acts_ ? acts_->logits : nullptr; }
-const float* GPT::position_losses() const { return acts_ ? acts_->losses : nullptr; }
+const float* GPT::logits() const {
+  if (!acts_) return nullptr;
+  Activations& a = *acts_;
+  if (be_->host_memory() && be_->act_type() == ActType::F32) return static_cast<const float*>(a.logits);
+  if (!a.host_logits_valid) {
+    const size_t n = static_cast<size_t>(a.B) * a.T * cfg_.vocab_size;
+    a.host_logits.resize(n);
+    be_->act_to_host_f32(a.host_logits.data(), a.logits, n);
+    a.host_logits_valid = true;
+  }
+  return a.host_logits.data();
+}
+
+const float* GPT::position_losses() const {
+  if (!acts_) return nullptr;
+  Activations& a = *acts_;
+  if (be_->host_memory()) return a.losses;
+  if (!a.host_losses_valid) {
+    a.host_losses.resize(static_cast<size_t>(a.B) * a.T);
+    be_->to_host(a.host_losses.data(), a.losses, a.host_losses.size() * sizeof(float));
+    a.host_losses_valid = true;
+  }
+  return a.host_losses.data();
+}
 
 float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
                    uint64_t dropout_seed) {
@@ -262,76 +331,87 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
       if (targets[i] != kIgnoreIndex && (targets[i] < 0 || targets[i] >= cfg_.vocab_size))
         fail("target id {} is out of range for a vocabulary of {}", targets[i], cfg_.vocab_size);
 
+  Backend& be = *be_;
+  if (host_changed_ && !be.host_memory()) upload_parameters();
   plan(B, T, training);
   Activations& a = *acts_;
-  a.inputs.assign(inputs, inputs + N);
+  be.to_device(a.inputs, inputs, N * sizeof(TokenId));
   a.have_targets = targets != nullptr;
-  if (targets) a.targets.assign(targets, targets + N);
+  if (targets) {
+    a.host_targets.assign(targets, targets + N);
+    be.to_device(a.targets, targets, N * sizeof(int32_t));
+  }
   a.dropout_seed = dropout_seed;
   a.dropout_p = training ? cfg_.dropout : 0.0f;
+  a.host_logits_valid = a.host_losses_valid = false;
 
-  const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size;
+  const ModelTensors& W = dw_;
+  const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size, L_ = cfg_.n_layer;
   const float p = training ? cfg_.dropout : 0.0f;
-  auto drop = [&](int layer, int site) {
-    return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)};
-  };
+  auto drop = [&](int layer, int site) { return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)}; };
   const int n = static_cast<int>(N);
+  const float eps = cfg_.ln_eps;
   const bool pre = cfg_.ln == LnPlacement::Pre;
 
   // token + position embeddings
-  ops::embedding_forward(a.encoded, inputs, w_.wte, w_.wpe, B, T, C);
-  ops::dropout_forward(a.encoded, N * C, drop(-1, 0));
-  const float* x = a.encoded;  // the input of the next block
+  be.embedding_forward(a.encoded, a.inputs, W.wte, W.wpe, B, T, C);
+  be.dropout_forward(a.encoded, N * C, drop(-1, 0));
+  const Act* x = a.encoded;  // the input of the next block
+  // Pre-LN: the first block's ln_1; every later LayerNorm is fused with the residual add before it.
+  if (pre && L_ > 0)
+    be.layernorm_forward(a.layers[0].ln1, a.layers[0].ln1_mean, a.layers[0].ln1_rstd, x, W.layers[0].ln1_w,
+                         W.layers[0].ln1_b, n, C, eps);
 
-  for (int l = 0; l < cfg_.n_layer; l++) {
-    const LayerTensors& W = w_.layers[l];
+  for (int l = 0; l < L_; l++) {
+    const LayerTensors& Wl = W.layers[l];
     LayerActs& L = a.layers[l];
     const int band = cfg_.banded(l) ? cfg_.band : 0;
-    // attention sub-block
-    const float* attn_in = x;
-    if (pre) {
-      ops::layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, x, W.ln1_w, W.ln1_b, n, C, cfg_.ln_eps);
-      attn_in = L.ln1;
-    }
-    ops::linear_forward(L.qkv, attn_in, W.qkv_w, W.qkv_b, n, C, 3 * C);
-    ops::attention_forward(L.atty, L.att, a.scratch, L.qkv, B, T, C, H, band, drop(l, 1));
-    ops::linear_forward(a.proj, L.atty, W.attn_proj_w, W.attn_proj_b, n, C, C);
-    ops::residual_forward(L.res2, x, a.proj, N * C, drop(l, 2));
-    // MLP sub-block
-    const float* mlp_in;
-    if (pre) {
-      ops::layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res2, W.ln2_w, W.ln2_b, n, C, cfg_.ln_eps);
+    // attention sub-block: qkv -> causal attention -> c_proj, then the residual add
+    be.linear_forward(L.qkv, pre ? L.ln1 : x, Wl.qkv_w, Wl.qkv_b, n, C, 3 * C);
+    be.attention_forward(L.atty, L.att, a.scratch, L.qkv, B, T, C, H, band, drop(l, 1), training);
+    be.linear_forward(a.proj, L.atty, Wl.attn_proj_w, Wl.attn_proj_b, n, C, C);
+    const Act* mlp_in;
+    if (pre) {  // res2 = x + drop(proj); ln_2(res2) feeds the MLP
+      be.residual_layernorm_forward(L.res2, L.ln2, L.ln2_mean, L.ln2_rstd, x, a.proj, drop(l, 2), Wl.ln2_w,
+                                    Wl.ln2_b, n, C, eps);
       mlp_in = L.ln2;
-    } else {
-      ops::layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, L.res2, W.ln1_w, W.ln1_b, n, C, cfg_.ln_eps);
+    } else {  // ln_1(x + drop(proj)) feeds the MLP
+      be.residual_layernorm_forward(L.res2, L.ln1, L.ln1_mean, L.ln1_rstd, x, a.proj, drop(l, 2), Wl.ln1_w,
+                                    Wl.ln1_b, n, C, eps);
       mlp_in = L.ln1;
     }
-    ops::linear_forward(L.fch, mlp_in, W.fc_w, W.fc_b, n, C, 4 * C);
-    ops::gelu_forward(L.fch_gelu, L.fch, N * 4 * C);
-    ops::linear_forward(a.proj, L.fch_gelu, W.fc_proj_w, W.fc_proj_b, n, 4 * C, C);
-    ops::residual_forward(L.res3, mlp_in == L.ln1 ? L.ln1 : L.res2, a.proj, N * C, drop(l, 3));
-    if (pre) {
+    // MLP sub-block: c_fc + GELU -> c_proj, then the residual add
+    be.linear_gelu_forward(L.fch_gelu, L.fch, mlp_in, Wl.fc_w, Wl.fc_b, n, C, 4 * C);
+    be.linear_forward(a.proj, L.fch_gelu, Wl.fc_proj_w, Wl.fc_proj_b, n, 4 * C, C);
+    if (pre) {  // res3 = res2 + drop(proj); then the next block's ln_1, or ln_f after the last block
+      if (l + 1 < L_) {
+        LayerActs& next = a.layers[l + 1];
+        be.residual_layernorm_forward(L.res3, next.ln1, next.ln1_mean, next.ln1_rstd, L.res2, a.proj, drop(l, 3),
+                                      W.layers[l + 1].ln1_w, W.layers[l + 1].ln1_b, n, C, eps);
+      } else {
+        be.residual_layernorm_forward(L.res3, a.lnf, a.lnf_mean, a.lnf_rstd, L.res2, a.proj, drop(l, 3), W.lnf_w,
+                                      W.lnf_b, n, C, eps);
+      }
       x = L.res3;
-    } else {
-      ops::layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res3, W.ln2_w, W.ln2_b, n, C, cfg_.ln_eps);
+    } else {  // ln_2(ln1 + drop(proj)) is the block's output
+      be.residual_layernorm_forward(L.res3, L.ln2, L.ln2_mean, L.ln2_rstd, L.ln1, a.proj, drop(l, 3), Wl.ln2_w,
+                                    Wl.ln2_b, n, C, eps);
       x = L.ln2;
     }
   }
 
-  const float* head_in = x;
-  if (cfg_.final_ln()) {
-    ops::layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, w_.lnf_w, w_.lnf_b, n, C, cfg_.ln_eps);
-    head_in = a.lnf;
-  } else if (x != a.lnf) {
-    std::memcpy(a.lnf, x, N * C * sizeof(float));  // the head's input, kept for its backward
-    head_in = a.lnf;
-  }
-  ops::lm_head_forward(a.logits, head_in, w_.lm_head, n, C, V);
+  // The head's input (kept in lnf for its backward): ln_f's output (pre-LN, written above), or the
+  // last block's output.
+  if (pre && L_ == 0)
+    be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, W.lnf_w, W.lnf_b, n, C, eps);
+  else if (!pre)
+    be.copy(a.lnf, x, N * C * act_size(be.act_type()));
+  be.lm_head_forward(a.logits, a.lnf, W.lm_head, n, C, V);
 
   scored_ = 0;
   if (!targets) return std::numeric_limits<float>::quiet_NaN();
   for (size_t i = 0; i < N; i++) scored_ += targets[i] != kIgnoreIndex;
-  const double total = ops::cross_entropy_forward(a.losses, a.lse, a.logits, targets, n, V);
+  const double total = be.cross_entropy_forward(a.losses, a.lse, a.logits, a.targets, n, V);
   return scored_ ? static_cast<float>(total / static_cast<double>(scored_)) : 0.0f;
 }
 
@@ -341,75 +421,78 @@ void GPT::backward(float grad_scale) {
   if (!acts_ || !acts_->training || !acts_->have_targets)
     fail("backward() needs a forward pass with training = true and targets");
   Activations& a = *acts_;
+  Backend& be = *be_;
   grads();
+  const ModelTensors& W = dw_;
   const ModelTensors& G = g_;
   const int B = a.B, T = a.T, C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size;
   const size_t N = static_cast<size_t>(B) * T;
+  const size_t act_bytes = N * C * act_size(be.act_type());
   const int n = static_cast<int>(N);
   const bool pre = cfg_.ln == LnPlacement::Pre;
   auto drop = [&](int layer, int site) {
     return ops::Dropout{a.dropout_p, ops::dropout_seed(a.dropout_seed, layer, site)};
   };
   if (scored_ == 0) return;  // nothing scored: the loss is constant
+  a.host_logits_valid = false;
 
   // loss -> logits -> head input
-  ops::cross_entropy_backward(a.logits, a.lse, a.targets.data(), n, V,
-                              grad_scale / static_cast<float>(scored_));
-  float* dres = a.dres;  // gradient w.r.t. the current block's output, then its input
+  be.cross_entropy_backward(a.logits, a.lse, a.targets, n, V, grad_scale / static_cast<float>(scored_));
+  Act* dres = a.dres;  // gradient w.r.t. the current block's output, then its input
   if (cfg_.final_ln()) {
-    ops::lm_head_backward(a.dbuf, G.lm_head, a.logits, a.lnf, w_.lm_head, n, C, V);
-    const float* x = cfg_.n_layer > 0 ? a.layers[cfg_.n_layer - 1].res3 : a.encoded;
-    std::memset(dres, 0, N * C * sizeof(float));
-    ops::layernorm_backward(dres, G.lnf_w, G.lnf_b, a.dbuf, x, w_.lnf_w, a.lnf_mean, a.lnf_rstd, n, C);
+    be.lm_head_backward(a.dbuf, G.lm_head, a.logits, a.lnf, W.lm_head, n, C, V);
+    const Act* x = cfg_.n_layer > 0 ? a.layers[cfg_.n_layer - 1].res3 : a.encoded;
+    be.fill_zero(dres, act_bytes);
+    be.layernorm_backward(dres, G.lnf_w, G.lnf_b, a.dbuf, x, W.lnf_w, a.lnf_mean, a.lnf_rstd, n, C);
   } else {
-    ops::lm_head_backward(dres, G.lm_head, a.logits, a.lnf, w_.lm_head, n, C, V);
+    be.lm_head_backward(dres, G.lm_head, a.logits, a.lnf, W.lm_head, n, C, V);
   }
 
   for (int l = cfg_.n_layer - 1; l >= 0; l--) {
-    const LayerTensors& W = w_.layers[l];
+    const LayerTensors& Wl = W.layers[l];
     const LayerTensors& D = G.layers[l];
     LayerActs& L = a.layers[l];
     const int band = cfg_.banded(l) ? cfg_.band : 0;
-    const float* x = l == 0 ? a.encoded : (pre ? a.layers[l - 1].res3 : a.layers[l - 1].ln2);
+    const Act* x = l == 0 ? a.encoded : (pre ? a.layers[l - 1].res3 : a.layers[l - 1].ln2);
     if (pre) {
       // dres = d(res3). MLP branch: res3 = res2 + drop(c_proj(gelu(c_fc(ln_2(res2)))))
-      ops::dropout_backward(a.dbuf2, dres, N * C, drop(l, 3));
-      ops::linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, W.fc_proj_w, n, 4 * C, C);
-      ops::gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
-      ops::linear_backward(a.dbuf, D.fc_w, D.fc_b, a.dfch, L.ln2, W.fc_w, n, C, 4 * C);
-      ops::layernorm_backward(dres, D.ln2_w, D.ln2_b, a.dbuf, L.res2, W.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
+      be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 3));
+      be.linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C, false);
+      be.gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
+      be.linear_backward(a.dbuf, D.fc_w, D.fc_b, a.dfch, L.ln2, Wl.fc_w, n, C, 4 * C, false);
+      be.layernorm_backward(dres, D.ln2_w, D.ln2_b, a.dbuf, L.res2, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
       // dres = d(res2). attention branch: res2 = x + drop(c_proj(attention(c_attn(ln_1(x)))))
-      ops::dropout_backward(a.dbuf2, dres, N * C, drop(l, 2));
-      ops::linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, W.attn_proj_w, n, C, C);
-      ops::attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.att, B, T, C, H, band, drop(l, 1));
-      ops::linear_backward(a.dbuf, D.qkv_w, D.qkv_b, a.dqkv, L.ln1, W.qkv_w, n, C, 3 * C);
-      ops::layernorm_backward(dres, D.ln1_w, D.ln1_b, a.dbuf, x, W.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
+      be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 2));
+      be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C, false);
+      be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
+      be.linear_backward(a.dbuf, D.qkv_w, D.qkv_b, a.dqkv, L.ln1, Wl.qkv_w, n, C, 3 * C, false);
+      be.layernorm_backward(dres, D.ln1_w, D.ln1_b, a.dbuf, x, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
       // dres = d(x)
     } else {
       // dres = d(ln_2 output). ln2 = LN(res3), res3 = ln1 + drop(mlp(ln1)), ln1 = LN(res2),
       // res2 = x + drop(attn(x)).
-      std::memset(a.dbuf, 0, N * C * sizeof(float));
-      ops::layernorm_backward(a.dbuf, D.ln2_w, D.ln2_b, dres, L.res3, W.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
+      be.fill_zero(a.dbuf, act_bytes);
+      be.layernorm_backward(a.dbuf, D.ln2_w, D.ln2_b, dres, L.res3, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
       // a.dbuf = d(res3); d(ln1) = d(res3) + MLP backward, accumulated into dres
-      std::memcpy(dres, a.dbuf, N * C * sizeof(float));
-      ops::dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 3));
-      ops::linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, W.fc_proj_w, n, 4 * C, C);
-      ops::gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
-      ops::linear_backward(dres, D.fc_w, D.fc_b, a.dfch, L.ln1, W.fc_w, n, C, 4 * C, /*accumulate=*/true);
+      be.copy(dres, a.dbuf, act_bytes);
+      be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 3));
+      be.linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C, false);
+      be.gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
+      be.linear_backward(dres, D.fc_w, D.fc_b, a.dfch, L.ln1, Wl.fc_w, n, C, 4 * C, /*accumulate=*/true);
       // dres = d(ln1) -> a.dbuf = d(res2)
-      std::memset(a.dbuf, 0, N * C * sizeof(float));
-      ops::layernorm_backward(a.dbuf, D.ln1_w, D.ln1_b, dres, L.res2, W.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
+      be.fill_zero(a.dbuf, act_bytes);
+      be.layernorm_backward(a.dbuf, D.ln1_w, D.ln1_b, dres, L.res2, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
       // d(x) = d(res2) + attention backward
-      std::memcpy(dres, a.dbuf, N * C * sizeof(float));
-      ops::dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 2));
-      ops::linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, W.attn_proj_w, n, C, C);
-      ops::attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.att, B, T, C, H, band, drop(l, 1));
-      ops::linear_backward(dres, D.qkv_w, D.qkv_b, a.dqkv, x, W.qkv_w, n, C, 3 * C, /*accumulate=*/true);
+      be.copy(dres, a.dbuf, act_bytes);
+      be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 2));
+      be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C, false);
+      be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
+      be.linear_backward(dres, D.qkv_w, D.qkv_b, a.dqkv, x, Wl.qkv_w, n, C, 3 * C, /*accumulate=*/true);
     }
   }
   // embeddings: encoded = drop(wte[ids] + wpe[pos])
-  ops::dropout_backward(dres, dres, N * C, drop(-1, 0));
-  ops::embedding_backward(G.wte, G.wpe, dres, a.inputs.data(), B, T, C);
+  be.dropout_backward(dres, dres, N * C, drop(-1, 0));
+  be.embedding_backward(G.wte, G.wpe, dres, a.inputs, B, T, C);
 }
 
 }  // namespace gpt

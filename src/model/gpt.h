@@ -1,12 +1,13 @@
 // The GPT network: parameters in one arena, activations in another planned for a (B, T) shape,
-// forward and backward written out op by op (ops/cpu/ops.h). Reads top to bottom like the
-// architecture diagram in docs/architecture.md.
+// forward and backward written out op by op against a Backend (backend/backend.h: the CPU, or CUDA).
+// Reads top to bottom like the architecture diagram in docs/architecture.md.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/arena.h"
 #include "model/config.h"
 #include "model/params.h"
@@ -37,8 +38,9 @@ struct ModelTensors {
 
 class GPT {
  public:
-  // Builds the network with all parameters zero (see init_gpt2, or io/checkpoint.h to load).
-  explicit GPT(const ModelConfig& cfg);
+  // Builds the network with all parameters zero (see init_gpt2, or io/model_dir.h to load), to run
+  // on `backend` (the CPU unless told otherwise; the backend must outlive the model).
+  explicit GPT(const ModelConfig& cfg, Backend& backend = cpu_backend());
   GPT(GPT&&) noexcept;
   GPT& operator=(GPT&&) noexcept;
   GPT(const GPT&) = delete;
@@ -49,15 +51,27 @@ class GPT {
   const std::vector<ParamInfo>& layout() const { return layout_; }
   size_t num_parameters() const { return num_params_; }
 
-  // The flat parameter arena (num_parameters() floats) and tensors by name.
-  float* params() { return params_.data(); }
+  Backend& backend() const { return *be_; }
+
+  // The flat parameter arena in host memory (num_parameters() floats) and tensors by name. On a
+  // device backend the model runs on its own copy: a mutable access marks the host copy as changed,
+  // and the next forward uploads it. download_parameters() brings the device copy back.
+  float* params() {
+    host_changed_ = true;
+    return params_.data();
+  }
   const float* params() const { return params_.data(); }
   const ParamInfo* find(std::string_view name) const;  // nullptr if absent
   float* param(std::string_view name);                 // throws gpt::Error if absent
   const float* param(std::string_view name) const;
   const ModelTensors& weights() const { return w_; }
+  // The parameters in backend memory (the host arena itself on the CPU).
+  float* device_params();
+  void upload_parameters();
+  void download_parameters();
 
-  // The gradient arena, same layout; allocated (zeroed) on first use.
+  // The gradient arena, same layout, in backend memory (host memory on the CPU); allocated
+  // (zeroed) on first use.
   float* grads();
   void zero_grad();
 
@@ -74,9 +88,10 @@ class GPT {
   // Throws gpt::Error on an id >= vocab_size, T > n_ctx, or B, T < 1.
   float forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training = false,
                 uint64_t dropout_seed = 0);
-  // Logits [B, T, V] of the last forward. backward() overwrites them with their gradient.
+  // Logits [B, T, V] of the last forward, as fp32 host floats (copied from a device backend on first
+  // access). backward() overwrites them with their gradient.
   const float* logits() const;
-  // Per-position cross-entropy [B, T] of the last forward with targets (0 where ignored).
+  // Per-position cross-entropy [B, T] of the last forward with targets (0 where ignored), host floats.
   const float* position_losses() const;
   // Number of scored targets in the last forward.
   size_t scored_targets() const { return scored_; }
@@ -96,10 +111,15 @@ class GPT {
   void plan(int B, int T, bool training);
 
   ModelConfig cfg_;
+  Backend* be_;
   std::vector<ParamInfo> layout_;
   size_t num_params_ = 0;
-  FloatArena params_, grads_;
-  ModelTensors w_{}, g_{};
+  FloatArena params_;        // host
+  BackendBuffer dev_params_;  // device backends only
+  BackendBuffer grads_;       // backend memory
+  bool host_changed_ = true;  // the host parameters may differ from the device copy
+  ModelTensors w_{};          // over the host parameters
+  ModelTensors dw_{}, g_{};   // over the backend's parameters and gradients
   Activations* acts_ = nullptr;
   size_t scored_ = 0;
 };
