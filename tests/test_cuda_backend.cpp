@@ -6,8 +6,9 @@
 // for fp32 results computed from bf16 activations (one bf16 rounding is 4e-3); 1e-5 for pure fp32
 // operations (AdamW, sums, scale); exact for dropout masks, which must be the same elements.
 //
-// Without a GPU (or in a build without CUDA) every test but CudaBuildInfo skips with
-// "no CUDA GPU: <reason>".
+// Without a GPU (or in a build without CUDA) the CudaBackend tests skip with "no CUDA GPU: <reason>";
+// CudaHost checks, on any machine, the parts of the backend written in plain C++ (the dropout hash,
+// the GEMM shapes, the embedding buckets), and CudaBuildInfo reports what was built.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,9 +20,11 @@
 
 #include "backend/backend.h"
 #include "backend/backend_registry.h"
+#include "backend/cuda/host_device.h"
 #include "core/error.h"
 #include "grad_check.h"
 #include "model/gpt.h"
+#include "ops/ops.h"
 
 #ifndef GPT_CUDA_COMPILED
 #define GPT_CUDA_COMPILED 0
@@ -180,6 +183,82 @@ TEST(CudaBuildInfo, MatchesCMake) {
       EXPECT_NE(std::string(e.what()).find("no CUDA backend"), std::string::npos) << e.what();
     }
   }
+}
+
+// ---- the host-side pieces, on any machine ------------------------------------------------------------
+
+TEST(CudaHost, DropoutHashIsTheCpus) {
+  const size_t n = 20000;
+  for (float p : {0.1f, 0.5f, 0.9f}) {
+    const uint32_t seed = ops::dropout_seed(77, 3, 2);
+    std::vector<float> x(n, 1.0f);
+    ops::dropout_forward(x.data(), n, ops::Dropout{p, seed});
+    const cuda::DropMask m = cuda::drop_mask(p, seed);
+    ASSERT_TRUE(m.active);
+    for (size_t i = 0; i < n; i++) {
+      ASSERT_EQ(cuda::keep(seed, i, m.threshold), x[i] != 0.0f) << "p " << p << " element " << i;
+      if (x[i] != 0.0f) {
+        ASSERT_EQ(x[i], m.scale);
+      }
+    }
+  }
+  EXPECT_FALSE(cuda::drop_mask(0.0f, 1).active);
+}
+
+// Column-major D = op(A) op(B) + beta D, the way cuBLAS reads a GemmShape.
+void colmajor_gemm(const cuda::GemmShape& s, const float* A, const float* B, float* D, float beta) {
+  for (int j = 0; j < s.n; j++)
+    for (int i = 0; i < s.m; i++) {
+      double sum = 0.0;
+      for (int l = 0; l < s.k; l++) {
+        const float a = s.ta ? A[static_cast<size_t>(i) * s.lda + l] : A[static_cast<size_t>(l) * s.lda + i];
+        const float b = s.tb ? B[static_cast<size_t>(l) * s.ldb + j] : B[static_cast<size_t>(j) * s.ldb + l];
+        sum += static_cast<double>(a) * b;
+      }
+      float& d = D[static_cast<size_t>(j) * s.ldd + i];
+      d = static_cast<float>(sum + beta * d);
+    }
+}
+
+// The row-major products of ops.h, through the shapes the backend hands cuBLAS.
+TEST(CudaHost, GemmShapesReproduceTheRowMajorProducts) {
+  const int N = 7, IC = 5, OC = 9, C = 6, V = 11;
+  const auto inp = randn(N * IC, 1), w = randn(IC * OC, 2), dout = randn(N * OC, 3);
+  std::vector<float> ref(N * OC), got(N * OC);
+  ops::linear_forward(ref.data(), inp.data(), w.data(), nullptr, N, IC, OC);
+  colmajor_gemm(cuda::linear_forward_shape(N, IC, OC), w.data(), inp.data(), got.data(), 0.0f);
+  expect_close("linear", got, ref, 1e-5);
+
+  std::vector<float> dinp(N * IC), gdinp(N * IC), dw = randn(IC * OC, 4), gdw = dw;
+  ops::linear_backward(dinp.data(), dw.data(), nullptr, dout.data(), inp.data(), w.data(), N, IC, OC, false);
+  colmajor_gemm(cuda::linear_dinp_shape(N, IC, OC), w.data(), dout.data(), gdinp.data(), 0.0f);
+  colmajor_gemm(cuda::linear_dw_shape(N, IC, OC), dout.data(), inp.data(), gdw.data(), 1.0f);
+  expect_close("dinp", gdinp, dinp, 1e-5);
+  expect_close("dw", gdw, dw, 1e-5);
+
+  const auto x = randn(N * C, 5), wte = randn(V * C, 6), dlogits = randn(N * V, 7);
+  std::vector<float> logits(N * V), glogits(N * V), dx(N * C), gdx(N * C), dwte = randn(V * C, 8),
+                                                                           gdwte = dwte;
+  ops::lm_head_forward(logits.data(), x.data(), wte.data(), N, C, V);
+  colmajor_gemm(cuda::lm_head_shape(N, C, V), wte.data(), x.data(), glogits.data(), 0.0f);
+  expect_close("logits", glogits, logits, 1e-5);
+  ops::lm_head_backward(dx.data(), dwte.data(), dlogits.data(), x.data(), wte.data(), N, C, V);
+  colmajor_gemm(cuda::lm_head_dx_shape(N, C, V), wte.data(), dlogits.data(), gdx.data(), 0.0f);
+  colmajor_gemm(cuda::lm_head_dwte_shape(N, C, V), x.data(), dlogits.data(), gdwte.data(), 1.0f);
+  expect_close("dx", gdx, dx, 1e-5);
+  expect_close("dwte", gdwte, dwte, 1e-5);
+}
+
+TEST(CudaHost, TokenBucketsCoverEveryPositionInOrder) {
+  const std::vector<uint32_t> ids = {5, 2, 5, 9, 2, 2, 0, 5, 9};
+  cuda::TokenBuckets b;
+  cuda::bucket_tokens(ids.data(), ids.size(), b);
+  EXPECT_EQ(b.tokens, (std::vector<int32_t>{0, 2, 5, 9}));
+  EXPECT_EQ(b.starts, (std::vector<int32_t>{0, 1, 4, 7, 9}));
+  EXPECT_EQ(b.order, (std::vector<int32_t>{6, 1, 4, 5, 0, 2, 7, 3, 8}));  // ascending within a token
+  cuda::bucket_tokens(ids.data(), 0, b);
+  EXPECT_TRUE(b.tokens.empty());
+  EXPECT_EQ(b.starts, std::vector<int32_t>{0});
 }
 
 // ---- memory ------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-// Device helpers shared by the CUDA kernels: the dropout hash (the same bits as ops/cpu's, so both
-// backends drop the same elements), warp reductions and launch sizes.
+// Device helpers shared by the CUDA kernels: dropout (host_device.h's hash, the same bits as
+// ops/cpu's, so both backends drop the same elements), warp reductions and launch sizes.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -10,20 +10,6 @@
 
 namespace gpt::cuda {
 
-// The 32-bit finaliser of ops/cpu/kernels.inc (mix32), bit for bit.
-__device__ __forceinline__ uint32_t mix32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  x ^= x >> 16;
-  return x;
-}
-// kernels.inc's keep(): element i survives iff its hash clears the threshold.
-__device__ __forceinline__ bool keep(uint32_t seed, uint64_t i, uint32_t threshold) {
-  const uint32_t lo = static_cast<uint32_t>(i), hi = static_cast<uint32_t>(i >> 32);
-  return mix32(mix32(lo ^ seed) ^ (hi * 0x9e3779b9U)) >= threshold;
-}
 // x * mask / (1 - p) for element i, or x when dropout is off.
 __device__ __forceinline__ float drop(float x, uint64_t i, const DropMask& d) {
   if (!d.active) return x;

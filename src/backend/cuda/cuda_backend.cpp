@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
 
 #include "backend/backend_registry.h"
 #include "core/error.h"
@@ -30,17 +29,7 @@ void check(cudaError_t e, const char* what) {
   }
 }
 
-// ops::Dropout as the kernels want it: the CPU's threshold, so both backends keep the same elements.
-cuda::DropMask mask(ops::Dropout d) {
-  cuda::DropMask m;
-  m.active = d.active();
-  if (m.active) {
-    m.seed = d.seed;
-    m.threshold = static_cast<uint32_t>(static_cast<double>(d.p) * 4294967296.0);
-    m.scale = 1.0f / (1.0f - d.p);
-  }
-  return m;
-}
+cuda::DropMask mask(ops::Dropout d) { return cuda::drop_mask(d.p, d.seed); }
 
 }  // namespace
 
@@ -94,9 +83,14 @@ void* CudaBackend::allocate(size_t bytes) {
   return p;
 }
 
-void CudaBackend::release(void* p) {
-  if (p) cudaFree(p);  // waits for the work in flight
+// Memory is freed only once the stream's work that may use it is done.
+void CudaBackend::free_now(void* p) {
+  if (!p) return;
+  cudaStreamSynchronize(stream_);
+  cudaFree(p);
 }
+
+void CudaBackend::release(void* p) { free_now(p); }
 
 // From pageable host memory the copy is staged before cudaMemcpyAsync returns, so the caller may
 // reuse host_src at once.
@@ -131,7 +125,7 @@ void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "synchro
 
 void CudaBackend::parameters_changed(const float* params, size_t n) {
   if (n > shadow_capacity_) {
-    cudaFree(shadow_);
+    free_now(shadow_);
     shadow_ = nullptr;
     shadow_capacity_ = 0;
     check(cudaMalloc(&shadow_, n * sizeof(bf16)), "cudaMalloc (bf16 parameters)");
@@ -151,7 +145,7 @@ const bf16* CudaBackend::shadow(const float* w) const {
 
 float* CudaBackend::column_scratch(size_t floats) {
   if (floats > columns_floats_) {
-    cudaFree(columns_);  // waits for the kernels that used it
+    free_now(columns_);
     columns_ = nullptr;
     columns_floats_ = 0;
     check(cudaMalloc(&columns_, floats * sizeof(float)), "cudaMalloc (column sums)");
@@ -168,8 +162,8 @@ void CudaBackend::embedding_forward(Act* out, const TokenId* ids, const float* w
   check_launch("embedding_forward");
 }
 
-// Deterministic, without atomics: the positions are bucketed by token on the host (a stable sort of
-// the ids), and one block per distinct token sums its positions in order.
+// Deterministic, without atomics: the positions are bucketed by token on the host (host_device.h),
+// and one block per distinct token sums its positions in order.
 void CudaBackend::embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B,
                                      int T, int C) {
   const size_t N = static_cast<size_t>(B) * T;
@@ -178,26 +172,16 @@ void CudaBackend::embedding_backward(float* dwte, float* dwpe, const Act* dout, 
   if (N == 0) return;
   host_ids_.resize(N);
   to_host(host_ids_.data(), ids, N * sizeof(TokenId));
-  std::vector<int32_t> order(N);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int32_t a, int32_t b) { return host_ids_[a] < host_ids_[b]; });
-  // host_buckets_ = tokens[U], starts[U + 1], order[N]
-  std::vector<int32_t> tokens, starts;
-  for (size_t p = 0; p < N; p++) {
-    if (p == 0 || host_ids_[order[p]] != host_ids_[order[p - 1]]) {
-      tokens.push_back(static_cast<int32_t>(host_ids_[order[p]]));
-      starts.push_back(static_cast<int32_t>(p));
-    }
-  }
-  starts.push_back(static_cast<int32_t>(N));
-  const size_t U = tokens.size();
+  cuda::bucket_tokens(host_ids_.data(), N, token_buckets_);
+  // one upload: tokens[U], starts[U + 1], order[N]
+  const auto& tb = token_buckets_;
+  const size_t U = tb.tokens.size();
   host_buckets_.clear();
-  host_buckets_.insert(host_buckets_.end(), tokens.begin(), tokens.end());
-  host_buckets_.insert(host_buckets_.end(), starts.begin(), starts.end());
-  host_buckets_.insert(host_buckets_.end(), order.begin(), order.end());
+  host_buckets_.insert(host_buckets_.end(), tb.tokens.begin(), tb.tokens.end());
+  host_buckets_.insert(host_buckets_.end(), tb.starts.begin(), tb.starts.end());
+  host_buckets_.insert(host_buckets_.end(), tb.order.begin(), tb.order.end());
   if (host_buckets_.size() > buckets_capacity_) {
-    cudaFree(buckets_);
+    free_now(buckets_);
     buckets_ = nullptr;
     buckets_capacity_ = 0;
     check(cudaMalloc(&buckets_, host_buckets_.size() * sizeof(int32_t)), "cudaMalloc (embedding buckets)");
@@ -259,22 +243,20 @@ void CudaBackend::gemm(cuda::Gemm g, const float* bias) {
 
 void CudaBackend::linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
                                  int OC) {
-  cuda::Gemm g;
-  g.m = OC, g.n = N, g.k = IC;
-  g.A = shadow(w), g.lda = OC;
-  g.B = bf(inp), g.ldb = IC;
-  g.D = out, g.ldd = OC;
+  cuda::Gemm g{cuda::linear_forward_shape(N, IC, OC)};
+  g.A = shadow(w);
+  g.B = bf(inp);
+  g.D = out;
   if (bias) g.bias = shadow(bias);
   gemm(g, bias);
 }
 
 void CudaBackend::linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias,
                                       int N, int IC, int OC) {
-  cuda::Gemm g;
-  g.m = OC, g.n = N, g.k = IC;
-  g.A = shadow(w), g.lda = OC;
-  g.B = bf(inp), g.ldb = IC;
-  g.D = out, g.ldd = OC;
+  cuda::Gemm g{cuda::linear_forward_shape(N, IC, OC)};
+  g.A = shadow(w);
+  g.B = bf(inp);
+  g.D = out;
   if (bias) g.bias = shadow(bias);
   g.gelu_pre = bf(pre);
   gemm(g, bias);
@@ -284,23 +266,20 @@ void CudaBackend::linear_gelu_forward(Act* out, Act* pre, const Act* inp, const 
 // into the gradient, no bf16 temporary.
 void CudaBackend::linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp,
                                   const float* w, int N, int IC, int OC, bool accumulate) {
-  if (dinp) {  // dinp^T[IC, N] = w^T[IC, OC] @ dout^T[OC, N]; w row-major [IC, OC] is stored OC x IC
-    cuda::Gemm g;
-    g.ta = true;
-    g.m = IC, g.n = N, g.k = OC;
-    g.A = shadow(w), g.lda = OC;
-    g.B = bf(dout), g.ldb = OC;
-    g.D = dinp, g.ldd = IC;
+  if (dinp) {
+    cuda::Gemm g{cuda::linear_dinp_shape(N, IC, OC)};
+    g.A = shadow(w);
+    g.B = bf(dout);
+    g.D = dinp;
     g.beta = accumulate ? 1.0f : 0.0f;
     gemm(g, nullptr);
   }
-  if (dw) {  // dw^T[OC, IC] += dout^T[OC, N] @ inp[N, IC]
-    cuda::Gemm g;
-    g.tb = true;
-    g.m = OC, g.n = IC, g.k = N;
-    g.A = bf(dout), g.lda = OC;
-    g.B = bf(inp), g.ldb = IC;
-    g.D = dw, g.ldd = OC, g.d_f32 = true;
+  if (dw) {
+    cuda::Gemm g{cuda::linear_dw_shape(N, IC, OC)};
+    g.A = bf(dout);
+    g.B = bf(inp);
+    g.D = dw;
+    g.d_f32 = true;
     g.beta = 1.0f;
     gemm(g, nullptr);
   }
@@ -376,29 +355,25 @@ void CudaBackend::dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dr
 // ------------------------------------------------------------------------------------------
 
 void CudaBackend::lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) {
-  cuda::Gemm g;  // logits^T[V, N] = wte[V, C] (stored C x V, transposed) @ x^T[C, N]
-  g.ta = true;
-  g.m = V, g.n = N, g.k = C;
-  g.A = shadow(wte), g.lda = C;
-  g.B = bf(x), g.ldb = C;
-  g.D = logits, g.ldd = V;
+  cuda::Gemm g{cuda::lm_head_shape(N, C, V)};
+  g.A = shadow(wte);
+  g.B = bf(x);
+  g.D = logits;
   gemm(g, nullptr);
 }
 
 void CudaBackend::lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte,
                                    int N, int C, int V) {
-  cuda::Gemm g;  // dx^T[C, N] = wte^T[C, V] @ dlogits^T[V, N]
-  g.m = C, g.n = N, g.k = V;
-  g.A = shadow(wte), g.lda = C;
-  g.B = bf(dlogits), g.ldb = V;
-  g.D = dx, g.ldd = C;
+  cuda::Gemm g{cuda::lm_head_dx_shape(N, C, V)};
+  g.A = shadow(wte);
+  g.B = bf(dlogits);
+  g.D = dx;
   gemm(g, nullptr);
-  cuda::Gemm d;  // dwte^T[C, V] += x^T[C, N] @ dlogits[N, V]
-  d.tb = true;
-  d.m = C, d.n = V, d.k = N;
-  d.A = bf(x), d.lda = C;
-  d.B = bf(dlogits), d.ldb = V;
-  d.D = dwte, d.ldd = C, d.d_f32 = true;
+  cuda::Gemm d{cuda::lm_head_dwte_shape(N, C, V)};
+  d.A = bf(x);
+  d.B = bf(dlogits);
+  d.D = dwte;
+  d.d_f32 = true;
   d.beta = 1.0f;
   gemm(d, nullptr);
 }

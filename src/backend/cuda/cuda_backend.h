@@ -83,6 +83,7 @@ class CudaBackend final : public Backend {
   // A product with an optional bias (fp32 w_bias, whose shadow the epilogue reads) and GELU.
   void gemm(cuda::Gemm g, const float* bias);
   float* column_scratch(size_t floats);
+  void free_now(void* p);
   void check_launch(const char* what);
   double reduce(const float* x, size_t n, bool square);
 
@@ -100,6 +101,7 @@ class CudaBackend final : public Backend {
   int32_t* buckets_ = nullptr;  // embedding backward: tokens, starts, positions
   size_t buckets_capacity_ = 0;
   std::vector<uint32_t> host_ids_;
+  cuda::TokenBuckets token_buckets_;
   std::vector<int32_t> host_buckets_;
 };
 

@@ -9,17 +9,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cuda/host_device.h"
+
 namespace gpt::cuda {
 
 using bf16 = __nv_bfloat16;
-
-// Dropout as ops::Dropout, reduced to what the kernels need: keep element i iff
-// hash(seed, i) >= threshold, and scale kept values by `scale` = 1/(1-p). active = p > 0.
-struct DropMask {
-  uint32_t seed = 0, threshold = 0;
-  float scale = 1.0f;
-  bool active = false;
-};
 
 // ---- conversions and element-wise -----------------------------------------------------------------
 void f32_to_bf16(bf16* out, const float* in, size_t n, cudaStream_t s);

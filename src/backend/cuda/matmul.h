@@ -14,16 +14,11 @@
 
 namespace gpt::cuda {
 
-// D[m, n] = op(A)[m, k] @ op(B)[k, n] + beta * D, column-major, op = transpose when ta / tb.
-struct Gemm {
-  bool ta = false, tb = false;
-  int m = 0, n = 0, k = 0;
+// D[m, n] = op(A)[m, k] @ op(B)[k, n] + beta * D, column-major (host_device.h has the shapes).
+struct Gemm : GemmShape {
   const bf16* A = nullptr;
-  int lda = 0;
   const bf16* B = nullptr;
-  int ldb = 0;
   void* D = nullptr;  // bf16, or fp32 when d_f32
-  int ldd = 0;
   bool d_f32 = false;
   float beta = 0.0f;
   const bf16* bias = nullptr;  // epilogue: + bias[row] (m values)
