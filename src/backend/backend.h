@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -38,6 +39,10 @@ class Backend {
   virtual ActType act_type() const = 0;
   // True when backend memory is host memory (the CPU): the model then needs no copies.
   virtual bool host_memory() const = 0;
+  // The device in words (e.g. "NVIDIA H100 80GB HBM3, sm_90"), for benchmarks and `gpt info`.
+  virtual std::string device_description() const { return std::string(name()); }
+  // The device's dense bf16 peak in FLOP/s (the MFU denominator); 0 when unknown.
+  virtual double peak_bf16_flops() const { return 0.0; }
 
   // ---- memory ----------------------------------------------------------------------------------
   // bytes of zeroed memory, 256-byte aligned. Throws gpt::Error when it cannot.
