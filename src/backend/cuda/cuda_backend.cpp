@@ -1,10 +1,10 @@
 // The CUDA backend's host side: memory, the bf16 parameter shadow, the row-major tensors of
 // ops.h mapped onto cuBLAS's column-major GEMMs, and the kernel launches.
 //
-// Row-major X[r, c] is column-major X^T with the same leading dimension, so a row-major
-// out = inp @ w becomes the column-major out^T = w^T @ inp^T: cuBLAS's A is the weight, B the
-// activation, and the bias (one per output channel) runs along D's rows as the epilogue wants.
+// The GEMM shapes (row-major products as cuBLAS's column-major ones) are in host_device.h.
 #include "backend/cuda/cuda_backend.h"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
@@ -31,6 +31,17 @@ void check(cudaError_t e, const char* what) {
 
 cuda::DropMask mask(ops::Dropout d) { return cuda::drop_mask(d.p, d.seed); }
 
+// Dense bf16 tensor-core peaks from NVIDIA's data sheets, for the MFU of `gpt bench`; 0 (unknown)
+// for other cards.
+double bf16_peak(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("H100") && has("PCIe")) return 756e12;
+  if (has("H100") && has("NVL")) return 835e12;
+  if (has("H100") || has("H200") || has("H800") || has("GH200")) return 989e12;
+  if (has("A100") || has("A800")) return 312e12;
+  return 0.0;
+}
+
 }  // namespace
 
 CudaBackend::CudaBackend() {
@@ -49,6 +60,9 @@ CudaBackend::CudaBackend() {
     fail("the CUDA backend needs an Ampere or newer GPU (compute capability 8.0); {} has {}.{}", prop.name,
          prop.major, prop.minor);
   max_shared_ = prop.sharedMemPerBlockOptin;
+  description_ = fmt::format("{}, sm_{}{}, {} SMs, {:.1f} GiB", prop.name, prop.major, prop.minor,
+                             prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1u << 30));
+  peak_bf16_ = bf16_peak(prop.name);
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cudaMalloc(&workspace_, kWorkspaceBytes), "cudaMalloc (workspace)");
   check(cudaMalloc(&reduce_, (cuda::reduce_partials() + 1) * sizeof(double)), "cudaMalloc (reductions)");

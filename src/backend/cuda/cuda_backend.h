@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -25,6 +26,8 @@ class CudaBackend final : public Backend {
   std::string_view name() const override { return "cuda"; }
   ActType act_type() const override { return ActType::BF16; }
   bool host_memory() const override { return false; }
+  std::string device_description() const override { return description_; }
+  double peak_bf16_flops() const override { return peak_bf16_; }
 
   void* allocate(size_t bytes) override;
   void release(void* p) override;
@@ -89,6 +92,8 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   size_t max_shared_ = 0;  // dynamic shared memory a block may opt into
+  std::string description_;
+  double peak_bf16_ = 0.0;
   cudaStream_t stream_ = nullptr;
   void* workspace_ = nullptr;
   std::unique_ptr<cuda::Matmul> matmul_;

@@ -116,9 +116,13 @@ bool Matmul::run_lt(const Gemm& g) {
   if (g.bias) set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(g.bias));
   if (g.gelu_pre) set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, static_cast<void*>(g.gelu_pre));
   const float alpha = 1.0f, beta = g.beta;
-  check_lt(cublasLtMatmul(lt_, p.desc, &alpha, g.A, p.a, g.B, p.b, &beta, g.D, p.d, g.D, p.d, &p.algo,
-                          workspace_, workspace_bytes_, stream_),
-           "matmul");
+  const cublasStatus_t st = cublasLtMatmul(lt_, p.desc, &alpha, g.A, p.a, g.B, p.b, &beta, g.D, p.d, g.D, p.d,
+                                           &p.algo, workspace_, workspace_bytes_, stream_);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) {  // the heuristic's pick refused the call: never again
+    p.found = false;
+    return false;
+  }
+  check_lt(st, "matmul");
   return true;
 }
 
