@@ -70,8 +70,14 @@ CudaBackend::CudaBackend() {
 }
 
 CudaBackend::~CudaBackend() {
-  // At exit the runtime may already be shutting down: errors here are ignored.
-  if (stream_) cudaStreamSynchronize(stream_);
+  // The process-wide backend goes at exit, possibly after the CUDA runtime: then everything is
+  // left to the driver's teardown (destroying library handles then can crash). Other errors here
+  // are ignored.
+  const cudaError_t e = cudaStreamSynchronize(stream_);
+  if (e == cudaErrorCudartUnloading || e == cudaErrorContextIsDestroyed) {
+    (void)matmul_.release();
+    return;
+  }
   matmul_.reset();
   cudaFree(buckets_);
   cudaFree(columns_);
