@@ -261,6 +261,16 @@ TEST(CudaHost, TokenBucketsCoverEveryPositionInOrder) {
   EXPECT_EQ(b.starts, std::vector<int32_t>{0});
 }
 
+// The run-time loading of cuBLAS and cuBLASLt: their sonames and every symbol the backend calls.
+TEST(CudaHost, CublasLibrariesLoad) {
+#if GPT_CUDA_COMPILED
+  EXPECT_NO_THROW(cuda::load_cublas());
+#else
+  GTEST_SKIP()
+      << "no CUDA GPU: this build has no CUDA backend (the CUDA toolkit was not found at build time)";
+#endif
+}
+
 // ---- memory ------------------------------------------------------------------------------------------
 
 TEST(CudaBackend, MemoryRoundTrips) {

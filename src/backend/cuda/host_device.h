@@ -94,4 +94,8 @@ inline void bucket_tokens(const uint32_t* ids, size_t N, TokenBuckets& b) {
   b.starts.push_back(static_cast<int32_t>(N));
 }
 
+// Opens cuBLAS and cuBLASLt (once per process) and resolves every function the backend calls;
+// throws gpt::Error naming what is missing. Needs no GPU. Defined in CUDA builds only (matmul.cpp).
+void load_cublas();
+
 }  // namespace gpt::cuda
