@@ -1,0 +1,113 @@
+// The CUDA backend: device memory, bf16 activations, fp32 parameters, gradients and optimizer
+// state, everything on one stream of the current device. The GEMMs read a bf16 copy of the
+// parameters (the "shadow", refreshed by parameters_changed()) through cuBLASLt; the other
+// operations are the kernels of backend/cuda/*.cu. See docs/backends.md.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/matmul.h"
+
+namespace gpt {
+
+class CudaBackend final : public Backend {
+ public:
+  // Throws gpt::Error when no usable GPU is present.
+  CudaBackend();
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string_view name() const override { return "cuda"; }
+  ActType act_type() const override { return ActType::BF16; }
+  bool host_memory() const override { return false; }
+  std::string device_description() const override { return description_; }
+  double peak_bf16_flops() const override { return peak_bf16_; }
+
+  void* allocate(size_t bytes) override;
+  void release(void* p) override;
+  void to_device(void* dst, const void* host_src, size_t bytes) override;
+  void to_host(void* host_dst, const void* src, size_t bytes) override;
+  void act_to_host_f32(float* host_dst, const Act* src, size_t n) override;
+  void fill_zero(void* p, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override;
+  void parameters_changed(const float* params, size_t n) override;
+
+  void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+                         int C) override;
+  void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B, int T,
+                          int C) override;
+  void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w, const float* b,
+                         int N, int C, float eps) override;
+  void layernorm_backward(Act* dinp, float* dw, float* db, const Act* dout, const Act* inp, const float* w,
+                          const float* mean, const float* rstd, int N, int C) override;
+  void residual_layernorm_forward(Act* res, Act* out, float* mean, float* rstd, const Act* a, const Act* b,
+                                  ops::Dropout drop, const float* w, const float* bias, int N, int C,
+                                  float eps) override;
+  void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+                      int OC) override;
+  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N,
+                           int IC, int OC) override;
+  void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
+                       int N, int IC, int OC, bool accumulate) override;
+  void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) override;
+  size_t attention_saved_bytes(int B, int T, int C, int H) const override;
+  size_t attention_scratch_bytes(int B, int T, int C, int H) const override;
+  void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H,
+                         int band, ops::Dropout drop, bool training) override;
+  void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act* out,
+                          const void* saved, int B, int T, int C, int H, int band,
+                          ops::Dropout drop) override;
+  void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) override;
+  void dropout_forward(Act* x, size_t n, ops::Dropout drop) override;
+  void dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) override;
+  void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) override;
+  void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N,
+                        int C, int V) override;
+  double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, int N,
+                               int V) override;
+  void cross_entropy_backward(Act* logits, const float* lse, const int32_t* targets, int N, int V,
+                              float scale) override;
+  void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
+                    const ops::AdamWStep& s) override;
+  double sum_squares(const float* x, size_t n) override;
+  void scale(float* x, size_t n, float factor) override;
+
+ private:
+  // The bf16 shadow of an fp32 parameter tensor (it must lie in the parameters last given to
+  // parameters_changed()).
+  const cuda::bf16* shadow(const float* w) const;
+  // A product with an optional bias (fp32 w_bias, whose shadow the epilogue reads) and GELU.
+  void gemm(cuda::Gemm g, const float* bias);
+  float* column_scratch(size_t floats);
+  void free_now(void* p);
+  void check_launch(const char* what);
+  double reduce(const float* x, size_t n, bool square);
+
+  int device_ = 0;
+  size_t max_shared_ = 0;  // dynamic shared memory a block may opt into
+  std::string description_;
+  double peak_bf16_ = 0.0;
+  cudaStream_t stream_ = nullptr;
+  void* workspace_ = nullptr;
+  std::unique_ptr<cuda::Matmul> matmul_;
+  cuda::bf16* shadow_ = nullptr;
+  size_t shadow_capacity_ = 0, shadow_n_ = 0;
+  const float* shadow_of_ = nullptr;  // the fp32 parameters the shadow copies
+  float* columns_ = nullptr;          // scratch of the column sums
+  size_t columns_floats_ = 0;
+  double* reduce_ = nullptr;    // partial sums, then the result
+  int32_t* buckets_ = nullptr;  // embedding backward: tokens, starts, positions
+  size_t buckets_capacity_ = 0;
+  std::vector<uint32_t> host_ids_;
+  cuda::TokenBuckets token_buckets_;
+  std::vector<int32_t> host_buckets_;
+};
+
+}  // namespace gpt

@@ -1,0 +1,258 @@
+// Element-wise kernels, embeddings, column sums, AdamW and reductions of the CUDA backend. Each
+// follows its ops/cpu/kernels.inc counterpart; activations are bf16 and every sum is fp32 (double
+// for the reductions that go to the host). Nothing here uses atomics: results are deterministic.
+#include <algorithm>
+
+#include "backend/cuda/common.cuh"
+
+namespace gpt::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void f32_to_bf16_kernel(bf16* out, const float* in, size_t n) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
+    out[i] = to_bf(in[i]);
+}
+
+__global__ void embedding_forward_kernel(bf16* out, const uint32_t* ids, const float* wte, const float* wpe,
+                                         int T, int C, size_t total) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < total;
+       i += size_t{gridDim.x} * blockDim.x) {
+    const size_t n = i / C;
+    const int c = static_cast<int>(i % C);
+    const size_t t = n % T;
+    out[i] = to_bf(wte[static_cast<size_t>(ids[n]) * C + c] + wpe[t * C + c]);
+  }
+}
+
+// One thread per (t, c): the batch rows of position t summed in order.
+__global__ void embedding_backward_wpe_kernel(float* dwpe, const bf16* dout, int B, int T, int C) {
+  const size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x;
+  if (i >= static_cast<size_t>(T) * C) return;
+  const size_t t = i / C, c = i % C;
+  float sum = 0.0f;
+  for (int b = 0; b < B; b++) sum += to_f(dout[(static_cast<size_t>(b) * T + t) * C + c]);
+  dwpe[i] += sum;
+}
+
+// One block per distinct token: its positions (ascending) summed in order, then added once.
+__global__ void embedding_backward_wte_kernel(float* dwte, const bf16* dout, const int32_t* tokens,
+                                              const int32_t* starts, const int32_t* order, int C) {
+  const int u = blockIdx.x;
+  const int p0 = starts[u], p1 = starts[u + 1];
+  float* row = dwte + static_cast<size_t>(tokens[u]) * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float sum = 0.0f;
+    for (int p = p0; p < p1; p++) sum += to_f(dout[static_cast<size_t>(order[p]) * C + c]);
+    row[c] += sum;
+  }
+}
+
+__global__ void residual_kernel(bf16* out, const bf16* a, const bf16* b, size_t n, DropMask d) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
+    out[i] = to_bf(to_f(a[i]) + drop(to_f(b[i]), i, d));
+}
+
+// dropout forward (in place, x == out) and backward (out = dinp, x = dout) are the same map.
+__global__ void dropout_kernel(bf16* out, const bf16* x, size_t n, DropMask d) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
+    out[i] = to_bf(drop(to_f(x[i]), i, d));
+}
+
+constexpr float kGeluS = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluA = 0.044715f;
+
+__global__ void gelu_forward_kernel(bf16* out, const bf16* inp, size_t n) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
+    const float x = to_f(inp[i]);
+    out[i] = to_bf(0.5f * x * (1.0f + tanhf(kGeluS * (x + kGeluA * x * x * x))));
+  }
+}
+
+__global__ void gelu_backward_kernel(bf16* dinp, const bf16* pre, const bf16* dout, size_t n) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
+    const float x = to_f(pre[i]);
+    const float th = tanhf(kGeluS * (x + kGeluA * x * x * x));
+    const float grad =
+        0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluS * (1.0f + 3.0f * kGeluA * x * x);
+    dinp[i] = to_bf(to_f(dout[i]) * grad);
+  }
+}
+
+__global__ void add_bias_kernel(bf16* out, const float* bias, int OC, size_t total) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < total;
+       i += size_t{gridDim.x} * blockDim.x)
+    out[i] = to_bf(to_f(out[i]) + bias[i % OC]);
+}
+
+// ops::adamw_update's formula, line for line.
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                             float b1, float b2, float eps, float wd, float c1, float c2) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
+    const float g = grad[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= lr * ((mi * c1) / (sqrtf(vi * c2) + eps) + wd * param[i]);
+  }
+}
+
+__global__ void scale_kernel(float* x, size_t n, float factor) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
+    x[i] *= factor;
+}
+
+// ---- deterministic reductions: a fixed grid of partial sums, then one block sums them in order ----
+
+constexpr int kReduceBlocks = 256;
+
+__device__ double block_sum(double v, double* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  return shared[0];
+}
+
+__global__ void reduce_partial_kernel(double* partials, const float* x, size_t n, bool square) {
+  __shared__ double shared[kThreads];
+  double sum = 0.0;
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
+    const double v = x[i];
+    sum += square ? v * v : v;
+  }
+  const double total = block_sum(sum, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+__global__ void reduce_final_kernel(double* result, const double* partials) {
+  __shared__ double shared[kReduceBlocks];
+  const double total = block_sum(partials[threadIdx.x], shared);
+  if (threadIdx.x == 0) *result = total;
+}
+
+// ---- column sums: block (32, 8) sums 32 columns over one chunk of rows ---------------------------------
+
+constexpr int kColRows = 64;     // rows per chunk, at least
+constexpr int kColChunks = 128;  // chunks, at most
+
+__global__ void column_partial_kernel(float* part, const bf16* dout, int N, int C, int rows_per_chunk) {
+  __shared__ float shared[8][33];
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  const int r0 = blockIdx.y * rows_per_chunk;
+  const int r1 = min(N, r0 + rows_per_chunk);
+  float sum = 0.0f;
+  if (c < C)
+    for (int r = r0 + threadIdx.y; r < r1; r += 8) sum += to_f(dout[static_cast<size_t>(r) * C + c]);
+  shared[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float s = 0.0f;
+    for (int y = 0; y < 8; y++) s += shared[y][threadIdx.x];
+    part[static_cast<size_t>(blockIdx.y) * C + c] = s;
+  }
+}
+
+__global__ void column_finish_kernel(float* out, const float* part, int chunks, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float s = 0.0f;
+  for (int p = 0; p < chunks; p++) s += part[static_cast<size_t>(p) * C + c];
+  out[c] += s;
+}
+
+}  // namespace
+
+void f32_to_bf16(bf16* out, const float* in, size_t n, cudaStream_t s) {
+  if (n) f32_to_bf16_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(out, in, n);
+}
+
+void embedding_forward(bf16* out, const uint32_t* ids, const float* wte, const float* wpe, int B, int T,
+                       int C, cudaStream_t s) {
+  const size_t total = static_cast<size_t>(B) * T * C;
+  if (total)
+    embedding_forward_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(out, ids, wte, wpe, T, C,
+                                                                              total);
+}
+
+void embedding_backward_wpe(float* dwpe, const bf16* dout, int B, int T, int C, cudaStream_t s) {
+  const size_t total = static_cast<size_t>(T) * C;
+  if (total)
+    embedding_backward_wpe_kernel<<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads, 0,
+                                    s>>>(dwpe, dout, B, T, C);
+}
+
+void embedding_backward_wte(float* dwte, const bf16* dout, const int32_t* tokens, const int32_t* starts,
+                            const int32_t* order, int buckets, int C, cudaStream_t s) {
+  if (buckets > 0)
+    embedding_backward_wte_kernel<<<buckets, 128, 0, s>>>(dwte, dout, tokens, starts, order, C);
+}
+
+void residual_forward(bf16* out, const bf16* a, const bf16* b, size_t n, DropMask d, cudaStream_t s) {
+  if (n) residual_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(out, a, b, n, d);
+}
+void dropout_forward(bf16* x, size_t n, DropMask d, cudaStream_t s) {
+  if (n && d.active) dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(x, x, n, d);
+}
+void dropout_backward(bf16* dinp, const bf16* dout, size_t n, DropMask d, cudaStream_t s) {
+  if (!n) return;
+  if (!d.active) {
+    if (dinp != dout) cudaMemcpyAsync(dinp, dout, n * sizeof(bf16), cudaMemcpyDeviceToDevice, s);
+    return;
+  }
+  dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(dinp, dout, n, d);
+}
+
+void gelu_forward(bf16* out, const bf16* inp, size_t n, cudaStream_t s) {
+  if (n) gelu_forward_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(out, inp, n);
+}
+void gelu_backward(bf16* dinp, const bf16* pre, const bf16* dout, size_t n, cudaStream_t s) {
+  if (n) gelu_backward_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(dinp, pre, dout, n);
+}
+void add_bias(bf16* out, const float* bias, int N, int OC, cudaStream_t s) {
+  const size_t total = static_cast<size_t>(N) * OC;
+  if (total) add_bias_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(out, bias, OC, total);
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, float bias_correction1, float bias_correction2,
+                  cudaStream_t s) {
+  if (n)
+    adamw_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
+                                                              weight_decay, 1.0f / bias_correction1,
+                                                              1.0f / bias_correction2);
+}
+
+void scale(float* x, size_t n, float factor, cudaStream_t s) {
+  if (n) scale_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(x, n, factor);
+}
+
+int reduce_partials() { return kReduceBlocks; }
+
+void reduce_sum(double* result, double* partials, const float* x, size_t n, bool square, cudaStream_t s) {
+  reduce_partial_kernel<<<kReduceBlocks, kThreads, 0, s>>>(partials, x, n, square);
+  reduce_final_kernel<<<1, kReduceBlocks, 0, s>>>(result, partials);
+}
+
+int column_chunks(int N) { return std::max(1, std::min(kColChunks, (N + kColRows - 1) / kColRows)); }
+
+size_t column_scratch_floats(int N, int C) { return static_cast<size_t>(column_chunks(N)) * C; }
+
+void bias_backward(float* dbias, const bf16* dout, int N, int C, float* scratch, cudaStream_t s) {
+  if (N <= 0 || C <= 0) return;
+  const int chunks = column_chunks(N);
+  const int rows_per_chunk = (N + chunks - 1) / chunks;
+  column_partial_kernel<<<dim3((C + 31) / 32, chunks), dim3(32, 8), 0, s>>>(scratch, dout, N, C,
+                                                                            rows_per_chunk);
+  column_finish(dbias, scratch, chunks, C, s);
+}
+
+void column_finish(float* out, const float* scratch, int chunks, int C, cudaStream_t s) {
+  if (C > 0) column_finish_kernel<<<(C + kThreads - 1) / kThreads, kThreads, 0, s>>>(out, scratch, chunks, C);
+}
+
+}  // namespace gpt::cuda
