@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "backend/backend_registry.h"
+#include "backend/staged_backend.h"
 #include "core/error.h"
 
 namespace gpt {
@@ -148,13 +149,19 @@ Backend& cpu_backend() {
 
 bool cuda_backend_built() { return cuda_compiled_in(); }
 
+StagedCpuBackend& staged_cpu_backend() {
+  static StagedCpuBackend backend;
+  return backend;
+}
+
 Backend& backend_for(std::string_view device) {
   if (device == "cpu") return cpu_backend();
+  if (device == "cpu-staged") return staged_cpu_backend();
   if (device == "cuda") {
     static std::unique_ptr<Backend> cuda = make_cuda_backend();  // a failed make retries next time
     return *cuda;
   }
-  fail("unknown device \"{}\" (expected cpu or cuda)", device);
+  fail("unknown device \"{}\" (expected cpu, cuda, or cpu-staged for tests)", device);
 }
 
 }  // namespace gpt
