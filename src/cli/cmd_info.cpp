@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "backend/backend.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
@@ -53,7 +54,16 @@ void run_info(const InfoArgs& a) {
   s += fmt::format("gpt.cpp {}\n", GPT_VERSION);
   s += fmt::format("cpu:        {}\n", cpu().summary());
   s += fmt::format("threads:    {}\n", num_threads());
-  s += fmt::format("kernels:    {} (ops), OpenBLAS sgemm (matrix products)\n", ops::kernel_level());
+  s += fmt::format("kernels:    {} (ops), {} sgemm (matrix products)\n", ops::kernel_level(), ops::gemm_library());
+  std::string cuda = "not built (no CUDA toolkit at build time)";
+  if (cuda_backend_built()) {
+    try {
+      cuda = "built; " + backend_for("cuda").device_description();
+    } catch (const Error& e) {
+      cuda = std::string("built; unavailable here: ") + e.what();
+    }
+  }
+  s += fmt::format("devices:    cpu; cuda: {}\n", cuda);
   s += fmt::format("vocabulary: bundled GPT-2 byte-level BPE, {} tokens, <|endoftext|> = {}\n",
                    tok->vocab_size(), tok->eot_token().value_or(0));
   std::string presets;
