@@ -33,25 +33,9 @@ for f in "$TS" "$GPT2/encoder.json" "$GPT2/vocab.bpe" "$CORPUS/tinyshakespeare.i
   fi
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpt_cli_test.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 130' INT TERM HUP
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_tmpdir gpt_cli_test
 
-PASS=0
-FAIL=0
-# report NAME WHY: ok when WHY is empty.
-report() {
-  if [[ -z $2 ]]; then
-    echo "ok - $1"
-    PASS=$((PASS + 1))
-  else
-    echo "not ok - $1: $2"
-    FAIL=$((FAIL + 1))
-  fi
-}
-
-# One-line excerpt of a file for diagnostics.
-excerpt() { head -c 300 "$1" | tr '\n\r\t' '   '; }
 
 # x IN OUT ERR ARGS...: runs gpt ARGS with stdin IN, stdout OUT and stderr ERR; sets RC.
 x() {
@@ -734,5 +718,4 @@ else
 fi
 report "gpt bench tokenizer --bytes 200000 --repeat 1" "$why"
 
-echo "$PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+cli_finish

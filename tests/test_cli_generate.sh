@@ -16,22 +16,9 @@ export LC_ALL=C
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} # tiny models: threads only add overhead
 G=$1
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpt_cli_generate.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 130' INT TERM HUP
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_tmpdir gpt_cli_generate
 
-PASS=0
-FAIL=0
-report() {
-  if [[ -z $2 ]]; then
-    echo "ok - $1"
-    PASS=$((PASS + 1))
-  else
-    echo "not ok - $1: $2"
-    FAIL=$((FAIL + 1))
-  fi
-}
-excerpt() { head -c 300 "$1" | tr '\n\r\t' '   '; }
 
 # x OUT ERR ARGS...: runs gpt ARGS with empty stdin; sets RC.
 x() {
@@ -244,5 +231,4 @@ report "bench generate: JSON with prefill and decode tokens/s on the last line" 
 expect_error "error: bench generate beyond the context" "context" bench generate --n-layer 1 --n-head 1 \
   --n-embd 8 --context 16 --prompt-tokens 12 --new-tokens 8
 
-echo "$PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+cli_finish

@@ -19,22 +19,9 @@ CORPUS=$SRC/tests/data/corpus
 TS=$SRC/data/tinyshakespeare.txt
 PY=/usr/bin/python3
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpt_cli_prepare.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 130' INT TERM HUP
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_tmpdir gpt_cli_prepare
 
-PASS=0
-FAIL=0
-report() {
-  if [[ -z $2 ]]; then
-    echo "ok - $1"
-    PASS=$((PASS + 1))
-  else
-    echo "not ok - $1: $2"
-    FAIL=$((FAIL + 1))
-  fi
-}
-excerpt() { head -c 300 "$1" | tr '\n\r\t' '   '; }
 
 # run ARGS...: gpt ARGS with stdout/stderr in $TMP/out, $TMP/err; sets RC.
 run() {
@@ -258,5 +245,4 @@ for opt in --input --out --vocab --tokenizer --val-fraction --shard-tokens --jso
 done
 report "prepare --help" "$why"
 
-echo "$PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+cli_finish
