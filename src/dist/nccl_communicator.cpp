@@ -59,7 +59,8 @@ class Nccl final : public Communicator {
     host_.allreduce_sum(&failed, 1);
     // Every rank knows: rank 0 alone reports it, and no rank waits for an id that will not come.
     if (failed != 0.0)
-      throw CollectiveError(fmt::format("NCCL: ncclGetUniqueId failed on rank 0{}", why.empty() ? "" : ": " + why));
+      throw CollectiveError(
+          fmt::format("NCCL: ncclGetUniqueId failed on rank 0{}", why.empty() ? "" : ": " + why));
     host_.broadcast(words, kIdWords, DType::I64, 0);
     ncclUniqueId id;
     std::memcpy(&id, words, sizeof(id));
