@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "backend/backend.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
@@ -31,13 +32,24 @@ double seconds_since(Clock::time_point t0) {
 struct BenchModelArgs {
   ModelFlags model;
   int batch = 4, seq = 64, steps = 10, warmup = 2, threads = 0;
+  std::string device = "cpu";
 };
+
+// The FLOPs per token that model FLOPs utilisation counts (issue 7's definition, PaLM's and llm.c's
+// rule): 6 N + 12 L T C for a training step, N the parameters without the position table, and a
+// third of that for a forward pass. Banded attention is counted as dense, as in that rule.
+double mfu_flops_per_token(const ModelConfig& c, int T, bool train) {
+  const double N = static_cast<double>(c.num_parameters()) - static_cast<double>(c.n_ctx) * c.n_embd;
+  const double per_token = 6.0 * N + 12.0 * c.n_layer * static_cast<double>(T) * c.n_embd;
+  return train ? per_token : per_token / 3.0;
+}
 
 void run_bench_model(const BenchModelArgs& a, bool train) {
   if (a.threads > 0) set_num_threads(a.threads);
   ModelConfig cfg = a.model.resolve("gpt2");
   if (a.seq > cfg.n_ctx) fail("--seq-len {} is longer than the model's context {}", a.seq, cfg.n_ctx);
-  GPT model(cfg);
+  Backend& be = backend_for(a.device);
+  GPT model(cfg, be);
   model.init_gpt2(1);
   std::unique_ptr<AdamW> opt;
   if (train) opt = std::make_unique<AdamW>(model, AdamWConfig{});
@@ -51,9 +63,11 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   }
   double phase[4] = {0, 0, 0, 0};  // zero_grad, forward, backward, optimizer (timed steps only)
   bool timing = false;
+  // A device queues its work: each phase ends when the device has done it.
   auto timed = [&](int i, auto&& fn) {
     auto t0 = Clock::now();
     fn();
+    be.synchronize();
     if (timing) phase[i] += seconds_since(t0);
   };
   auto step = [&](int k) {
@@ -61,7 +75,10 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
       timed(0, [&] { model.zero_grad(); });
       timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, true, k); });
       timed(2, [&] { model.backward(); });
-      timed(3, [&] { opt->step(model, 1e-4f); });
+      timed(3, [&] {
+        opt->step(model, 1e-4f);
+        be.parameters_changed(model.device_params(), model.num_parameters());  // as the trainer does
+      });
     } else {
       timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, false); });
     }
@@ -78,12 +95,19 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   const double median = times[times.size() / 2], best = times.front();
   const double flops = (train ? cfg.train_flops_per_token(a.seq) : cfg.forward_flops_per_token(a.seq)) * N;
   const double peak_mb = static_cast<double>(peak_rss_bytes()) / 1e6;
+  const double tokens_per_s = static_cast<double>(N) / median;
+  // MFU against the device's dense bf16 peak; none where the peak is unknown (the CPU: its fp32
+  // ceiling is `gpt bench gemm`'s to measure).
+  const double peak = be.peak_bf16_flops();
+  const double mfu = peak > 0 ? tokens_per_s * mfu_flops_per_token(cfg, a.seq, train) / peak : 0.0;
+  const std::string precision = be.act_type() == ActType::BF16 ? "bf16 mixed precision" : "fp32";
   std::string s;
-  s += fmt::format("model:     {} ({} parameters), B={} T={}, {}\n", cfg.preset,
+  s += fmt::format("model:     {} ({} parameters), B={} T={}, {}, {}\n", cfg.preset,
                    with_commas(cfg.num_parameters()), a.batch, a.seq,
-                   train ? "forward + backward + AdamW, fp32" : "forward with loss, fp32");
+                   train ? "forward + backward + AdamW" : "forward with loss", precision);
   s += fmt::format("cpu:       {}; {} threads; kernels {}\n", cpu().summary(), num_threads(),
                    ops::kernel_level());
+  if (be.name() != "cpu") s += fmt::format("device:    {} ({})\n", be.device_description(), be.name());
   s += fmt::format("step:      {:.1f} ms median, {:.1f} ms best ({} steps after {} warm-up)\n", median * 1e3,
                    best * 1e3, times.size(), a.warmup);
   const double nsteps = static_cast<double>(times.size());
@@ -91,8 +115,11 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
     s += fmt::format(
         "phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
         phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3, phase[3] / nsteps * 1e3);
-  s += fmt::format("tokens/s:  {:.0f}\n", static_cast<double>(N) / median);
+  s += fmt::format("tokens/s:  {:.0f}\n", tokens_per_s);
   s += fmt::format("GFLOP/s:   {:.1f} ({:.2f} GFLOP per step)\n", flops / median / 1e9, flops / 1e9);
+  if (peak > 0)
+    s += fmt::format("MFU:       {:.1f}% ({:.0f} TFLOP/s of the {:.0f} TFLOP/s bf16 peak; {} FLOPs/token)\n",
+                     mfu * 100, mfu * peak / 1e12, peak / 1e12, train ? "6 N + 12 L T C" : "2 N + 4 L T C");
   s += fmt::format(
       "memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
       "activations {:.0f} MB)\n",
@@ -105,11 +132,13 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
                       {"threads", num_threads()},
                       {"ms_per_step", median * 1e3},
                       {"ms_best", best * 1e3},
-                      {"tokens_per_s", static_cast<double>(N) / median},
+                      {"tokens_per_s", tokens_per_s},
                       {"gflops_per_s", flops / median / 1e9},
                       {"gflop_per_step", flops / 1e9},
                       {"peak_rss_mb", peak_mb},
-                      {"cpu", cpu().brand}};
+                      {"cpu", cpu().brand},
+                      {"device", be.name()},
+                      {"mfu", peak > 0 ? nlohmann::json(mfu) : nlohmann::json(nullptr)}};
   s += j.dump() + "\n";
   write_stdout(s);
 }
@@ -271,6 +300,10 @@ void add_model_benches(CLI::App* bench) {
     c->add_option("--threads", args->threads, "Threads (default: all cores)")
         ->option_text("N")
         ->check(CLI::Range(0, 4096).description(""));
+    c->add_option("--device", args->device,
+                  "Where the model runs: cpu (default), cuda, cuda-fp32; with a known bf16 peak the MFU is "
+                  "printed")
+        ->option_text("DEVICE");
     c->callback([args, train] { run_bench_model(*args, train); });
   }
   auto g = std::make_shared<BenchGemmArgs>();

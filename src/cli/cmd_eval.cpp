@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 
+#include "backend/backend.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/io.h"
@@ -17,12 +18,13 @@
 #include "io/model_dir.h"
 #include "model/packed_model.h"
 #include "tokenizer/ids_text.h"
+#include "train/device_model.h"
 
 namespace gpt::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, text, ids, tokenizer, weights;
+  std::string model, text, ids, tokenizer, weights, device = "cpu";
   EvalOptions opt;
   int threads = 0;
   bool quiet = false;
@@ -41,6 +43,10 @@ void run_eval(const EvalArgs& a) {
   // Quantized weights (or --weights) run on the KV-cache decoder with packed matrices; plain
   // directories on the training network, as before.
   const bool packed = !a.weights.empty() || quantized_dir(a.model);
+  if (packed && a.device != "cpu")
+    fail("--device {}: packed and quantized weights run on the CPU's decoder only (use --device cpu)",
+         a.device);
+  Backend& be = backend_for(a.device);  // before loading: a bad device is the first error
   std::optional<LoadedModel> lm;
   std::optional<PackedModel> pm;
   std::shared_ptr<const Tokenizer> tok;
@@ -51,6 +57,7 @@ void run_eval(const EvalArgs& a) {
     tok = pm->tokenizer;
   } else {
     lm = load_model_dir(a.model);
+    lm->model = on_backend(std::move(lm->model), be);
     tok = lm->tokenizer;
   }
   const ModelConfig& cfg = packed ? pm->config : lm->model.config();
@@ -74,6 +81,7 @@ void run_eval(const EvalArgs& a) {
   s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(cfg.num_parameters()));
   if (packed)
     s += fmt::format("weights:    {} (packed, KV-cache decoder)\n", ops::weight_type_name(pm->type));
+  if (be.name() != "cpu") s += fmt::format("device:     {}\n", be.device_description());
   s += fmt::format("input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
                    a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx,
                    a.opt.stride > 0 ? a.opt.stride : (a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx));
@@ -116,6 +124,10 @@ void add_eval_command(CLI::App& app) {
                 "Evaluate with packed weights: f32, bf16 or q8, converted on load (a quantized directory "
                 "always runs packed, in its own type)")
       ->option_text("TYPE");
+  c->add_option("--device", a->device,
+                "Where the model runs: cpu (default), cuda, cuda-fp32; cpu-staged runs the CPU through the "
+                "device code paths (tests)")
+      ->option_text("DEVICE");
   c->add_flag("--quiet,-q", a->quiet, "No progress on stderr");
   c->callback([a] { run_eval(*a); });
 }

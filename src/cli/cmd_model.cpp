@@ -7,6 +7,7 @@
 #include <charconv>
 #include <memory>
 
+#include "backend/backend.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
@@ -14,6 +15,7 @@
 #include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "tokenizer/ids_text.h"
+#include "train/device_model.h"
 
 namespace gpt::cli {
 namespace {
@@ -84,13 +86,14 @@ std::vector<Int> read_matrix(const std::string& path, int* B, int* T, bool allow
 }
 
 struct LogitsArgs {
-  std::string model, ids, targets, out;
+  std::string model, ids, targets, out, device = "cpu";
   bool grads = false;
 };
 
 void run_logits(const LogitsArgs& a) {
+  Backend& be = backend_for(a.device);
   LoadedModel lm = load_model_dir(a.model);
-  GPT& model = lm.model;
+  GPT model = on_backend(std::move(lm.model), be);
   int B = 0, T = 0;
   std::vector<TokenId> x = read_matrix<TokenId>(a.ids, &B, &T, false);
   std::vector<int32_t> y;
@@ -116,11 +119,13 @@ void run_logits(const LogitsArgs& a) {
     tensors.push_back({"loss", DType::F32, {1}, &loss});
     tensors.push_back({"position_losses", DType::F32, {B, T}, losses.data()});
   }
+  std::vector<float> grads;  // host floats, downloaded from a device
   if (train) {
     model.zero_grad();
     model.backward();
+    grads = host_gradients(model);
     for (const auto& p : model.layout())
-      tensors.push_back({"grad." + p.name, DType::F32, p.shape, model.grads() + p.offset});
+      tensors.push_back({"grad." + p.name, DType::F32, p.shape, grads.data() + p.offset});
   }
   write_safetensors(a.out, tensors, {{"format", "pt"}});
   std::string s = fmt::format("wrote {}: logits [{}, {}, {}]", a.out, B, T, V);
@@ -155,6 +160,10 @@ void add_model_commands(CLI::App& app) {
   l->add_option("--targets", lg->targets, "Target ids, same shape; -1 = not scored")->option_text("FILE");
   l->add_flag("--grads", lg->grads, "Also write every parameter's gradient of the mean loss (grad.NAME)");
   l->add_option("--out,-o", lg->out, "safetensors file to write")->option_text("FILE")->required();
+  l->add_option("--device", lg->device,
+                "Where the model runs: cpu (default), cuda, cuda-fp32; cpu-staged runs the CPU through the "
+                "device code paths (tests)")
+      ->option_text("DEVICE");
   l->callback([lg] { run_logits(*lg); });
 }
 

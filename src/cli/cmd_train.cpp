@@ -77,6 +77,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--weight-decay", c.adam.weight_decay, "AdamW weight decay (2-D weights only)")->capture_default_str();
   cmd->add_option("--grad-clip", c.grad_clip, "Clip the global gradient norm to this (0: off)")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed of initialisation, dropout and shuffling")->capture_default_str();
+  cmd->add_option(
+         "--device", c.device,
+         "Where to train: cpu, cuda (bf16 mixed precision), cuda-fp32; cpu-staged runs the CPU through the "
+         "device code paths (tests)")
+      ->capture_default_str();
   cmd->add_option("--threads", a->threads,
                   "Threads (per rank under mpirun; default: all cores the process may use)");
   cmd->add_flag("--shuffle", c.shuffle, "Random windows (seeded) instead of reading the shards in order");

@@ -3,17 +3,10 @@
 // the trainer calls the same operations either way, and with one rank every one of them is the
 // identity. See docs/distributed.md.
 //
-// Every operation names its data as (pointer, count, type) and nothing else, so that an NCCL
-// implementation can sit beside the MPI one later. What a GPU version needs on top:
-//   - the pointers are device memory, and each call is queued on a CUDA stream that the caller
-//     passes when constructing it (ncclComm_t + cudaStream_t); a call returns once queued, and the
-//     caller synchronises the stream before reading results on the host (the loss, the norm);
-//   - NCCL's reduce-scatter and all-gather take one count for every rank: run them on a buffer
-//     padded to size() * max(counts) (shard_ranges differ by at most one element), or emulate
-//     variable counts with grouped ncclReduce / ncclBroadcast calls, one per rank;
-//   - gather_to_root has no NCCL call: grouped ncclSend / ncclRecv, or a host copy of the shard
-//     followed by the MPI one (checkpoints are rare);
-//   - abort needs ncclCommAbort before the process exits, so no rank waits on a dead peer.
+// Every operation names its data as (pointer, count, type) and nothing else. The MPI communicator
+// takes host pointers; the NCCL one (nccl_communicator.h) takes device pointers: its calls run on
+// its own CUDA stream and return once the stream is done, so a caller hands it data a backend has
+// finished writing (Backend::synchronize) and may use the result as soon as the call returns.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +28,10 @@ class Communicator {
   virtual int size() const = 0;
   // "single process" or the MPI library's name, for logs.
   virtual std::string describe() const = 0;
+  // This rank's index among the ranks on its machine (for picking one GPU per rank).
+  virtual int local_rank() const { return rank(); }
+  // True when the buffers are device memory (NCCL), false when they are host memory (MPI).
+  virtual bool device_pointers() const { return false; }
 
   // buf[0..count) becomes the sum of every rank's buf, on every rank.
   virtual void allreduce_sum(void* buf, size_t count, DType type) = 0;

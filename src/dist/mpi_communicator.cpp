@@ -49,9 +49,15 @@ class Mpi final : public Communicator {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    // The ranks that share this machine's memory: this rank's place among them.
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &local_rank_);
+    MPI_Comm_free(&node);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
   std::string describe() const override {
     char v[MPI_MAX_LIBRARY_VERSION_STRING];
     int len = 0;
@@ -124,7 +130,7 @@ class Mpi final : public Communicator {
     as_count(at);  // implementations sum the counts in an int
   }
 
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
   std::vector<int> counts_, displs_;
 };
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -69,7 +70,15 @@ void save_checkpoint(const std::string& out, int64_t step, const GPT& model, con
                      const AdamW& opt, const nlohmann::json& state) {
   if (opt.size() != opt.num_parameters())
     fail("save_checkpoint: the optimizer holds a shard of the moments; gather them first");
-  save_checkpoint(out, step, model, tok, OptimizerMoments{opt.m(), opt.v(), opt.size(), opt.steps()}, state);
+  if (opt.backend().host_memory()) {
+    save_checkpoint(out, step, model, tok, OptimizerMoments{opt.m(), opt.v(), opt.size(), opt.steps()},
+                    state);
+    return;
+  }
+  std::vector<float> m(opt.size()), v(opt.size());
+  opt.download_moments(m.data(), v.data());
+  save_checkpoint(out, step, model, tok, OptimizerMoments{m.data(), v.data(), opt.size(), opt.steps()},
+                  state);
 }
 
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
@@ -142,17 +151,19 @@ void load_optimizer_state(const std::string& checkpoint_dir, AdamW& opt) {
   const size_t n = opt.num_parameters();
   if (m->numel != n || v->numel != n)
     fail("{}: the optimizer state holds {} values but the model has {} parameters", path, m->numel, n);
-  if (opt.size() == n) {
+  if (opt.size() == n && opt.backend().host_memory()) {
     f.read_f32(*m, std::span<float>(opt.m(), n));
     f.read_f32(*v, std::span<float>(opt.v(), n));
   } else {
-    // A shard: read each whole array once, keep this rank's part.
-    std::vector<float> all(n);
+    // A shard, or moments in device memory: read each whole array once, keep this rank's part in
+    // host memory, and upload the two together.
+    std::vector<float> all(n), mine_m(opt.size()), mine_v(opt.size());
     const dist::Range r = opt.shard();
     f.read_f32(*m, all);
-    std::copy(all.begin() + r.begin, all.begin() + r.end, opt.m());
+    std::copy(all.begin() + r.begin, all.begin() + r.end, mine_m.begin());
     f.read_f32(*v, all);
-    std::copy(all.begin() + r.begin, all.begin() + r.end, opt.v());
+    std::copy(all.begin() + r.begin, all.begin() + r.end, mine_v.begin());
+    opt.upload_moments(mine_m.data(), mine_v.data());
   }
   auto it = f.metadata().find("step");
   if (it == f.metadata().end()) fail("{}: no step in the metadata", path);

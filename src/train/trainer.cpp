@@ -10,6 +10,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -19,15 +20,19 @@
 #include "core/io.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "backend/backend.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/shards.h"
 #include "dist/communicator.h"
+#include "dist/nccl_communicator.h"
+#include "dist/param_sync.h"
 #include "io/model_dir.h"
 #include "model/gpt.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
+#include "train/device_model.h"
 #include "train/plot.h"
 
 namespace gpt {
@@ -44,11 +49,15 @@ double sum_of_squares(const float* g, size_t n) {
 
 double gradient_norm(const float* g, size_t n) { return std::sqrt(sum_of_squares(g, n)); }
 
-float clip_gradients(float* g, size_t n, double norm, float max_norm) {
+float clip_factor(double norm, float max_norm) {
   if (max_norm <= 0.0f) return 1.0f;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef >= 1.0) return 1.0f;
-  const float c = static_cast<float>(coef);
+  return coef >= 1.0 ? 1.0f : static_cast<float>(coef);
+}
+
+float clip_gradients(float* g, size_t n, double norm, float max_norm) {
+  const float c = clip_factor(norm, max_norm);
+  if (c == 1.0f) return c;
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++) g[i] *= c;
   return c;
@@ -164,6 +173,7 @@ class Run {
 
  private:
   void setup();
+  void setup_sync();
   void prepare_output();
   struct GlobalLoss {
     double mean, scored;  // over every rank's rows
@@ -181,6 +191,11 @@ class Run {
   const bool root_;
   dist::Range shard_;              // the parameters whose AdamW state this rank holds (ZeRO-1)
   std::vector<size_t> counts_;     // every rank's shard size, for the collectives
+  // Where the model, its gradients and the moments live, and how gradients and parameters reach
+  // the other ranks (nccl_: the communicator of the NCCL path).
+  Backend* be_ = nullptr;
+  std::unique_ptr<dist::Communicator> nccl_;
+  std::optional<dist::ParamSync> sync_;
   std::vector<std::string> kept_;  // metrics lines of the steps a resumed checkpoint covers
   std::string warning_;            // printed once by rank 0
   std::shared_ptr<const Tokenizer> tok_;
@@ -201,6 +216,10 @@ class Run {
 
 void Run::setup() {
   check_hyperparameters(cfg_);
+  // The device. Ranks sharing a machine take one GPU each; the CUDA backend uses the current one.
+  if (!cfg_.backend && cfg_.device.starts_with("cuda") && R_ > 1)
+    dist::use_gpu_of_local_rank(comm_.local_rank());
+  be_ = cfg_.backend ? cfg_.backend : &backend_for(cfg_.device);
   const std::string& out = cfg_.out_dir;
   // The data. Its vocabulary is known when `gpt prepare` wrote it (dataset.json); plain llm.c
   // shards from elsewhere are taken as GPT-2 ids when the model's vocabulary can hold them.
@@ -224,13 +243,13 @@ void Run::setup() {
     const std::string dir = ckpt ? ckpt->dir : cfg_.init_dir;
     if (!ckpt && !file_exists(dir + "/config.json")) fail("--init {}: not a model directory (no config.json)", dir);
     LoadedModel lm = load_model_dir(dir);
-    model_.emplace(std::move(lm.model));
+    model_.emplace(on_backend(std::move(lm.model), *be_));
     model_tok = lm.tokenizer;
   } else {
     ModelConfig mc = cfg_.model.value_or(ModelConfig{});
     if (mc.vocab_size == 0) mc.vocab_size = data_tok ? static_cast<int>(data_tok->vocab_size()) : 50257;
     mc.validate();
-    model_.emplace(mc);
+    model_.emplace(mc, *be_);
     model_->init_gpt2(cfg_.seed);
   }
   const ModelConfig& mc = model_->config();
@@ -397,18 +416,34 @@ void Run::save(int64_t step, double elapsed, uint64_t tokens) {
                 {"data", cfg_.data_dir},
                 {"gptcpp_version", GPT_VERSION}};
   // The checkpoint holds the whole model's moments, whatever the rank count: rank 0 gathers the
-  // shards, the first into the gradient arena (free until the next step's zero_grad).
-  OptimizerMoments moments{opt_->m(), opt_->v(), opt_->size(), opt_->steps()};
-  FloatArena v_all;
+  // shards (through the host communicator: checkpoints are rare), on the CPU the first into the
+  // gradient arena (free until the next step's zero_grad). Moments in device memory come down first.
+  const bool host = be_->host_memory();
+  const float *m = opt_->m(), *v = opt_->v();
+  FloatArena m_here, v_here, m_all, v_all;
+  if (!host) {
+    m_here.resize(opt_->size());
+    v_here.resize(opt_->size());
+    opt_->download_moments(m_here.data(), v_here.data());
+    m = m_here.data();
+    v = v_here.data();
+  }
+  OptimizerMoments moments{m, v, opt_->size(), opt_->steps()};
   if (R_ > 1) {
     const size_t n = model_->num_parameters();
-    if (root_) v_all.resize(n);
-    comm_.gather_to_root(opt_->m(), model_->grads(), counts_, dist::DType::F32);
-    comm_.gather_to_root(opt_->v(), v_all.data(), counts_, dist::DType::F32);
-    moments = {model_->grads(), v_all.data(), n, opt_->steps()};
+    float* m_dst = host ? model_->grads() : nullptr;
+    if (root_) {
+      if (!host) m_all.resize(n);
+      if (!host) m_dst = m_all.data();
+      v_all.resize(n);
+    }
+    comm_.gather_to_root(m, m_dst, counts_, dist::DType::F32);
+    comm_.gather_to_root(v, v_all.data(), counts_, dist::DType::F32);
+    moments = {m_dst, v_all.data(), n, opt_->steps()};
   }
   last_saved_ = step;
   if (!root_) return;
+  model_->download_parameters();  // the weights to write are the device's
   std::fflush(metrics_);
   ::fsync(::fileno(metrics_));
   save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), moments, state);
@@ -425,10 +460,22 @@ void Run::log_line(const std::string& s) {
   std::fflush(stdout);
 }
 
+// How the gradients and parameters travel between ranks (dist/param_sync.h). Making NCCL's
+// communicator is collective: a rank that fails there ends the run (train() aborts), since the
+// others may be waiting inside NCCL.
+void Run::setup_sync() {
+  const dist::SyncPath path =
+      dist::choose_sync_path(be_->name(), be_->host_memory(), R_, dist::nccl_compiled_in());
+  if (path == dist::SyncPath::Nccl) nccl_ = dist::make_nccl_communicator(comm_);
+  sync_.emplace(path, comm_, nccl_.get(), *be_, counts_);
+}
+
 void Run::go() {
   agree(comm_, [&] { setup(); });
-  // Every rank starts from rank 0's weights (the same by construction; this makes sure).
+  // Every rank starts from rank 0's weights (the same by construction; this makes sure). They are
+  // host memory until the first forward uploads them.
   comm_.broadcast(model_->params(), model_->num_parameters(), dist::DType::F32, 0);
+  setup_sync();
   if (root_) {
     if (!warning_.empty()) std::fprintf(stderr, "%s\n", warning_.c_str());
     prepare_output();
@@ -436,14 +483,19 @@ void Run::go() {
   const ModelConfig& mc = model_->config();
   const int K = cfg_.grad_accum;
   const uint64_t tokens_per_step = static_cast<uint64_t>(B_) * T_ * K * R_;
+  // The CPU's line is as it always was; another device and how its ranks talk are named.
+  std::string where;
+  if (be_->name() != "cpu") where = fmt::format(", device {}", be_->device_description());
+  std::string how = nccl_ ? nccl_->describe() : comm_.describe();
+  if (sync_->path() == dist::SyncPath::Staged) how += ", staged through host memory";
   if (!cfg_.quiet)
     log_line(
         fmt::format("training {} ({:.2f}M parameters) on {} ({} train tokens in {} shards{}), {} steps of {} "
-                    "tokens (batch {} x {} x {} accumulated{}), {} threads{}{}",
+                    "tokens (batch {} x {} x {} accumulated{}), {} threads{}{}{}",
                     mc.describe(), model_->num_parameters() / 1e6, cfg_.data_dir, train_->tokens(),
                     train_->shards(), val_ ? fmt::format(", {} val tokens", val_->tokens()) : "", cfg_.steps,
                     tokens_per_step, B_, T_, K, R_ > 1 ? fmt::format(" x {} ranks", R_) : "", num_threads(),
-                    R_ > 1 ? fmt::format(" per rank ({})", comm_.describe()) : "",
+                    R_ > 1 ? fmt::format(" per rank ({})", how) : "", where,
                     start_step_ > 0 ? fmt::format(", resuming at step {}", start_step_ + 1) : ""));
   Progress bar("train", static_cast<uint64_t>(cfg_.steps), "steps");
   const auto run_start = Clock::now();
@@ -452,7 +504,10 @@ void Run::go() {
     const auto t0 = Clock::now();
     if (fail_on_rank(rank_, step)) fail("a test error on rank {} at step {}", rank_, step);
     model_->zero_grad();
-    if (poison_at(step)) model_->params()[0] = std::numeric_limits<float>::quiet_NaN();
+    if (poison_at(step)) {
+      model_->download_parameters();  // the host copy becomes the newer one: it must be current
+      model_->params()[0] = std::numeric_limits<float>::quiet_NaN();
+    }
     double loss = 0.0;
     for (int micro = 0; micro < K; micro++) {
       train_->next(inputs_.data(), targets_.data());
@@ -478,9 +533,11 @@ void Run::go() {
     loss /= K;
     // ZeRO-1: each rank sums its shard of the gradients over the ranks, measures its part of the norm,
     // and updates its shard of the weights; the all-gather then gives every rank all the weights.
+    // Gradients, parameters and moments are backend memory; only the norm comes to the host.
+    Backend& be = *be_;
     float* grads = model_->grads();
-    comm_.reduce_scatter_sum(grads, counts_, dist::DType::F32);
-    double sq = sum_of_squares(grads + shard_.begin, shard_.size());
+    sync_->reduce_scatter(grads);
+    double sq = be.sum_squares(grads + shard_.begin, shard_.size());
     comm_.allreduce_sum(&sq, 1);
     const double norm = std::sqrt(sq);
     if (!std::isfinite(norm))
@@ -489,10 +546,14 @@ void Run::go() {
           last_saved_ >= 0
               ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
               : ""));
-    clip_gradients(grads + shard_.begin, shard_.size(), norm, cfg_.grad_clip);
+    const float clip = clip_factor(norm, cfg_.grad_clip);
+    if (clip != 1.0f) be.scale(grads + shard_.begin, shard_.size(), clip);
     const float lr = cfg_.schedule.at(static_cast<int>(step));
     opt_->step(*model_, lr);
-    comm_.allgather(model_->params(), counts_, dist::DType::F32);
+    sync_->allgather(model_->device_params());
+    // Now every parameter is new: a backend with low-precision copies of the weights refreshes them.
+    be.parameters_changed(model_->device_params(), model_->num_parameters());
+    be.synchronize();  // the step's time includes its queued work
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start).count();
     last_loss = loss;

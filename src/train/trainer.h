@@ -12,6 +12,7 @@
 
 namespace gpt {
 
+class Backend;
 namespace dist {
 class Communicator;
 }
@@ -43,6 +44,11 @@ struct TrainConfig {
   // The ranks of a data-parallel run (docs/distributed.md); nullptr: dist::world(). batch_size is
   // per rank: a step sees batch_size x grad_accum x ranks sequences.
   dist::Communicator* comm = nullptr;
+  // Where the model trains: a backend_for() name ("cpu", "cuda", "cpu-staged", ...), or `backend`
+  // itself when not null (tests). Parameters, gradients and AdamW moments live in its memory; see
+  // docs/backends.md, "Training on a device".
+  std::string device = "cpu";
+  Backend* backend = nullptr;
 };
 
 // Runs the training described by `cfg`. Throws gpt::Error with one clear message on bad input or a
@@ -60,5 +66,8 @@ double gradient_norm(const float* g, size_t n);
 // Multiplies the gradients by max_norm / (norm + 1e-6) if that is below 1, as PyTorch's
 // clip_grad_norm_ does. Returns the factor applied (1 when unclipped).
 float clip_gradients(float* g, size_t n, double norm, float max_norm);
+// That factor alone (1 when unclipped or max_norm <= 0), for gradients in backend memory
+// (Backend::scale applies it).
+float clip_factor(double norm, float max_norm);
 
 }  // namespace gpt
