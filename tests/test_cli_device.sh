@@ -9,20 +9,8 @@
 export LC_ALL=C
 G=$1
 SRC=$2
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpt_device_test.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-PASS=0
-FAIL=0
-report() {
-  if [[ -z $2 ]]; then
-    echo "ok - $1"
-    PASS=$((PASS + 1))
-  else
-    echo "not ok - $1: $2"
-    FAIL=$((FAIL + 1))
-  fi
-}
-excerpt() { head -c 300 "$1" | tr '\n\r\t' '   '; }
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_tmpdir gpt_device_test
 why_ok() { [[ $1 -ne 0 ]] && echo "exit status $1, stderr: $(excerpt "$2")"; }
 # why_error RC ERR SUBSTRING: non-zero, not a signal, one line "gpt: error: ...SUBSTRING...".
 why_error() {
@@ -142,5 +130,4 @@ done
 "$G" eval -m "$TMP/cpu" --text "$TMP/e.txt" --weights bf16 --device cpu-staged >"$TMP/o" 2>"$TMP/e"
 report "eval of packed weights on a device: one error line" "$(why_error $? "$TMP/e" "run on the CPU")"
 
-echo "# $PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+cli_finish

@@ -10,20 +10,8 @@ export LC_ALL=C
 G=$1
 SRC=$2
 MPIRUN=${3:-mpirun}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpt_mpi_test.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-PASS=0
-FAIL=0
-report() {
-  if [[ -z $2 ]]; then
-    echo "ok - $1"
-    PASS=$((PASS + 1))
-  else
-    echo "not ok - $1: $2"
-    FAIL=$((FAIL + 1))
-  fi
-}
-excerpt() { head -c 400 "$1" | tr '\n\r\t' '   '; }
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_tmpdir gpt_mpi_test
 why_ok() { [[ $1 -ne 0 ]] && echo "exit status $1, stderr: $(excerpt "$2")"; }
 
 MPI=("$MPIRUN" --oversubscribe)
@@ -223,5 +211,4 @@ why=""
   why="want the rank's error line: $(excerpt "$TMP/e")"
 report "an error on one rank ends every rank, naming the rank" "$why"
 
-echo "# $PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+cli_finish

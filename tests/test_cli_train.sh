@@ -6,20 +6,8 @@
 export LC_ALL=C
 G=$1
 SRC=$2
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpt_train_test.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-PASS=0
-FAIL=0
-report() {
-  if [[ -z $2 ]]; then
-    echo "ok - $1"
-    PASS=$((PASS + 1))
-  else
-    echo "not ok - $1: $2"
-    FAIL=$((FAIL + 1))
-  fi
-}
-excerpt() { head -c 300 "$1" | tr '\n\r\t' '   '; }
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_tmpdir gpt_train_test
 # why_ok RC ERR: a clean success.
 why_ok() { [[ $1 -ne 0 ]] && echo "exit status $1, stderr: $(excerpt "$2")"; }
 # why_error RC ERR SUBSTRING: a clean failure: non-zero, not a signal, one line "gpt: error: ...SUBSTRING...".
@@ -151,5 +139,4 @@ why=$(why_error $? "$TMP/e" "already holds a training run")
 [[ -z $why && $(cat "$TMP/whole/latest") != "$before" ]] && why="the run was changed"
 report "bad input: a fresh run into a used directory" "$why"
 
-echo "$PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+cli_finish
