@@ -314,8 +314,8 @@ TEST(CudaBackend, Embedding) {
   auto dwte = randn(V * C, 4), dwpe = randn(T * C, 5);  // the backward adds to these
   float* gdwte = dev.f32(dwte);
   float* gdwpe = dev.f32(dwpe);
-  cpu.embedding_backward(dwte.data(), dwpe.data(), dout.data(), ids.data(), B, T, C);
-  gpu.embedding_backward(gdwte, gdwpe, dev.act(dout), dev.ints(ids), B, T, C);
+  cpu.embedding_backward(dwte.data(), dwpe.data(), dout.data(), ids.data(), ids.data(), B, T, C);
+  gpu.embedding_backward(gdwte, gdwpe, dev.act(dout), dev.ints(ids), nullptr, B, T, C);
   expect_close("dwte", dev.read(gdwte, V * C), dwte, 1e-5);
   expect_close("dwpe", dev.read(gdwpe, T * C), dwpe, 1e-5);
 }
