@@ -139,6 +139,18 @@ gen b2 --prompt "The" -n 20 --beam 3 --num-samples 2 --format ids --no-kv-cache
 [[ -z $why ]] && why=$(why_same "$TMP/b1.out" "$TMP/b2.out")
 report "beam: two hypotheses, the same without the cache" "$why"
 
+# ---- --device: the DeviceDecoder (here on the staged CPU backend: device memory, CPU kernels) ------
+# Greedy with a repetition penalty, so that the tokens vary (plain greedy soon repeats one).
+gen d1 --prompt "The" -n 90 --greedy --repetition-penalty 3 --format ids
+gen d2 --prompt "The" -n 90 --greedy --repetition-penalty 3 --format ids --device cpu-staged
+why=$(why_run "$TMP/d2.err")$(why_same "$TMP/d1.out" "$TMP/d2.out")
+[[ -z $why && $(tr ' ' '\n' <"$TMP/d1.out" | sort -u | wc -l) -lt 30 ]] && why="fewer than 30 distinct tokens: proves little"
+report "--device cpu-staged: greedy gives --device cpu's 90 tokens (the 64-token window slides)" "$why"
+gen d3 --prompt "The" -n 20 --beam 3 --num-samples 2 --format ids --device cpu-staged
+report "--device cpu-staged: beam search gives --device cpu's hypotheses" "$(why_run "$TMP/d3.err")$(why_same "$TMP/d3.out" "$TMP/b1.out")"
+expect_error "error: unknown device" "tpu" generate --model "$M" --device tpu --prompt hi
+expect_error "error: --weights q8 on a device" "--weights" generate --model "$M" --device cpu-staged --weights q8 --prompt hi
+
 # ---- stop strings, prompts ------------------------------------------------------------------------
 gen st0 --prompt "The" -n 30 --greedy
 full=$(<"$TMP/st0.out")
@@ -230,5 +242,14 @@ last=$(tail -n 1 "$TMP/bench.out")
 report "bench generate: JSON with prefill and decode tokens/s on the last line" "$why"
 expect_error "error: bench generate beyond the context" "context" bench generate --n-layer 1 --n-head 1 \
   --n-embd 8 --context 16 --prompt-tokens 12 --new-tokens 8
+x "$TMP/benchd.out" "$TMP/benchd.err" bench generate --device cpu-staged --n-layer 2 --n-head 2 --n-embd 32 \
+  --context 64 --prompt-tokens 16 --new-tokens 4 --batch 3 --repeat 1
+why=$(why_run "$TMP/benchd.err")
+last=$(tail -n 1 "$TMP/benchd.out")
+for key in prefill_tokens_per_s decode_tokens_per_s decode_tokens_per_s_batch1; do
+  [[ -z $why && $last != *"\"$key\":"* ]] && why="last line has no $key: $last"
+done
+[[ -z $why ]] && ! grep -q '^decode: *batch 3:' "$TMP/benchd.out" && why="no batch-3 decode line: $(excerpt "$TMP/benchd.out")"
+report "bench generate --device: decode tokens/s at batch 1 and at --batch, JSON last" "$why"
 
 cli_finish

@@ -3,8 +3,9 @@
 // CudaBackend (backend/cuda/) runs CUDA kernels on an NVIDIA GPU. See docs/backends.md.
 //
 // Precision. Parameters, gradients and optimizer state are fp32 on every backend. Activations have
-// the backend's activation type: fp32 on the CPU; bf16 on CUDA in mixed precision, where the GEMMs
-// read bf16 copies of the weights that the backend refreshes in parameters_changed(). Per-row
+// the backend's activation type: fp32 on the CPU and on "cuda-fp32"; bf16 on "cuda" (mixed
+// precision), where the GEMMs read bf16 copies of the weights that the backend refreshes in
+// parameters_changed(). Per-row
 // statistics (LayerNorm mean and rstd, losses, log-sum-exp) are fp32 everywhere.
 //
 // Pointers. Every pointer an operation takes is backend memory (from allocate()): host memory on
@@ -35,7 +36,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  virtual std::string_view name() const = 0;  // "cpu" or "cuda"
+  virtual std::string_view name() const = 0;  // "cpu", "cuda", "cuda-fp32" or "cpu-staged"
   virtual ActType act_type() const = 0;
   // True when backend memory is host memory (the CPU): the model then needs no copies.
   virtual bool host_memory() const = 0;
@@ -63,8 +64,10 @@ class Backend {
   // ---- embeddings: out[n] = wte[ids[n]] + wpe[n % T] --------------------------------------------
   virtual void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
                                  int C) = 0;
-  virtual void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B, int T,
-                                  int C) = 0;
+  // host_ids: the same ids in host memory, or null. A device backend that sorts the ids on the host
+  // (CUDA's deterministic wte gradient) then needs no download and no synchronisation.
+  virtual void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids,
+                                  const TokenId* host_ids, int B, int T, int C) = 0;
 
   // ---- LayerNorm (b may be null) -----------------------------------------------------------------
   virtual void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w,
@@ -90,6 +93,18 @@ class Backend {
                                int N, int IC, int OC, bool accumulate) = 0;
   // dinp = dout * gelu'(pre); dinp may be dout.
   virtual void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) = 0;
+  // The backward of linear_gelu_forward (pre = inp @ w + bias, out = gelu(pre)), with the gradient
+  // of out given as the product that makes it: the next layer read out through w2 [OC, OC2], and
+  // dout2 [N, OC2] is the gradient of that layer's output. Computes
+  //   dpre = (dout2 @ w2^T) * gelu'(pre)              (overwritten; [N, OC])
+  //   dw += inp^T @ dpre;  dbias += column sums of dpre;  dinp = (or += when accumulate) dpre @ w^T
+  // which is linear_backward(dpre, null, null, dout2, ., w2), gelu_backward(dpre, pre, dpre) and
+  // linear_backward(dinp, dw, dbias, dpre, inp, w) in one call, so that a GPU can apply gelu' in the
+  // epilogue of the product that makes dpre (cuBLASLt's DGELU). The next layer's own dw2, dbias2
+  // come from linear_backward with dinp = null. dw, dbias may be null.
+  virtual void linear_gelu_backward(Act* dinp, float* dw, float* dbias, Act* dpre, const Act* dout2,
+                                    const float* w2, const Act* inp, const Act* pre, const float* w, int N,
+                                    int IC, int OC, int OC2, bool accumulate) = 0;
 
   // ---- causal self-attention over qkv[B,T,3C]; band as in ops.h --------------------------------
   // What the forward keeps for the backward (`saved`) and the scratch both passes use are the
@@ -101,6 +116,24 @@ class Backend {
   // dqkv = gradient of qkv (overwritten). out is the forward's output.
   virtual void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act* out,
                                   const void* saved, int B, int T, int C, int H, int band, ops::Dropout drop) = 0;
+
+  // ---- KV-cache decoding (generate/device_decoder.h) ----------------------------------------------
+  // One layer's key cache and value cache are [rows][H][n_ctx][C/H] each, of act_type(). ids, rows
+  // and pos are backend memory.
+  // out[i] = wte[ids[i]] + wpe[pos[i]] for i < N: embeddings at any positions.
+  virtual void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte,
+                            const float* wpe, int N, int C) = 0;
+  // The key and value of qkv row i ([N, 3C]) go to cache row rows[i] at position pos[i].
+  virtual void kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows,
+                              const int32_t* pos, int N, int C, int H, int n_ctx) = 0;
+  // One query per input row: the query of qkv row i, at position pos[i] of cache row rows[i], attends
+  // to that row's cached keys j <= pos[i] (and j > pos[i] - band when band > 0), its own included
+  // (kv_cache_write first). out [N, C]. scratch: attention_decode_scratch_bytes(M, ...) for any
+  // M >= N.
+  virtual size_t attention_decode_scratch_bytes(int N, int C, int H, int n_ctx) const = 0;
+  virtual void attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache,
+                                const Act* v_cache, const int32_t* rows, const int32_t* pos, int N, int C,
+                                int H, int n_ctx, int band) = 0;
 
   // ---- residuals and dropout ---------------------------------------------------------------------
   virtual void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) = 0;
@@ -157,8 +190,9 @@ class BackendBuffer {
 
 // The CPU backend (one per process; it holds no state).
 Backend& cpu_backend();
-// "cpu" or "cuda". Throws gpt::Error when the device is unknown, when this build has no CUDA
-// backend, or when no GPU is present.
+// "cpu", "cuda" (bf16 mixed precision), "cuda-fp32" (fp32 activations and products, for
+// conformance) or "cpu-staged" (tests). Throws gpt::Error when the device is unknown, when this
+// build has no CUDA backend, or when no GPU is present.
 Backend& backend_for(std::string_view device);
 // Whether this build can make a CUDA backend (it may still find no GPU at run time).
 bool cuda_backend_built();

@@ -7,9 +7,9 @@
 
 namespace gpt {
 
-// Makes the CUDA backend on the current device. Throws gpt::Error when the build has none or when no
-// GPU is present.
-std::unique_ptr<Backend> make_cuda_backend();
+// Makes the CUDA backend on the current device, with bf16 (mixed precision) or fp32 activations.
+// Throws gpt::Error when the build has none or when no GPU is present.
+std::unique_ptr<Backend> make_cuda_backend(ActType act);
 // True in builds that compiled backend/cuda/.
 bool cuda_compiled_in();
 

@@ -1,6 +1,7 @@
 // The CPU backend: host memory, fp32 activations, the kernels of ops/cpu. Every operation is the
 // ops.h function of the same name; the fused ones run their parts one after the other.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -45,8 +46,8 @@ class CpuBackend final : public Backend {
                          int C) override {
     ops::embedding_forward(F(out), ids, wte, wpe, B, T, C);
   }
-  void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B, int T,
-                          int C) override {
+  void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, const TokenId*,
+                          int B, int T, int C) override {
     ops::embedding_backward(dwte, dwpe, F(dout), ids, B, T, C);
   }
 
@@ -81,6 +82,13 @@ class CpuBackend final : public Backend {
   void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) override {
     ops::gelu_backward(F(dinp), F(pre), F(dout), n);
   }
+  void linear_gelu_backward(Act* dinp, float* dw, float* dbias, Act* dpre, const Act* dout2, const float* w2,
+                            const Act* inp, const Act* pre, const float* w, int N, int IC, int OC, int OC2,
+                            bool accumulate) override {
+    ops::linear_backward(F(dpre), nullptr, nullptr, F(dout2), nullptr, w2, N, OC, OC2, false);
+    ops::gelu_backward(F(dpre), F(pre), F(dpre), static_cast<size_t>(N) * OC);
+    ops::linear_backward(F(dinp), dw, dbias, F(dpre), F(inp), w, N, IC, OC, accumulate);
+  }
 
   // The CPU kernels keep the softmax probabilities [B,H,T,T] for the backward.
   size_t attention_saved_bytes(int B, int T, int, int H) const override {
@@ -98,6 +106,66 @@ class CpuBackend final : public Backend {
                           int B, int T, int C, int H, int band, ops::Dropout drop) override {
     ops::attention_backward(F(dqkv), static_cast<float*>(scratch), F(dout), F(qkv),
                             static_cast<const float*>(saved), B, T, C, H, band, drop);
+  }
+
+  // Decoding: plain loops (the packed-weight Decoder is the CPU's fast path).
+  void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte, const float* wpe,
+                    int N, int C) override {
+    for (int i = 0; i < N; i++) {
+      const float* e = wte + static_cast<size_t>(ids[i]) * C;
+      const float* p = wpe + static_cast<size_t>(pos[i]) * C;
+      float* o = F(out) + static_cast<size_t>(i) * C;
+      for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+    }
+  }
+  void kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows, const int32_t* pos,
+                      int N, int C, int H, int n_ctx) override {
+    const size_t hs = C / H;
+    for (int i = 0; i < N; i++)
+      for (int h = 0; h < H; h++) {
+        const float* src = F(qkv) + static_cast<size_t>(i) * 3 * C + h * hs;
+        const size_t at = ((static_cast<size_t>(rows[i]) * H + h) * n_ctx + pos[i]) * hs;
+        std::memcpy(F(k_cache) + at, src + C, hs * sizeof(float));
+        std::memcpy(F(v_cache) + at, src + 2 * C, hs * sizeof(float));
+      }
+  }
+  // One row of n_ctx scores per (query, head).
+  size_t attention_decode_scratch_bytes(int N, int, int H, int n_ctx) const override {
+    return static_cast<size_t>(N) * H * n_ctx * sizeof(float);
+  }
+  void attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache, const Act* v_cache,
+                        const int32_t* rows, const int32_t* pos, int N, int C, int H, int n_ctx,
+                        int band) override {
+    const int hs = C / H;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+#pragma omp parallel for schedule(static)
+    for (int task = 0; task < N * H; task++) {
+      const int i = task / H, h = task % H, p = pos[i];
+      const int j0 = band > 0 && p - band + 1 > 0 ? p - band + 1 : 0;
+      const float* q = F(qkv) + static_cast<size_t>(i) * 3 * C + h * hs;
+      const size_t slot = (static_cast<size_t>(rows[i]) * H + h) * n_ctx;
+      const float* K = F(k_cache) + slot * hs;
+      const float* V = F(v_cache) + slot * hs;
+      float* s = static_cast<float*>(scratch) + static_cast<size_t>(task) * n_ctx;
+      float mx = -INFINITY;
+      for (int j = j0; j <= p; j++) {
+        float dot = 0.0f;
+        for (int d = 0; d < hs; d++) dot += q[d] * K[static_cast<size_t>(j) * hs + d];
+        s[j] = dot * scale;
+        mx = std::max(mx, s[j]);
+      }
+      float sum = 0.0f;
+      for (int j = j0; j <= p; j++) {
+        s[j] = std::exp(s[j] - mx);
+        sum += s[j];
+      }
+      float* o = F(out) + static_cast<size_t>(i) * C + h * hs;
+      for (int d = 0; d < hs; d++) o[d] = 0.0f;
+      for (int j = j0; j <= p; j++) {
+        const float pj = s[j] / sum;
+        for (int d = 0; d < hs; d++) o[d] += pj * V[static_cast<size_t>(j) * hs + d];
+      }
+    }
   }
 
   void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) override {
@@ -158,10 +226,15 @@ Backend& backend_for(std::string_view device) {
   if (device == "cpu") return cpu_backend();
   if (device == "cpu-staged") return staged_cpu_backend();
   if (device == "cuda") {
-    static std::unique_ptr<Backend> cuda = make_cuda_backend();  // a failed make retries next time
+    static std::unique_ptr<Backend> cuda =
+        make_cuda_backend(ActType::BF16);  // a failed make retries next time
     return *cuda;
   }
-  fail("unknown device \"{}\" (expected cpu, cuda, or cpu-staged for tests)", device);
+  if (device == "cuda-fp32") {
+    static std::unique_ptr<Backend> cuda = make_cuda_backend(ActType::F32);
+    return *cuda;
+  }
+  fail("unknown device \"{}\" (expected cpu, cuda, cuda-fp32, or cpu-staged for tests)", device);
 }
 
 }  // namespace gpt

@@ -14,6 +14,7 @@ class StagedCpuBackend final : public Backend {
  public:
   Backend& cpu = cpu_backend();
   int uploads = 0, downloads = 0, param_changes = 0;
+  int host_id_calls = 0;  // embedding backwards given the ids in host memory too
   size_t live_bytes = 0;
 
   std::string_view name() const override { return "cpu-staged"; }
@@ -49,8 +50,10 @@ class StagedCpuBackend final : public Backend {
   void embedding_forward(Act* o, const TokenId* i, const float* a, const float* b, int B, int T, int C) override {
     cpu.embedding_forward(o, i, a, b, B, T, C);
   }
-  void embedding_backward(float* a, float* b, const Act* d, const TokenId* i, int B, int T, int C) override {
-    cpu.embedding_backward(a, b, d, i, B, T, C);
+  void embedding_backward(float* a, float* b, const Act* d, const TokenId* i, const TokenId* hi, int B, int T,
+                          int C) override {
+    if (hi) host_id_calls++;
+    cpu.embedding_backward(a, b, d, i, hi, B, T, C);
   }
   void layernorm_forward(Act* o, float* m, float* r, const Act* x, const float* w, const float* b, int N, int C,
                          float eps) override {
@@ -77,6 +80,11 @@ class StagedCpuBackend final : public Backend {
     cpu.linear_backward(dx, dw, db, d, x, w, N, I, O, acc);
   }
   void gelu_backward(Act* dx, const Act* pre, const Act* d, size_t n) override { cpu.gelu_backward(dx, pre, d, n); }
+  void linear_gelu_backward(Act* dx, float* dw, float* db, Act* dpre, const Act* d2, const float* w2,
+                            const Act* x, const Act* pre, const float* w, int N, int I, int O, int O2,
+                            bool acc) override {
+    cpu.linear_gelu_backward(dx, dw, db, dpre, d2, w2, x, pre, w, N, I, O, O2, acc);
+  }
   size_t attention_saved_bytes(int B, int T, int C, int H) const override {
     return cpu_backend().attention_saved_bytes(B, T, C, H);
   }
@@ -90,6 +98,21 @@ class StagedCpuBackend final : public Backend {
   void attention_backward(Act* dq, void* sc, const Act* d, const Act* qkv, const Act* o, const void* s, int B,
                           int T, int C, int H, int band, ops::Dropout dr) override {
     cpu.attention_backward(dq, sc, d, qkv, o, s, B, T, C, H, band, dr);
+  }
+  void embedding_at(Act* o, const TokenId* i, const int32_t* p, const float* a, const float* b, int N,
+                    int C) override {
+    cpu.embedding_at(o, i, p, a, b, N, C);
+  }
+  void kv_cache_write(Act* k, Act* v, const Act* qkv, const int32_t* r, const int32_t* p, int N, int C, int H,
+                      int T) override {
+    cpu.kv_cache_write(k, v, qkv, r, p, N, C, H, T);
+  }
+  size_t attention_decode_scratch_bytes(int N, int C, int H, int T) const override {
+    return cpu_backend().attention_decode_scratch_bytes(N, C, H, T);
+  }
+  void attention_decode(Act* o, void* sc, const Act* qkv, const Act* k, const Act* v, const int32_t* r,
+                        const int32_t* p, int N, int C, int H, int T, int band) override {
+    cpu.attention_decode(o, sc, qkv, k, v, r, p, N, C, H, T, band);
   }
   void residual_forward(Act* o, const Act* a, const Act* b, size_t n, ops::Dropout d) override {
     cpu.residual_forward(o, a, b, n, d);

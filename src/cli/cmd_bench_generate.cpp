@@ -1,10 +1,14 @@
 // gpt bench generate: prefill and decode throughput of the KV-cache decoder on a randomly
 // initialised model, in the shape llama.cpp's llama-bench reports (pp = prompt processing with the
-// logits of the last position only, tg = token generation one token per step).
+// logits of the last position only, tg = token generation one token per step). --device cpu (the
+// default) measures the packed-weight Decoder; another device the DeviceDecoder on that backend,
+// decoding at batch 1 and at --batch, each step's logits downloaded to the host as generation does.
 #include <algorithm>
 #include <chrono>
 #include <memory>
 #include <random>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -17,6 +21,7 @@
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "generate/decoder.h"
+#include "generate/device_decoder.h"
 #include "generate/sampling.h"
 #include "model/packed_model.h"
 #include "ops/ops.h"
@@ -32,8 +37,93 @@ double seconds_since(Clock::time_point t0) {
 struct BenchGenerateArgs {
   ModelFlags model;
   int prompt_tokens = 512, new_tokens = 128, batch = 1, repeat = 3, threads = 0;
-  std::string weights = "f32";
+  std::string weights = "f32", device = "cpu";
 };
+
+// N greedy steps of the given rows: the median seconds per step and the total.
+std::pair<double, double> decode_steps(RowDecoder& dec, std::span<const int> rows, int N) {
+  std::vector<TokenId> next(rows.size());
+  std::vector<double> step_s;
+  const auto t0 = Clock::now();
+  for (int k = 0; k < N; k++) {
+    const auto ts = Clock::now();
+    for (size_t i = 0; i < rows.size(); i++)
+      next[i] = greedy_pick(std::span<const float>(dec.logits(rows[i]), dec.vocab()));
+    dec.step(rows, next);
+    step_s.push_back(seconds_since(ts));
+  }
+  const double total = seconds_since(t0);
+  std::sort(step_s.begin(), step_s.end());
+  return {step_s.empty() ? 0.0 : step_s[step_s.size() / 2], total};
+}
+
+void run_bench_generate_device(const BenchGenerateArgs& a, const ModelConfig& cfg) {
+  if (a.weights != "f32")
+    fail("--weights {} is for --device cpu (the packed-weight decoder); --device {} runs its own precision",
+         a.weights, a.device);
+  Backend& be = backend_for(a.device);
+  GPT model(cfg, be);
+  model.init_gpt2(1);
+  const int B = a.batch, P = a.prompt_tokens, N = a.new_tokens, V = cfg.vocab_size;
+  DeviceDecoder dec(model, B);
+  std::mt19937 rng(7);
+  std::vector<std::vector<TokenId>> prompts(B, std::vector<TokenId>(P));
+  for (auto& p : prompts)
+    for (auto& t : p) t = rng() % V;
+  std::vector<int> rows(B);
+  for (int b = 0; b < B; b++) rows[b] = b;
+
+  // Warm-up: the kernels' first launches, cuBLASLt's plans for both shapes.
+  dec.prefill(0, std::span<const TokenId>(prompts[0].data(), std::min(P, 64)));
+  decode_steps(dec, std::span<const int>(rows.data(), 1), 2);
+  double prefill_s = 1e30;
+  for (int r = 0; r < std::max(1, a.repeat); r++) {
+    const auto t0 = Clock::now();
+    for (int b = 0; b < B; b++) dec.prefill(b, prompts[b]);
+    prefill_s = std::min(prefill_s, seconds_since(t0));
+  }
+  if (B > 1) decode_steps(dec, rows, 2);  // warm the batch shape too
+  // Batch 1, then batch B, each from a context of P tokens.
+  dec.prefill(0, prompts[0]);
+  const auto [step1, total1] = decode_steps(dec, std::span<const int>(rows.data(), 1), N);
+  for (int b = 0; b < B; b++) dec.prefill(b, prompts[b]);
+  const auto [stepB, totalB] = B > 1 ? decode_steps(dec, rows, N) : std::pair<double, double>{step1, total1};
+
+  const double prefill_tps = static_cast<double>(B) * P / prefill_s;
+  const double tps1 = N > 0 ? N / total1 : 0, tpsB = N > 0 ? static_cast<double>(B) * N / totalB : 0;
+  const double param_mb = static_cast<double>(model.num_parameters()) * 4 / 1e6;
+  std::string s;
+  s += fmt::format("model:    {} ({} parameters), random init, {} activations\n", cfg.preset,
+                   with_commas(cfg.num_parameters()), be.act_type() == ActType::BF16 ? "bf16" : "fp32");
+  s += fmt::format("device:   {} ({})\n", be.device_description(), be.name());
+  s +=
+      fmt::format("prefill:  {} x {} tokens, last-position logits: {:.1f} ms, {:.1f} tokens/s (best of {})\n",
+                  B, P, prefill_s * 1e3, prefill_tps, std::max(1, a.repeat));
+  s +=
+      fmt::format("decode:   batch 1: {} tokens (context {} -> {}): {:.2f} ms/step median, {:.1f} tokens/s\n",
+                  N, P, P + N, step1 * 1e3, tps1);
+  if (B > 1)
+    s += fmt::format("decode:   batch {}: {} x {} tokens: {:.2f} ms/step median, {:.1f} tokens/s\n", B, B, N,
+                     stepB * 1e3, tpsB);
+  s += fmt::format("memory:   parameters {:.0f} MB (fp32), KV cache {:.0f} MB, activations {:.0f} MB\n",
+                   param_mb, dec.cache_bytes() / 1e6, dec.activation_bytes() / 1e6);
+  nlohmann::json j = {{"bench", "generate"},
+                      {"device", std::string(be.name())},
+                      {"device_description", be.device_description()},
+                      {"preset", cfg.preset},
+                      {"batch", B},
+                      {"prompt_tokens", P},
+                      {"new_tokens", N},
+                      {"prefill_tokens_per_s", prefill_tps},
+                      {"decode_tokens_per_s", tpsB},
+                      {"decode_tokens_per_s_batch1", tps1},
+                      {"prefill_ms", prefill_s * 1e3},
+                      {"decode_ms_per_step", stepB * 1e3},
+                      {"decode_ms_per_step_batch1", step1 * 1e3},
+                      {"kv_cache_mb", dec.cache_bytes() / 1e6}};
+  s += j.dump() + "\n";
+  write_stdout(s);
+}
 
 void run_bench_generate(const BenchGenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
@@ -44,6 +134,10 @@ void run_bench_generate(const BenchGenerateArgs& a) {
         "--prompt-tokens {} + --new-tokens {} exceed the context of {}: the bench measures a cache that "
         "never slides",
         a.prompt_tokens, a.new_tokens, cfg.n_ctx);
+  if (a.device != "cpu") {
+    run_bench_generate_device(a, cfg);
+    return;
+  }
   PackedModel pm;
   {
     GPT model(cfg);  // fp32 weights only while packing
@@ -147,6 +241,10 @@ void add_generate_bench(CLI::App* bench) {
       ->option_text("B")
       ->check(CLI::Range(1, 4096).description(""));
   c->add_option("--weights", a->weights, "f32 (default), bf16 or q8")->option_text("TYPE");
+  c->add_option("--device", a->device,
+                "cpu (default: the packed-weight decoder), cuda, cuda-fp32 or cpu-staged: the DeviceDecoder, "
+                "decode at batch 1 and --batch")
+      ->option_text("DEV");
   c->add_option("--repeat", a->repeat, "Prefill runs; the best is reported (default 3)")
       ->option_text("N")
       ->check(CLI::Range(1, 1000).description(""));

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/arena.h"
+#include "generate/row_decoder.h"
 #include "model/packed_model.h"
 
 namespace gpt {
@@ -25,35 +26,35 @@ namespace gpt {
 // weights (half the memory and half the bytes each step reads, for models already rounded).
 enum class KvCacheType { Auto, F32, F16 };
 
-class Decoder {
+class Decoder final : public RowDecoder {
  public:
   // chunk: the most tokens one pass runs (longer prefills run in pieces); 0 = min(n_ctx, 512).
   Decoder(const PackedModel& model, int max_batch, int chunk = 0, KvCacheType kv = KvCacheType::Auto);
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  const ModelConfig& config() const { return cfg_; }
-  int max_batch() const { return max_batch_; }
-  int vocab() const { return cfg_.vocab_size; }
+  const ModelConfig& config() const override { return cfg_; }
+  int max_batch() const override { return max_batch_; }
+  int vocab() const override { return cfg_.vocab_size; }
 
   // Row `row` forgets its cache and takes `tokens` (only the last n_ctx of them if longer; at
   // least one). The next-token logits of the last position go to logits(row). With all_logits
   // (non-null, [T, V] for the T tokens kept) every position's logits are written there too.
-  void prefill(int row, std::span<const TokenId> tokens, float* all_logits = nullptr);
+  void prefill(int row, std::span<const TokenId> tokens, float* all_logits = nullptr) override;
   // Appends tokens[i] to row rows[i] (distinct rows, each prefilled before) and computes each
   // row's next-token logits, all rows in one pass.
-  void step(std::span<const int> rows, std::span<const TokenId> tokens);
+  void step(std::span<const int> rows, std::span<const TokenId> tokens) override;
   // The next-token logits [V] of `row` from its last prefill or step.
-  const float* logits(int row) const;
-  float* logits(int row);
+  const float* logits(int row) const override;
+  float* logits(int row) override;
 
   // Row dst becomes a copy of row src (its cache, tokens and logits).
-  void copy_row(int dst, int src);
+  void copy_row(int dst, int src) override;
   // Beam reordering: new row i = old row parents[i] for i < parents.size() (a row may be the
   // parent of several); rows beyond parents.size() are emptied. Shares cache storage through a
   // row map and copies only where a parent has more than one child. The logits of the new rows
   // are undefined until their next step.
-  void reorder(std::span<const int> parents);
+  void reorder(std::span<const int> parents) override;
   // Empties a row.
   void reset(int row);
 

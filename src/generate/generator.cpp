@@ -91,12 +91,17 @@ std::string_view TextAssembler::finish() {
 
 // ---- generator ---------------------------------------------------------------------------------
 
-Generator::Generator(const PackedModel& model) : model_(model), tok_(model.tokenizer) {}
+Generator::Generator(const PackedModel& model)
+    : Generator(model.config, model.tokenizer,
+                [&model](int rows) { return std::make_unique<Decoder>(model, rows); }) {}
 
-Decoder& Generator::decoder_for(int rows) {
+Generator::Generator(const ModelConfig& cfg, std::shared_ptr<const Tokenizer> tok, DecoderFactory make)
+    : cfg_(cfg), tok_(std::move(tok)), make_(std::move(make)) {}
+
+RowDecoder& Generator::decoder_for(int rows) {
   if (!dec_ || dec_->max_batch() < rows) {
     dec_.reset();  // free the old caches before allocating new ones
-    dec_ = std::make_unique<Decoder>(model_, rows);
+    dec_ = make_(rows);
   }
   return *dec_;
 }
@@ -105,7 +110,7 @@ std::vector<SampleResult> Generator::generate(std::span<const TokenId> prompt, c
                                               const Callback& on_token) {
   s.validate();
   if (!s.stop.empty() && !tok_) fail("stop strings need a vocabulary to decode tokens into text");
-  const int V = model_.config.vocab_size;
+  const int V = cfg_.vocab_size;
   for (TokenId t : prompt)
     if (t >= static_cast<TokenId>(V)) fail("prompt token id {} is out of range for a vocabulary of {}", t, V);
   std::vector<TokenId> start;
@@ -130,8 +135,8 @@ std::span<const TokenId> last_window(std::span<const TokenId> seq, int n_ctx) {
 
 std::vector<SampleResult> Generator::sample(std::span<const TokenId> prompt, const GenerateSettings& s,
                                             const Callback& cb) {
-  const int K = s.num_samples, V = model_.config.vocab_size, n_ctx = model_.config.n_ctx;
-  Decoder& dec = decoder_for(K);
+  const int K = s.num_samples, V = cfg_.vocab_size, n_ctx = cfg_.n_ctx;
+  RowDecoder& dec = decoder_for(K);
   const auto eot = tok_ ? tok_->eot_token() : std::nullopt;
 
   // Per sample: its sequence (prompt + generated), sampler, text and state.
@@ -227,13 +232,13 @@ namespace {
 
 // Beam search over decoder rows; the repetition penalty applies to each beam's own sequence.
 struct DecoderBeamModel : BeamModel {
-  Decoder& dec;
+  RowDecoder& dec;
   float penalty;
   bool kv_cache;
   std::vector<std::vector<TokenId>> seq, next_seq;
   std::vector<TokenId> scratch;
   std::vector<int> rows;
-  DecoderBeamModel(Decoder& d, float r, bool kv) : dec(d), penalty(r), kv_cache(kv) {}
+  DecoderBeamModel(RowDecoder& d, float r, bool kv) : dec(d), penalty(r), kv_cache(kv) {}
   int vocab() const override { return dec.vocab(); }
   void fill(int row, float* lp) {
     const int V = dec.vocab();
@@ -272,7 +277,7 @@ struct DecoderBeamModel : BeamModel {
 
 std::vector<SampleResult> Generator::beam(std::span<const TokenId> prompt, const GenerateSettings& s,
                                           const Callback& cb) {
-  Decoder& dec = decoder_for(s.beams);
+  RowDecoder& dec = decoder_for(s.beams);
   const auto eot = tok_ ? tok_->eot_token() : std::nullopt;
   BeamSettings bs;
   bs.beams = s.beams;

@@ -90,6 +90,7 @@ struct GPT::Activations {
   // backward buffers (training only)
   Act *dres = nullptr, *dbuf = nullptr, *dbuf2 = nullptr, *dqkv = nullptr, *dfch = nullptr;
   std::vector<int32_t> host_targets;
+  std::vector<TokenId> host_inputs;  // training: the ids again, for the embedding backward
   bool have_targets = false;
   uint64_t dropout_seed = 0;
   float dropout_p = 0.0f;  // the dropout the last forward applied, for its backward
@@ -336,6 +337,7 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
   plan(B, T, training);
   Activations& a = *acts_;
   be.to_device(a.inputs, inputs, N * sizeof(TokenId));
+  if (training) a.host_inputs.assign(inputs, inputs + N);
   a.have_targets = targets != nullptr;
   if (targets) {
     a.host_targets.assign(targets, targets + N);
@@ -457,9 +459,10 @@ void GPT::backward(float grad_scale) {
     if (pre) {
       // dres = d(res3). MLP branch: res3 = res2 + drop(c_proj(gelu(c_fc(ln_2(res2)))))
       be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 3));
-      be.linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C, false);
-      be.gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
-      be.linear_backward(a.dbuf, D.fc_w, D.fc_b, a.dfch, L.ln2, Wl.fc_w, n, C, 4 * C, false);
+      be.linear_backward(nullptr, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C,
+                         false);
+      be.linear_gelu_backward(a.dbuf, D.fc_w, D.fc_b, a.dfch, a.dbuf2, Wl.fc_proj_w, L.ln2, L.fch, Wl.fc_w, n,
+                              C, 4 * C, C, false);
       be.layernorm_backward(dres, D.ln2_w, D.ln2_b, a.dbuf, L.res2, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
       // dres = d(res2). attention branch: res2 = x + drop(c_proj(attention(c_attn(ln_1(x)))))
       be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 2));
@@ -476,9 +479,10 @@ void GPT::backward(float grad_scale) {
       // a.dbuf = d(res3); d(ln1) = d(res3) + MLP backward, accumulated into dres
       be.copy(dres, a.dbuf, act_bytes);
       be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 3));
-      be.linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C, false);
-      be.gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
-      be.linear_backward(dres, D.fc_w, D.fc_b, a.dfch, L.ln1, Wl.fc_w, n, C, 4 * C, /*accumulate=*/true);
+      be.linear_backward(nullptr, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C,
+                         false);
+      be.linear_gelu_backward(dres, D.fc_w, D.fc_b, a.dfch, a.dbuf2, Wl.fc_proj_w, L.ln1, L.fch, Wl.fc_w, n,
+                              C, 4 * C, C, /*accumulate=*/true);
       // dres = d(ln1) -> a.dbuf = d(res2)
       be.fill_zero(a.dbuf, act_bytes);
       be.layernorm_backward(a.dbuf, D.ln1_w, D.ln1_b, dres, L.res2, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
@@ -492,7 +496,7 @@ void GPT::backward(float grad_scale) {
   }
   // embeddings: encoded = drop(wte[ids] + wpe[pos])
   be.dropout_backward(dres, dres, N * C, drop(-1, 0));
-  be.embedding_backward(G.wte, G.wpe, dres, a.inputs, B, T, C);
+  be.embedding_backward(G.wte, G.wpe, dres, a.inputs, a.host_inputs.data(), B, T, C);
 }
 
 }  // namespace gpt

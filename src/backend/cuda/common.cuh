@@ -1,5 +1,6 @@
 // Device helpers shared by the CUDA kernels: dropout (host_device.h's hash, the same bits as
-// ops/cpu's, so both backends drop the same elements), warp reductions and launch sizes.
+// ops/cpu's, so both backends drop the same elements), warp reductions, launch sizes, and the
+// conversions between fp32 and the activation types.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -25,8 +26,20 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Activations of either element type, read as and written from fp32.
 __device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ bf16 to_bf(float x) { return __float2bfloat16(x); }  // round to nearest even
+template <typename E>
+__device__ __forceinline__ E from_f(float x);
+template <>
+__device__ __forceinline__ bf16 from_f<bf16>(float x) {
+  return __float2bfloat16(x);
+}
+template <>
+__device__ __forceinline__ float from_f<float>(float x) {
+  return x;
+}
 
 // Blocks for n elements at `threads` per block, capped for grid-stride loops.
 inline unsigned blocks_for(size_t n, int threads) {
@@ -35,3 +48,6 @@ inline unsigned blocks_for(size_t n, int threads) {
 }
 
 }  // namespace gpt::cuda
+
+// Explicit instantiations of a function template for both activation types: F(bf16) F(float).
+#define GPT_FOR_ACT_TYPES(F) F(gpt::cuda::bf16) F(float)

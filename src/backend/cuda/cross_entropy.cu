@@ -1,6 +1,6 @@
-// Softmax cross-entropy straight from the bf16 logits: the forward reads each row once (an online
-// max and sum in fp32), the backward overwrites the logits with their gradient in place, so the
-// fp32 logits [N, V] never exist.
+// Softmax cross-entropy straight from the logits (bf16, or fp32 in fp32 mode): the forward reads
+// each row once (an online max and sum in fp32), the backward overwrites the logits with their
+// gradient in place, so in mixed precision the fp32 logits [N, V] never exist.
 #include <math.h>
 
 #include "backend/cuda/common.cuh"
@@ -18,11 +18,12 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
   m = M;
 }
 
-__global__ void cross_entropy_forward_kernel(float* losses, float* lse, const bf16* logits,
+template <typename E>
+__global__ void cross_entropy_forward_kernel(float* losses, float* lse, const E* logits,
                                              const int32_t* targets, int V) {
   __shared__ float sm[kThreads / 32], ss[kThreads / 32];
   const int n = blockIdx.x;
-  const bf16* l = logits + static_cast<size_t>(n) * V;
+  const E* l = logits + static_cast<size_t>(n) * V;
   float m = -INFINITY, s = 0.0f;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     const float x = to_f(l[v]);
@@ -53,32 +54,41 @@ __global__ void cross_entropy_forward_kernel(float* losses, float* lse, const bf
   }
 }
 
-__global__ void cross_entropy_backward_kernel(bf16* logits, const float* lse, const int32_t* targets, int V,
+template <typename E>
+__global__ void cross_entropy_backward_kernel(E* logits, const float* lse, const int32_t* targets, int V,
                                               float scale) {
   const int n = blockIdx.x;
-  bf16* l = logits + static_cast<size_t>(n) * V;
+  E* l = logits + static_cast<size_t>(n) * V;
   const int32_t t = targets[n];
   if (t < 0) {
-    for (int v = threadIdx.x; v < V; v += blockDim.x) l[v] = to_bf(0.0f);
+    for (int v = threadIdx.x; v < V; v += blockDim.x) l[v] = from_f<E>(0.0f);
     return;
   }
   const float z = lse[n];
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     const float p = expf(to_f(l[v]) - z) * scale;
-    l[v] = to_bf(v == t ? p - scale : p);
+    l[v] = from_f<E>(v == t ? p - scale : p);
   }
 }
 
 }  // namespace
 
-void cross_entropy_forward(float* losses, float* lse, const bf16* logits, const int32_t* targets, int N,
-                           int V, cudaStream_t s) {
+template <typename E>
+void cross_entropy_forward(float* losses, float* lse, const E* logits, const int32_t* targets, int N, int V,
+                           cudaStream_t s) {
   if (N > 0) cross_entropy_forward_kernel<<<N, kThreads, 0, s>>>(losses, lse, logits, targets, V);
 }
 
-void cross_entropy_backward(bf16* logits, const float* lse, const int32_t* targets, int N, int V, float scale,
+template <typename E>
+void cross_entropy_backward(E* logits, const float* lse, const int32_t* targets, int N, int V, float scale,
                             cudaStream_t s) {
   if (N > 0) cross_entropy_backward_kernel<<<N, kThreads, 0, s>>>(logits, lse, targets, V, scale);
 }
+
+#define INSTANTIATE(E)                                                                                   \
+  template void cross_entropy_forward(float*, float*, const E*, const int32_t*, int, int, cudaStream_t); \
+  template void cross_entropy_backward(E*, const float*, const int32_t*, int, int, float, cudaStream_t);
+GPT_FOR_ACT_TYPES(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace gpt::cuda

@@ -1,5 +1,6 @@
 // The CUDA backend's host side: memory, the bf16 parameter shadow, the row-major tensors of
-// ops.h mapped onto cuBLAS's column-major GEMMs, and the kernel launches.
+// ops.h mapped onto cuBLAS's column-major GEMMs, and the kernel launches, each for the activation
+// type of the backend (bf16, or float in fp32 mode).
 //
 // The GEMM shapes (row-major products as cuBLAS's column-major ones) are in host_device.h.
 #include "backend/cuda/cuda_backend.h"
@@ -19,8 +20,26 @@ using cuda::bf16;
 
 constexpr size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt's workspace (Hopper wants 32 MiB)
 
-bf16* bf(Act* p) { return static_cast<bf16*>(p); }
-const bf16* bf(const Act* p) { return static_cast<const bf16*>(p); }
+template <typename E>
+E* as(Act* p) {
+  return static_cast<E*>(p);
+}
+template <typename E>
+const E* as(const Act* p) {
+  return static_cast<const E*>(p);
+}
+
+// Runs the statements with E = the backend's activation element type.
+#define WITH_ACT(...)       \
+  do {                      \
+    if (f32_) {             \
+      using E = float;      \
+      __VA_ARGS__;          \
+    } else {                \
+      using E = cuda::bf16; \
+      __VA_ARGS__;          \
+    }                       \
+  } while (0)
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
@@ -42,9 +61,23 @@ double bf16_peak(const std::string& name) {
   return 0.0;
 }
 
+// The epilogue of g as kernels, after the plain product wrote D (or gelu_pre, for a forward GELU).
+template <typename E>
+void epilogue_kernels(const cuda::Gemm& g, const float* bias, cudaStream_t s) {
+  E* out = static_cast<E*>(g.D);
+  E* pre = static_cast<E*>(g.gelu_pre);
+  const size_t n = static_cast<size_t>(g.n) * g.m;
+  if (g.dgelu) {
+    cuda::gelu_backward(out, pre, out, n, s);
+    return;
+  }
+  if (bias) cuda::add_bias(pre ? pre : out, bias, g.n, g.m, s);
+  if (pre) cuda::gelu_forward(out, pre, n, s);
+}
+
 }  // namespace
 
-CudaBackend::CudaBackend() {
+CudaBackend::CudaBackend(ActType act) : f32_(act == ActType::F32) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
@@ -60,6 +93,7 @@ CudaBackend::CudaBackend() {
     fail("the CUDA backend needs an Ampere or newer GPU (compute capability 8.0); {} has {}.{}", prop.name,
          prop.major, prop.minor);
   max_shared_ = prop.sharedMemPerBlockOptin;
+  sms_ = prop.multiProcessorCount;
   description_ = fmt::format("{}, sm_{}{}, {} SMs, {:.1f} GiB", prop.name, prop.major, prop.minor,
                              prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1u << 30));
   peak_bf16_ = bf16_peak(prop.name);
@@ -125,6 +159,10 @@ void CudaBackend::to_host(void* host_dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::act_to_host_f32(float* host_dst, const Act* src, size_t n) {
+  if (f32_) {
+    to_host(host_dst, src, n * sizeof(float));
+    return;
+  }
   std::vector<uint16_t> bits(n);
   to_host(bits.data(), src, n * sizeof(uint16_t));
   for (size_t i = 0; i < n; i++) {
@@ -144,6 +182,7 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
 void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "synchronize"); }
 
 void CudaBackend::parameters_changed(const float* params, size_t n) {
+  if (f32_) return;  // the products read the fp32 parameters themselves
   if (n > shadow_capacity_) {
     free_now(shadow_);
     shadow_ = nullptr;
@@ -157,10 +196,17 @@ void CudaBackend::parameters_changed(const float* params, size_t n) {
   check_launch("parameters_changed");
 }
 
-const bf16* CudaBackend::shadow(const float* w) const {
+const void* CudaBackend::weight(const float* w) const {
+  if (f32_) return w;
   if (!shadow_of_ || w < shadow_of_ || w >= shadow_of_ + shadow_n_)
     fail("CUDA backend: a weight outside the parameters given to parameters_changed()");
   return shadow_ + (w - shadow_of_);
+}
+
+cuda::Gemm CudaBackend::act_gemm(const cuda::GemmShape& shape) const {
+  cuda::Gemm g{shape};
+  g.ab_f32 = g.d_f32 = f32_;
+  return g;
 }
 
 float* CudaBackend::column_scratch(size_t floats) {
@@ -178,21 +224,25 @@ float* CudaBackend::column_scratch(size_t floats) {
 
 void CudaBackend::embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B,
                                     int T, int C) {
-  cuda::embedding_forward(bf(out), ids, wte, wpe, B, T, C, stream_);
+  WITH_ACT(cuda::embedding_forward(as<E>(out), ids, wte, wpe, B, T, C, stream_));
   check_launch("embedding_forward");
 }
 
 // Deterministic, without atomics: the positions are bucketed by token on the host (host_device.h),
-// and one block per distinct token sums its positions in order.
-void CudaBackend::embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B,
-                                     int T, int C) {
+// and one block per distinct token sums its positions in order. The ids come from host_ids, or
+// are downloaded (a stream synchronisation) when the caller has none.
+void CudaBackend::embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids,
+                                     const TokenId* host_ids, int B, int T, int C) {
   const size_t N = static_cast<size_t>(B) * T;
-  cuda::embedding_backward_wpe(dwpe, bf(dout), B, T, C, stream_);
+  WITH_ACT(cuda::embedding_backward_wpe(dwpe, as<E>(dout), B, T, C, stream_));
   check_launch("embedding_backward (wpe)");
   if (N == 0) return;
-  host_ids_.resize(N);
-  to_host(host_ids_.data(), ids, N * sizeof(TokenId));
-  cuda::bucket_tokens(host_ids_.data(), N, token_buckets_);
+  if (!host_ids) {
+    host_ids_.resize(N);
+    to_host(host_ids_.data(), ids, N * sizeof(TokenId));
+    host_ids = host_ids_.data();
+  }
+  cuda::bucket_tokens(host_ids, N, token_buckets_);
   // one upload: tokens[U], starts[U + 1], order[N]
   const auto& tb = token_buckets_;
   const size_t U = tb.tokens.size();
@@ -208,8 +258,8 @@ void CudaBackend::embedding_backward(float* dwte, float* dwpe, const Act* dout, 
     buckets_capacity_ = host_buckets_.size();
   }
   to_device(buckets_, host_buckets_.data(), host_buckets_.size() * sizeof(int32_t));
-  cuda::embedding_backward_wte(dwte, bf(dout), buckets_, buckets_ + U, buckets_ + 2 * U + 1,
-                               static_cast<int>(U), C, stream_);
+  WITH_ACT(cuda::embedding_backward_wte(dwte, as<E>(dout), buckets_, buckets_ + U, buckets_ + 2 * U + 1,
+                                        static_cast<int>(U), C, stream_));
   check_launch("embedding_backward (wte)");
 }
 
@@ -218,100 +268,116 @@ void CudaBackend::embedding_backward(float* dwte, float* dwpe, const Act* dout, 
 
 void CudaBackend::layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w,
                                     const float* b, int N, int C, float eps) {
-  cuda::layernorm_forward(bf(out), mean, rstd, bf(inp), w, b, N, C, eps, stream_);
+  WITH_ACT(cuda::layernorm_forward(as<E>(out), mean, rstd, as<E>(inp), w, b, N, C, eps, stream_));
   check_launch("layernorm_forward");
 }
 
 void CudaBackend::layernorm_backward(Act* dinp, float* dw, float* db, const Act* dout, const Act* inp,
                                      const float* w, const float* mean, const float* rstd, int N, int C) {
   float* scratch = column_scratch(2 * cuda::column_scratch_floats(N, C));
-  cuda::layernorm_backward(bf(dinp), dw, db, bf(dout), bf(inp), w, mean, rstd, N, C, scratch, stream_);
+  WITH_ACT(cuda::layernorm_backward(as<E>(dinp), dw, db, as<E>(dout), as<E>(inp), w, mean, rstd, N, C,
+                                    scratch, stream_));
   check_launch("layernorm_backward");
 }
 
 void CudaBackend::residual_layernorm_forward(Act* res, Act* out, float* mean, float* rstd, const Act* a,
                                              const Act* b, ops::Dropout drop, const float* w,
                                              const float* bias, int N, int C, float eps) {
-  cuda::residual_layernorm_forward(bf(res), bf(out), mean, rstd, bf(a), bf(b), mask(drop), w, bias, N, C, eps,
-                                   stream_);
+  WITH_ACT(cuda::residual_layernorm_forward(as<E>(res), as<E>(out), mean, rstd, as<E>(a), as<E>(b),
+                                            mask(drop), w, bias, N, C, eps, stream_));
   check_launch("residual_layernorm_forward");
 }
 
 // ---- linear layers
 // --------------------------------------------------------------------------------------------
 
-// With an epilogue cuBLASLt has no algorithm for, the product runs plain and the bias and GELU
-// follow as kernels.
+// With an epilogue cuBLASLt has no algorithm for, the product runs plain and the bias, GELU or GELU
+// gradient follow as kernels.
 void CudaBackend::gemm(cuda::Gemm g, const float* bias) {
   if (matmul_->run_lt(g)) return;
   if (!g.bias && !g.gelu_pre) {
     matmul_->run_plain(g);
     return;
   }
-  bf16* out = static_cast<bf16*>(g.D);
-  bf16* pre = g.gelu_pre;
+  const bool forward_gelu = g.gelu_pre && !g.dgelu;
   cuda::Gemm plain = g;
   plain.bias = nullptr;
   plain.gelu_pre = nullptr;
-  if (pre) plain.D = pre;
+  plain.dgelu = false;
+  if (forward_gelu) plain.D = g.gelu_pre;
   if (!matmul_->run_lt(plain)) matmul_->run_plain(plain);
-  bf16* target = pre ? pre : out;
-  if (bias) cuda::add_bias(target, bias, g.n, g.m, stream_);
-  if (pre) cuda::gelu_forward(out, pre, static_cast<size_t>(g.n) * g.m, stream_);
+  WITH_ACT(epilogue_kernels<E>(g, bias, stream_));
   check_launch("bias / GELU");
 }
 
 void CudaBackend::linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
                                  int OC) {
-  cuda::Gemm g{cuda::linear_forward_shape(N, IC, OC)};
-  g.A = shadow(w);
-  g.B = bf(inp);
+  cuda::Gemm g = act_gemm(cuda::linear_forward_shape(N, IC, OC));
+  g.A = weight(w);
+  g.B = inp;
   g.D = out;
-  if (bias) g.bias = shadow(bias);
+  if (bias) g.bias = weight(bias);
   gemm(g, bias);
 }
 
 void CudaBackend::linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias,
                                       int N, int IC, int OC) {
-  cuda::Gemm g{cuda::linear_forward_shape(N, IC, OC)};
-  g.A = shadow(w);
-  g.B = bf(inp);
+  cuda::Gemm g = act_gemm(cuda::linear_forward_shape(N, IC, OC));
+  g.A = weight(w);
+  g.B = inp;
   g.D = out;
-  if (bias) g.bias = shadow(bias);
-  g.gelu_pre = bf(pre);
+  if (bias) g.bias = weight(bias);
+  g.gelu_pre = pre;
   gemm(g, bias);
 }
 
-// dW is written straight in fp32: cuBLASLt's bf16 x bf16 -> fp32 product with beta = 1 accumulates
-// into the gradient, no bf16 temporary.
+// dW is written straight in fp32: in mixed precision cuBLASLt's bf16 x bf16 -> fp32 product with
+// beta = 1 accumulates into the gradient, no bf16 temporary.
 void CudaBackend::linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp,
                                   const float* w, int N, int IC, int OC, bool accumulate) {
   if (dinp) {
-    cuda::Gemm g{cuda::linear_dinp_shape(N, IC, OC)};
-    g.A = shadow(w);
-    g.B = bf(dout);
+    cuda::Gemm g = act_gemm(cuda::linear_dinp_shape(N, IC, OC));
+    g.A = weight(w);
+    g.B = dout;
     g.D = dinp;
     g.beta = accumulate ? 1.0f : 0.0f;
     gemm(g, nullptr);
   }
   if (dw) {
-    cuda::Gemm g{cuda::linear_dw_shape(N, IC, OC)};
-    g.A = bf(dout);
-    g.B = bf(inp);
+    cuda::Gemm g = act_gemm(cuda::linear_dw_shape(N, IC, OC));
+    g.A = dout;
+    g.B = inp;
     g.D = dw;
     g.d_f32 = true;
     g.beta = 1.0f;
     gemm(g, nullptr);
   }
   if (dbias) {
-    cuda::bias_backward(dbias, bf(dout), N, OC, column_scratch(cuda::column_scratch_floats(N, OC)), stream_);
+    float* scratch = column_scratch(cuda::column_scratch_floats(N, OC));
+    WITH_ACT(cuda::bias_backward(dbias, as<E>(dout), N, OC, scratch, stream_));
     check_launch("linear_backward (bias)");
   }
 }
 
 void CudaBackend::gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) {
-  cuda::gelu_backward(bf(dinp), bf(pre), bf(dout), n, stream_);
+  WITH_ACT(cuda::gelu_backward(as<E>(dinp), as<E>(pre), as<E>(dout), n, stream_));
   check_launch("gelu_backward");
+}
+
+// dpre = (dout2 @ w2^T) * gelu'(pre) in one product, gelu' in cuBLASLt's DGELU epilogue (one pass
+// over [N, OC] instead of a product, a read-modify-write and the GELU's re-read), then c_fc's
+// gradients from dpre.
+void CudaBackend::linear_gelu_backward(Act* dinp, float* dw, float* dbias, Act* dpre, const Act* dout2,
+                                       const float* w2, const Act* inp, const Act* pre, const float* w, int N,
+                                       int IC, int OC, int OC2, bool accumulate) {
+  cuda::Gemm g = act_gemm(cuda::linear_dinp_shape(N, OC, OC2));
+  g.A = weight(w2);
+  g.B = dout2;
+  g.D = dpre;
+  g.gelu_pre = const_cast<Act*>(pre);  // read by the DGELU epilogue
+  g.dgelu = true;
+  gemm(g, nullptr);
+  linear_backward(dinp, dw, dbias, dpre, inp, w, N, IC, OC, accumulate);
 }
 
 // ---- attention
@@ -326,12 +392,12 @@ size_t CudaBackend::attention_scratch_bytes(int B, int T, int, int H) const {
 }
 
 namespace {
-void check_heads(int C, int H, size_t max_shared) {
+void check_heads(int C, int H, size_t max_shared, bool f32) {
   if (H <= 0 || C % H != 0) fail("attention: {} channels do not split into {} heads", C, H);
   const int hs = C / H;
   if (hs > cuda::kMaxHeadSize)
     fail("the CUDA attention kernels take heads of up to {} channels, not {}", cuda::kMaxHeadSize, hs);
-  if (cuda::attention_shared_bytes(hs) > max_shared)
+  if (!f32 && cuda::attention_shared_bytes(hs) > max_shared)
     fail(
         "the CUDA attention kernels need {} bytes of shared memory per block for heads of {}; this GPU has "
         "{}",
@@ -341,33 +407,68 @@ void check_heads(int C, int H, size_t max_shared) {
 
 void CudaBackend::attention_forward(Act* out, void* saved, void*, const Act* qkv, int B, int T, int C, int H,
                                     int band, ops::Dropout drop, bool training) {
-  check_heads(C, H, max_shared_);
-  check(cuda::attention_forward(bf(out), training ? static_cast<float*>(saved) : nullptr, bf(qkv), B, T, C, H,
-                                band, mask(drop), stream_),
-        "attention_forward");
+  check_heads(C, H, max_shared_, f32_);
+  float* lse = training ? static_cast<float*>(saved) : nullptr;
+  WITH_ACT(check(cuda::attention_forward(as<E>(out), lse, as<E>(qkv), B, T, C, H, band, mask(drop), stream_),
+                 "attention_forward"));
 }
 
 void CudaBackend::attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv,
                                      const Act* out, const void* saved, int B, int T, int C, int H, int band,
                                      ops::Dropout drop) {
-  check_heads(C, H, max_shared_);
-  check(cuda::attention_backward(bf(dqkv), static_cast<float*>(scratch), bf(dout), bf(qkv), bf(out),
-                                 static_cast<const float*>(saved), B, T, C, H, band, mask(drop), stream_),
-        "attention_backward");
+  check_heads(C, H, max_shared_, f32_);
+  WITH_ACT(check(
+      cuda::attention_backward(as<E>(dqkv), static_cast<float*>(scratch), as<E>(dout), as<E>(qkv), as<E>(out),
+                               static_cast<const float*>(saved), B, T, C, H, band, mask(drop), stream_),
+      "attention_backward"));
+}
+
+// ---- KV-cache decoding
+// --------------------------------------------------------------------------------------
+
+void CudaBackend::embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte,
+                               const float* wpe, int N, int C) {
+  WITH_ACT(cuda::embedding_at(as<E>(out), ids, pos, wte, wpe, N, C, stream_));
+  check_launch("embedding_at");
+}
+
+void CudaBackend::kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows,
+                                 const int32_t* pos, int N, int C, int H, int n_ctx) {
+  WITH_ACT(
+      cuda::kv_cache_write(as<E>(k_cache), as<E>(v_cache), as<E>(qkv), rows, pos, N, C, H, n_ctx, stream_));
+  check_launch("kv_cache_write");
+}
+
+// The split count depends on the rows of a call: the most any call with up to N rows needs.
+size_t CudaBackend::attention_decode_scratch_bytes(int N, int C, int H, int n_ctx) const {
+  size_t most = 0;
+  for (int n = 1; n <= N; n++) most = std::max(most, cuda::decode_scratch_bytes(n, C, H, n_ctx, sms_));
+  return most;
+}
+
+void CudaBackend::attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache,
+                                   const Act* v_cache, const int32_t* rows, const int32_t* pos, int N, int C,
+                                   int H, int n_ctx, int band) {
+  if (H <= 0 || C % H != 0 || C / H > cuda::kMaxHeadSize)
+    fail("the CUDA decode attention takes heads of up to {} channels ({} channels, {} heads)",
+         cuda::kMaxHeadSize, C, H);
+  WITH_ACT(check(cuda::attention_decode(as<E>(out), static_cast<float*>(scratch), as<E>(qkv), as<E>(k_cache),
+                                        as<E>(v_cache), rows, pos, N, C, H, n_ctx, band, sms_, stream_),
+                 "attention_decode"));
 }
 
 // ---- residuals and dropout --------------------------------------------------------------------------------
 
 void CudaBackend::residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) {
-  cuda::residual_forward(bf(out), bf(a), bf(b), n, mask(drop), stream_);
+  WITH_ACT(cuda::residual_forward(as<E>(out), as<E>(a), as<E>(b), n, mask(drop), stream_));
   check_launch("residual_forward");
 }
 void CudaBackend::dropout_forward(Act* x, size_t n, ops::Dropout drop) {
-  cuda::dropout_forward(bf(x), n, mask(drop), stream_);
+  WITH_ACT(cuda::dropout_forward(as<E>(x), n, mask(drop), stream_));
   check_launch("dropout_forward");
 }
 void CudaBackend::dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) {
-  cuda::dropout_backward(bf(dinp), bf(dout), n, mask(drop), stream_);
+  WITH_ACT(cuda::dropout_backward(as<E>(dinp), as<E>(dout), n, mask(drop), stream_));
   check_launch("dropout_backward");
 }
 
@@ -375,23 +476,23 @@ void CudaBackend::dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dr
 // ------------------------------------------------------------------------------------------
 
 void CudaBackend::lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) {
-  cuda::Gemm g{cuda::lm_head_shape(N, C, V)};
-  g.A = shadow(wte);
-  g.B = bf(x);
+  cuda::Gemm g = act_gemm(cuda::lm_head_shape(N, C, V));
+  g.A = weight(wte);
+  g.B = x;
   g.D = logits;
   gemm(g, nullptr);
 }
 
 void CudaBackend::lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte,
                                    int N, int C, int V) {
-  cuda::Gemm g{cuda::lm_head_dx_shape(N, C, V)};
-  g.A = shadow(wte);
-  g.B = bf(dlogits);
+  cuda::Gemm g = act_gemm(cuda::lm_head_dx_shape(N, C, V));
+  g.A = weight(wte);
+  g.B = dlogits;
   g.D = dx;
   gemm(g, nullptr);
-  cuda::Gemm d{cuda::lm_head_dwte_shape(N, C, V)};
-  d.A = bf(x);
-  d.B = bf(dlogits);
+  cuda::Gemm d = act_gemm(cuda::lm_head_dwte_shape(N, C, V));
+  d.A = x;
+  d.B = dlogits;
   d.D = dwte;
   d.d_f32 = true;
   d.beta = 1.0f;
@@ -408,14 +509,14 @@ double CudaBackend::reduce(const float* x, size_t n, bool square) {
 
 double CudaBackend::cross_entropy_forward(float* losses, float* lse, const Act* logits,
                                           const int32_t* targets, int N, int V) {
-  cuda::cross_entropy_forward(losses, lse, bf(logits), targets, N, V, stream_);
+  WITH_ACT(cuda::cross_entropy_forward(losses, lse, as<E>(logits), targets, N, V, stream_));
   check_launch("cross_entropy_forward");
   return reduce(losses, static_cast<size_t>(N), false);  // unscored losses are 0
 }
 
 void CudaBackend::cross_entropy_backward(Act* logits, const float* lse, const int32_t* targets, int N, int V,
                                          float scale) {
-  cuda::cross_entropy_backward(bf(logits), lse, targets, N, V, scale, stream_);
+  WITH_ACT(cuda::cross_entropy_backward(as<E>(logits), lse, targets, N, V, scale, stream_));
   check_launch("cross_entropy_backward");
 }
 
@@ -439,7 +540,7 @@ void CudaBackend::scale(float* x, size_t n, float factor) {
 // ---- registry
 // ----------------------------------------------------------------------------------------------------
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_backend(ActType act) { return std::make_unique<CudaBackend>(act); }
 bool cuda_compiled_in() { return true; }
 
 }  // namespace gpt

@@ -1,7 +1,8 @@
-// The CUDA backend: device memory, bf16 activations, fp32 parameters, gradients and optimizer
-// state, everything on one stream of the current device. The GEMMs read a bf16 copy of the
-// parameters (the "shadow", refreshed by parameters_changed()) through cuBLASLt; the other
-// operations are the kernels of backend/cuda/*.cu. See docs/backends.md.
+// The CUDA backend: device memory, fp32 parameters, gradients and optimizer state, everything on
+// one stream of the current device. Activations are bf16 ("cuda", mixed precision: the GEMMs read a
+// bf16 copy of the parameters, the "shadow", refreshed by parameters_changed()) or fp32
+// ("cuda-fp32": fp32 GEMMs on the fp32 parameters, no TF32), through cuBLASLt; the other operations
+// are the kernels of backend/cuda/*.cu, templated on the activation type. See docs/backends.md.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -17,14 +18,14 @@ namespace gpt {
 
 class CudaBackend final : public Backend {
  public:
-  // Throws gpt::Error when no usable GPU is present.
-  CudaBackend();
+  // act: BF16 (mixed precision) or F32. Throws gpt::Error when no usable GPU is present.
+  explicit CudaBackend(ActType act);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
-  std::string_view name() const override { return "cuda"; }
-  ActType act_type() const override { return ActType::BF16; }
+  std::string_view name() const override { return f32_ ? "cuda-fp32" : "cuda"; }
+  ActType act_type() const override { return f32_ ? ActType::F32 : ActType::BF16; }
   bool host_memory() const override { return false; }
   std::string device_description() const override { return description_; }
   double peak_bf16_flops() const override { return peak_bf16_; }
@@ -41,8 +42,8 @@ class CudaBackend final : public Backend {
 
   void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
                          int C) override;
-  void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, int B, int T,
-                          int C) override;
+  void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids,
+                          const TokenId* host_ids, int B, int T, int C) override;
   void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w, const float* b,
                          int N, int C, float eps) override;
   void layernorm_backward(Act* dinp, float* dw, float* db, const Act* dout, const Act* inp, const float* w,
@@ -57,6 +58,9 @@ class CudaBackend final : public Backend {
   void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
                        int N, int IC, int OC, bool accumulate) override;
   void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) override;
+  void linear_gelu_backward(Act* dinp, float* dw, float* dbias, Act* dpre, const Act* dout2, const float* w2,
+                            const Act* inp, const Act* pre, const float* w, int N, int IC, int OC, int OC2,
+                            bool accumulate) override;
   size_t attention_saved_bytes(int B, int T, int C, int H) const override;
   size_t attention_scratch_bytes(int B, int T, int C, int H) const override;
   void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H,
@@ -64,6 +68,14 @@ class CudaBackend final : public Backend {
   void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act* out,
                           const void* saved, int B, int T, int C, int H, int band,
                           ops::Dropout drop) override;
+  void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte, const float* wpe,
+                    int N, int C) override;
+  void kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows, const int32_t* pos,
+                      int N, int C, int H, int n_ctx) override;
+  size_t attention_decode_scratch_bytes(int N, int C, int H, int n_ctx) const override;
+  void attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache, const Act* v_cache,
+                        const int32_t* rows, const int32_t* pos, int N, int C, int H, int n_ctx,
+                        int band) override;
   void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) override;
   void dropout_forward(Act* x, size_t n, ops::Dropout drop) override;
   void dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) override;
@@ -80,17 +92,22 @@ class CudaBackend final : public Backend {
   void scale(float* x, size_t n, float factor) override;
 
  private:
-  // The bf16 shadow of an fp32 parameter tensor (it must lie in the parameters last given to
-  // parameters_changed()).
-  const cuda::bf16* shadow(const float* w) const;
-  // A product with an optional bias (fp32 w_bias, whose shadow the epilogue reads) and GELU.
+  // What the GEMMs read for an fp32 parameter tensor: its bf16 shadow in mixed precision (it must
+  // lie in the parameters last given to parameters_changed()), the tensor itself in fp32 mode.
+  const void* weight(const float* w) const;
+  // A product of activations (and weights) of the activation type.
+  cuda::Gemm act_gemm(const cuda::GemmShape& shape) const;
+  // A product with an optional epilogue (bias: the fp32 tensor whose weight() the epilogue reads;
+  // GELU; GELU gradient), run by kernels after a plain product when cuBLASLt has no algorithm.
   void gemm(cuda::Gemm g, const float* bias);
   float* column_scratch(size_t floats);
   void free_now(void* p);
   void check_launch(const char* what);
   double reduce(const float* x, size_t n, bool square);
 
+  bool f32_ = false;  // fp32 activations and products
   int device_ = 0;
+  int sms_ = 0;
   size_t max_shared_ = 0;  // dynamic shared memory a block may opt into
   std::string description_;
   double peak_bf16_ = 0.0;

@@ -1,6 +1,7 @@
 // Element-wise kernels, embeddings, column sums, AdamW and reductions of the CUDA backend. Each
-// follows its ops/cpu/kernels.inc counterpart; activations are bf16 and every sum is fp32 (double
-// for the reductions that go to the host). Nothing here uses atomics: results are deterministic.
+// follows its ops/cpu/kernels.inc counterpart; activations are E (bf16 or float) and every sum is
+// fp32 (double for the reductions that go to the host). Nothing here uses atomics: results are
+// deterministic.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
@@ -15,19 +16,32 @@ __global__ void f32_to_bf16_kernel(bf16* out, const float* in, size_t n) {
     out[i] = to_bf(in[i]);
 }
 
-__global__ void embedding_forward_kernel(bf16* out, const uint32_t* ids, const float* wte, const float* wpe,
+template <typename E>
+__global__ void embedding_forward_kernel(E* out, const uint32_t* ids, const float* wte, const float* wpe,
                                          int T, int C, size_t total) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < total;
        i += size_t{gridDim.x} * blockDim.x) {
     const size_t n = i / C;
     const int c = static_cast<int>(i % C);
     const size_t t = n % T;
-    out[i] = to_bf(wte[static_cast<size_t>(ids[n]) * C + c] + wpe[t * C + c]);
+    out[i] = from_f<E>(wte[static_cast<size_t>(ids[n]) * C + c] + wpe[t * C + c]);
+  }
+}
+
+template <typename E>
+__global__ void embedding_at_kernel(E* out, const uint32_t* ids, const int32_t* pos, const float* wte,
+                                    const float* wpe, int C, size_t total) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < total;
+       i += size_t{gridDim.x} * blockDim.x) {
+    const size_t n = i / C;
+    const int c = static_cast<int>(i % C);
+    out[i] = from_f<E>(wte[static_cast<size_t>(ids[n]) * C + c] + wpe[static_cast<size_t>(pos[n]) * C + c]);
   }
 }
 
 // One thread per (t, c): the batch rows of position t summed in order.
-__global__ void embedding_backward_wpe_kernel(float* dwpe, const bf16* dout, int B, int T, int C) {
+template <typename E>
+__global__ void embedding_backward_wpe_kernel(float* dwpe, const E* dout, int B, int T, int C) {
   const size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x;
   if (i >= static_cast<size_t>(T) * C) return;
   const size_t t = i / C, c = i % C;
@@ -37,7 +51,8 @@ __global__ void embedding_backward_wpe_kernel(float* dwpe, const bf16* dout, int
 }
 
 // One block per distinct token: its positions (ascending) summed in order, then added once.
-__global__ void embedding_backward_wte_kernel(float* dwte, const bf16* dout, const int32_t* tokens,
+template <typename E>
+__global__ void embedding_backward_wte_kernel(float* dwte, const E* dout, const int32_t* tokens,
                                               const int32_t* starts, const int32_t* order, int C) {
   const int u = blockIdx.x;
   const int p0 = starts[u], p1 = starts[u + 1];
@@ -49,41 +64,46 @@ __global__ void embedding_backward_wte_kernel(float* dwte, const bf16* dout, con
   }
 }
 
-__global__ void residual_kernel(bf16* out, const bf16* a, const bf16* b, size_t n, DropMask d) {
+template <typename E>
+__global__ void residual_kernel(E* out, const E* a, const E* b, size_t n, DropMask d) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
-    out[i] = to_bf(to_f(a[i]) + drop(to_f(b[i]), i, d));
+    out[i] = from_f<E>(to_f(a[i]) + drop(to_f(b[i]), i, d));
 }
 
 // dropout forward (in place, x == out) and backward (out = dinp, x = dout) are the same map.
-__global__ void dropout_kernel(bf16* out, const bf16* x, size_t n, DropMask d) {
+template <typename E>
+__global__ void dropout_kernel(E* out, const E* x, size_t n, DropMask d) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
-    out[i] = to_bf(drop(to_f(x[i]), i, d));
+    out[i] = from_f<E>(drop(to_f(x[i]), i, d));
 }
 
 constexpr float kGeluS = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluA = 0.044715f;
 
-__global__ void gelu_forward_kernel(bf16* out, const bf16* inp, size_t n) {
+template <typename E>
+__global__ void gelu_forward_kernel(E* out, const E* inp, size_t n) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
     const float x = to_f(inp[i]);
-    out[i] = to_bf(0.5f * x * (1.0f + tanhf(kGeluS * (x + kGeluA * x * x * x))));
+    out[i] = from_f<E>(0.5f * x * (1.0f + tanhf(kGeluS * (x + kGeluA * x * x * x))));
   }
 }
 
-__global__ void gelu_backward_kernel(bf16* dinp, const bf16* pre, const bf16* dout, size_t n) {
+template <typename E>
+__global__ void gelu_backward_kernel(E* dinp, const E* pre, const E* dout, size_t n) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
     const float x = to_f(pre[i]);
     const float th = tanhf(kGeluS * (x + kGeluA * x * x * x));
     const float grad =
         0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluS * (1.0f + 3.0f * kGeluA * x * x);
-    dinp[i] = to_bf(to_f(dout[i]) * grad);
+    dinp[i] = from_f<E>(to_f(dout[i]) * grad);
   }
 }
 
-__global__ void add_bias_kernel(bf16* out, const float* bias, int OC, size_t total) {
+template <typename E>
+__global__ void add_bias_kernel(E* out, const float* bias, int OC, size_t total) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < total;
        i += size_t{gridDim.x} * blockDim.x)
-    out[i] = to_bf(to_f(out[i]) + bias[i % OC]);
+    out[i] = from_f<E>(to_f(out[i]) + bias[i % OC]);
 }
 
 // ops::adamw_update's formula, line for line.
@@ -140,7 +160,8 @@ __global__ void reduce_final_kernel(double* result, const double* partials) {
 constexpr int kColRows = 64;     // rows per chunk, at least
 constexpr int kColChunks = 128;  // chunks, at most
 
-__global__ void column_partial_kernel(float* part, const bf16* dout, int N, int C, int rows_per_chunk) {
+template <typename E>
+__global__ void column_partial_kernel(float* part, const E* dout, int N, int C, int rows_per_chunk) {
   __shared__ float shared[8][33];
   const int c = blockIdx.x * 32 + threadIdx.x;
   const int r0 = blockIdx.y * rows_per_chunk;
@@ -171,49 +192,66 @@ void f32_to_bf16(bf16* out, const float* in, size_t n, cudaStream_t s) {
   if (n) f32_to_bf16_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(out, in, n);
 }
 
-void embedding_forward(bf16* out, const uint32_t* ids, const float* wte, const float* wpe, int B, int T,
-                       int C, cudaStream_t s) {
+template <typename E>
+void embedding_forward(E* out, const uint32_t* ids, const float* wte, const float* wpe, int B, int T, int C,
+                       cudaStream_t s) {
   const size_t total = static_cast<size_t>(B) * T * C;
   if (total)
     embedding_forward_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(out, ids, wte, wpe, T, C,
                                                                               total);
 }
 
-void embedding_backward_wpe(float* dwpe, const bf16* dout, int B, int T, int C, cudaStream_t s) {
+template <typename E>
+void embedding_at(E* out, const uint32_t* ids, const int32_t* pos, const float* wte, const float* wpe, int N,
+                  int C, cudaStream_t s) {
+  const size_t total = static_cast<size_t>(N) * C;
+  if (total)
+    embedding_at_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(out, ids, pos, wte, wpe, C, total);
+}
+
+template <typename E>
+void embedding_backward_wpe(float* dwpe, const E* dout, int B, int T, int C, cudaStream_t s) {
   const size_t total = static_cast<size_t>(T) * C;
   if (total)
     embedding_backward_wpe_kernel<<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads, 0,
                                     s>>>(dwpe, dout, B, T, C);
 }
 
-void embedding_backward_wte(float* dwte, const bf16* dout, const int32_t* tokens, const int32_t* starts,
+template <typename E>
+void embedding_backward_wte(float* dwte, const E* dout, const int32_t* tokens, const int32_t* starts,
                             const int32_t* order, int buckets, int C, cudaStream_t s) {
   if (buckets > 0)
     embedding_backward_wte_kernel<<<buckets, 128, 0, s>>>(dwte, dout, tokens, starts, order, C);
 }
 
-void residual_forward(bf16* out, const bf16* a, const bf16* b, size_t n, DropMask d, cudaStream_t s) {
+template <typename E>
+void residual_forward(E* out, const E* a, const E* b, size_t n, DropMask d, cudaStream_t s) {
   if (n) residual_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(out, a, b, n, d);
 }
-void dropout_forward(bf16* x, size_t n, DropMask d, cudaStream_t s) {
+template <typename E>
+void dropout_forward(E* x, size_t n, DropMask d, cudaStream_t s) {
   if (n && d.active) dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(x, x, n, d);
 }
-void dropout_backward(bf16* dinp, const bf16* dout, size_t n, DropMask d, cudaStream_t s) {
+template <typename E>
+void dropout_backward(E* dinp, const E* dout, size_t n, DropMask d, cudaStream_t s) {
   if (!n) return;
   if (!d.active) {
-    if (dinp != dout) cudaMemcpyAsync(dinp, dout, n * sizeof(bf16), cudaMemcpyDeviceToDevice, s);
+    if (dinp != dout) cudaMemcpyAsync(dinp, dout, n * sizeof(E), cudaMemcpyDeviceToDevice, s);
     return;
   }
   dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(dinp, dout, n, d);
 }
 
-void gelu_forward(bf16* out, const bf16* inp, size_t n, cudaStream_t s) {
+template <typename E>
+void gelu_forward(E* out, const E* inp, size_t n, cudaStream_t s) {
   if (n) gelu_forward_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(out, inp, n);
 }
-void gelu_backward(bf16* dinp, const bf16* pre, const bf16* dout, size_t n, cudaStream_t s) {
+template <typename E>
+void gelu_backward(E* dinp, const E* pre, const E* dout, size_t n, cudaStream_t s) {
   if (n) gelu_backward_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(dinp, pre, dout, n);
 }
-void add_bias(bf16* out, const float* bias, int N, int OC, cudaStream_t s) {
+template <typename E>
+void add_bias(E* out, const float* bias, int N, int OC, cudaStream_t s) {
   const size_t total = static_cast<size_t>(N) * OC;
   if (total) add_bias_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(out, bias, OC, total);
 }
@@ -242,7 +280,8 @@ int column_chunks(int N) { return std::max(1, std::min(kColChunks, (N + kColRows
 
 size_t column_scratch_floats(int N, int C) { return static_cast<size_t>(column_chunks(N)) * C; }
 
-void bias_backward(float* dbias, const bf16* dout, int N, int C, float* scratch, cudaStream_t s) {
+template <typename E>
+void bias_backward(float* dbias, const E* dout, int N, int C, float* scratch, cudaStream_t s) {
   if (N <= 0 || C <= 0) return;
   const int chunks = column_chunks(N);
   const int rows_per_chunk = (N + chunks - 1) / chunks;
@@ -254,5 +293,23 @@ void bias_backward(float* dbias, const bf16* dout, int N, int C, float* scratch,
 void column_finish(float* out, const float* scratch, int chunks, int C, cudaStream_t s) {
   if (C > 0) column_finish_kernel<<<(C + kThreads - 1) / kThreads, kThreads, 0, s>>>(out, scratch, chunks, C);
 }
+
+#define INSTANTIATE(E)                                                                                   \
+  template void embedding_forward(E*, const uint32_t*, const float*, const float*, int, int, int,        \
+                                  cudaStream_t);                                                         \
+  template void embedding_at(E*, const uint32_t*, const int32_t*, const float*, const float*, int, int,  \
+                             cudaStream_t);                                                              \
+  template void embedding_backward_wpe(float*, const E*, int, int, int, cudaStream_t);                   \
+  template void embedding_backward_wte(float*, const E*, const int32_t*, const int32_t*, const int32_t*, \
+                                       int, int, cudaStream_t);                                          \
+  template void residual_forward(E*, const E*, const E*, size_t, DropMask, cudaStream_t);                \
+  template void dropout_forward(E*, size_t, DropMask, cudaStream_t);                                     \
+  template void dropout_backward(E*, const E*, size_t, DropMask, cudaStream_t);                          \
+  template void gelu_forward(E*, const E*, size_t, cudaStream_t);                                        \
+  template void gelu_backward(E*, const E*, const E*, size_t, cudaStream_t);                             \
+  template void add_bias(E*, const float*, int, int, cudaStream_t);                                      \
+  template void bias_backward(float*, const E*, int, int, float*, cudaStream_t);
+GPT_FOR_ACT_TYPES(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace gpt::cuda

@@ -8,10 +8,10 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block, one row each
 
-// Normalises the row x (already in bf16) into out; lanes stride over the channels.
-__device__ __forceinline__ void normalise_row(bf16* out, float* mean, float* rstd, const bf16* x,
-                                              const float* w, const float* b, int n, int C, float eps,
-                                              int lane) {
+// Normalises the row x (already rounded to E) into out; lanes stride over the channels.
+template <typename E>
+__device__ __forceinline__ void normalise_row(E* out, float* mean, float* rstd, const E* x, const float* w,
+                                              const float* b, int n, int C, float eps, int lane) {
   float sum = 0.0f;
   for (int c = lane; c < C; c += 32) sum += to_f(x[c]);
   const float m = warp_sum(sum) / static_cast<float>(C);
@@ -23,7 +23,7 @@ __device__ __forceinline__ void normalise_row(bf16* out, float* mean, float* rst
   const float s = 1.0f / sqrtf(warp_sum(var) / static_cast<float>(C) + eps);
   for (int c = lane; c < C; c += 32) {
     const float y = (to_f(x[c]) - m) * s * w[c];
-    out[c] = to_bf(b ? y + b[c] : y);
+    out[c] = from_f<E>(b ? y + b[c] : y);
   }
   if (lane == 0) {
     mean[n] = m;
@@ -31,7 +31,8 @@ __device__ __forceinline__ void normalise_row(bf16* out, float* mean, float* rst
   }
 }
 
-__global__ void layernorm_forward_kernel(bf16* out, float* mean, float* rstd, const bf16* inp, const float* w,
+template <typename E>
+__global__ void layernorm_forward_kernel(E* out, float* mean, float* rstd, const E* inp, const float* w,
                                          const float* b, int N, int C, float eps) {
   const int n = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (n >= N) return;
@@ -39,28 +40,30 @@ __global__ void layernorm_forward_kernel(bf16* out, float* mean, float* rstd, co
   normalise_row(out + off, mean, rstd, inp + off, w, b, n, C, eps, threadIdx.x % 32);
 }
 
-// res = a + dropout(b) is rounded to bf16 first and the statistics are taken of the rounded row,
+// res = a + dropout(b) is rounded to E first and the statistics are taken of the rounded row,
 // the same values the backward reads back.
-__global__ void residual_layernorm_kernel(bf16* res, bf16* out, float* mean, float* rstd, const bf16* a,
-                                          const bf16* b, DropMask d, const float* w, const float* bias, int N,
-                                          int C, float eps) {
+template <typename E>
+__global__ void residual_layernorm_kernel(E* res, E* out, float* mean, float* rstd, const E* a, const E* b,
+                                          DropMask d, const float* w, const float* bias, int N, int C,
+                                          float eps) {
   const int n = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (n >= N) return;
   const int lane = threadIdx.x % 32;
   const size_t off = static_cast<size_t>(n) * C;
   for (int c = lane; c < C; c += 32)
-    res[off + c] = to_bf(to_f(a[off + c]) + drop(to_f(b[off + c]), off + c, d));
+    res[off + c] = from_f<E>(to_f(a[off + c]) + drop(to_f(b[off + c]), off + c, d));
   __syncwarp();
   normalise_row(out + off, mean, rstd, res + off, w, bias, n, C, eps, lane);
 }
 
-__global__ void layernorm_backward_dinp_kernel(bf16* dinp, const bf16* dout, const bf16* inp, const float* w,
+template <typename E>
+__global__ void layernorm_backward_dinp_kernel(E* dinp, const E* dout, const E* inp, const float* w,
                                                const float* mean, const float* rstd, int N, int C) {
   const int n = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (n >= N) return;
   const int lane = threadIdx.x % 32;
   const size_t off = static_cast<size_t>(n) * C;
-  const bf16 *x = inp + off, *d = dout + off;
+  const E *x = inp + off, *d = dout + off;
   const float m = mean[n], s = rstd[n];
   float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
   for (int c = lane; c < C; c += 32) {
@@ -70,17 +73,18 @@ __global__ void layernorm_backward_dinp_kernel(bf16* dinp, const bf16* dout, con
   }
   dnorm_mean = warp_sum(dnorm_mean) / static_cast<float>(C);
   dnorm_norm_mean = warp_sum(dnorm_norm_mean) / static_cast<float>(C);
-  bf16* di = dinp + off;
+  E* di = dinp + off;
   for (int c = lane; c < C; c += 32) {
     const float norm = (to_f(x[c]) - m) * s;
-    di[c] = to_bf(to_f(di[c]) + (to_f(d[c]) * w[c] - dnorm_mean - norm * dnorm_norm_mean) * s);
+    di[c] = from_f<E>(to_f(di[c]) + (to_f(d[c]) * w[c] - dnorm_mean - norm * dnorm_norm_mean) * s);
   }
 }
 
 // Block (32, 8): 32 columns over one chunk of rows; partial sums of dout * norm and of dout.
-__global__ void layernorm_backward_dwdb_kernel(float* part_w, float* part_b, const bf16* dout,
-                                               const bf16* inp, const float* mean, const float* rstd, int N,
-                                               int C, int rows_per_chunk) {
+template <typename E>
+__global__ void layernorm_backward_dwdb_kernel(float* part_w, float* part_b, const E* dout, const E* inp,
+                                               const float* mean, const float* rstd, int N, int C,
+                                               int rows_per_chunk) {
   __shared__ float sw[8][33], sb[8][33];
   const int c = blockIdx.x * 32 + threadIdx.x;
   const int r0 = blockIdx.y * rows_per_chunk;
@@ -112,22 +116,24 @@ unsigned row_blocks(int N) { return static_cast<unsigned>((N + kRowsPerBlock - 1
 
 }  // namespace
 
-void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const float* w, const float* b,
-                       int N, int C, float eps, cudaStream_t s) {
+template <typename E>
+void layernorm_forward(E* out, float* mean, float* rstd, const E* inp, const float* w, const float* b, int N,
+                       int C, float eps, cudaStream_t s) {
   if (N > 0)
     layernorm_forward_kernel<<<row_blocks(N), 32 * kRowsPerBlock, 0, s>>>(out, mean, rstd, inp, w, b, N, C,
                                                                           eps);
 }
 
-void residual_layernorm_forward(bf16* res, bf16* out, float* mean, float* rstd, const bf16* a, const bf16* b,
-                                DropMask d, const float* w, const float* bias, int N, int C, float eps,
-                                cudaStream_t s) {
+template <typename E>
+void residual_layernorm_forward(E* res, E* out, float* mean, float* rstd, const E* a, const E* b, DropMask d,
+                                const float* w, const float* bias, int N, int C, float eps, cudaStream_t s) {
   if (N > 0)
     residual_layernorm_kernel<<<row_blocks(N), 32 * kRowsPerBlock, 0, s>>>(res, out, mean, rstd, a, b, d, w,
                                                                            bias, N, C, eps);
 }
 
-void layernorm_backward(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const float* w,
+template <typename E>
+void layernorm_backward(E* dinp, float* dw, float* db, const E* dout, const E* inp, const float* w,
                         const float* mean, const float* rstd, int N, int C, float* scratch, cudaStream_t s) {
   if (N <= 0 || C <= 0) return;
   // The parameter gradients first: they read dout, which dinp may alias.
@@ -142,5 +148,15 @@ void layernorm_backward(bf16* dinp, float* dw, float* db, const bf16* dout, cons
   layernorm_backward_dinp_kernel<<<row_blocks(N), 32 * kRowsPerBlock, 0, s>>>(dinp, dout, inp, w, mean, rstd,
                                                                               N, C);
 }
+
+#define INSTANTIATE(E)                                                                                       \
+  template void layernorm_forward(E*, float*, float*, const E*, const float*, const float*, int, int, float, \
+                                  cudaStream_t);                                                             \
+  template void residual_layernorm_forward(E*, E*, float*, float*, const E*, const E*, DropMask,             \
+                                           const float*, const float*, int, int, float, cudaStream_t);       \
+  template void layernorm_backward(E*, float*, float*, const E*, const E*, const float*, const float*,       \
+                                   const float*, int, int, float*, cudaStream_t);
+GPT_FOR_ACT_TYPES(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace gpt::cuda

@@ -106,6 +106,7 @@ void set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const
 }
 
 cublasLtEpilogue_t epilogue_of(const Gemm& g) {
+  if (g.gelu_pre && g.dgelu) return CUBLASLT_EPILOGUE_DGELU;
   if (g.gelu_pre) return g.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
   return g.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -143,6 +144,7 @@ Matmul::Plan& Matmul::plan(const Gemm& g) {
                    g.lda,
                    g.ldb,
                    g.ldd,
+                   g.ab_f32,
                    g.d_f32,
                    g.beta != 0.0f,
                    epilogue_of(g),
@@ -155,29 +157,28 @@ Matmul::Plan& Matmul::plan(const Gemm& g) {
   if (it != plans_.end()) return it->second;
   Plan& p = plans_[key];
   const cudaDataType_t dt = g.d_f32 ? CUDA_R_32F : CUDA_R_16BF;
+  const cudaDataType_t abt = g.ab_f32 ? CUDA_R_32F : CUDA_R_16BF;
   check_lt(libs().LtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
   set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N);
   set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N);
   set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue_of(g));
   // The heuristic reads the epilogue pointers for their alignment (the key holds it).
-  if (g.bias) set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(g.bias));
+  if (g.bias) set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
   if (g.gelu_pre) {
-    set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, static_cast<void*>(g.gelu_pre));
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.gelu_pre);
     set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, static_cast<int64_t>(g.ldd));
   }
   // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k), D is m x n.
-  check_lt(libs().LtMatrixLayoutCreate(&p.a, CUDA_R_16BF, g.ta ? g.k : g.m, g.ta ? g.m : g.k, g.lda),
-           "layout");
-  check_lt(libs().LtMatrixLayoutCreate(&p.b, CUDA_R_16BF, g.tb ? g.n : g.k, g.tb ? g.k : g.n, g.ldb),
-           "layout");
+  check_lt(libs().LtMatrixLayoutCreate(&p.a, abt, g.ta ? g.k : g.m, g.ta ? g.m : g.k, g.lda), "layout");
+  check_lt(libs().LtMatrixLayoutCreate(&p.b, abt, g.tb ? g.n : g.k, g.tb ? g.k : g.n, g.ldb), "layout");
   check_lt(libs().LtMatrixLayoutCreate(&p.d, dt, g.m, g.n, g.ldd), "layout");
 
   cublasLtMatmulPreference_t pref = nullptr;
   check_lt(libs().LtMatmulPreferenceCreate(&pref), "preference");
   const uint64_t ws = workspace_bytes_;
   libs().LtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-  const uint32_t al_a = static_cast<uint32_t>(key[11]), al_b = static_cast<uint32_t>(key[12]),
-                 al_d = static_cast<uint32_t>(key[13]);
+  const uint32_t al_a = static_cast<uint32_t>(key[12]), al_b = static_cast<uint32_t>(key[13]),
+                 al_d = static_cast<uint32_t>(key[14]);
   libs().LtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
                                         sizeof(al_a));
   libs().LtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
@@ -200,8 +201,8 @@ bool Matmul::run_lt(const Gemm& g) {
   if (g.gelu_pre && g.ldd % 8 != 0) return false;  // the GELU input's leading dimension must divide by 8
   Plan& p = plan(g);
   if (!p.found) return false;
-  if (g.bias) set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(g.bias));
-  if (g.gelu_pre) set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, static_cast<void*>(g.gelu_pre));
+  if (g.bias) set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
+  if (g.gelu_pre) set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.gelu_pre);
   const float alpha = 1.0f, beta = g.beta;
   const cublasStatus_t st = libs().LtMatmul(lt_, p.desc, &alpha, g.A, p.a, g.B, p.b, &beta, g.D, p.d, g.D,
                                             p.d, &p.algo, workspace_, workspace_bytes_, stream_);
@@ -216,10 +217,11 @@ bool Matmul::run_lt(const Gemm& g) {
 void Matmul::run_plain(const Gemm& g) {
   if (g.bias || g.gelu_pre) fail("internal error: cublasGemmEx has no epilogue");
   const float alpha = 1.0f, beta = g.beta;
+  const cudaDataType_t abt = g.ab_f32 ? CUDA_R_32F : CUDA_R_16BF;
   const cublasStatus_t st =
       libs().GemmEx(blas_, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k,
-                    &alpha, g.A, CUDA_R_16BF, g.lda, g.B, CUDA_R_16BF, g.ldb, &beta, g.D,
-                    g.d_f32 ? CUDA_R_32F : CUDA_R_16BF, g.ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                    &alpha, g.A, abt, g.lda, g.B, abt, g.ldb, &beta, g.D, g.d_f32 ? CUDA_R_32F : CUDA_R_16BF,
+                    g.ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS)
     fail("cublasGemmEx failed on {}x{}x{}: {}", g.m, g.n, g.k, libs().GetStatusString(st));
 }

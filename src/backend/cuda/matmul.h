@@ -1,7 +1,8 @@
-// The CUDA backend's matrix products: cuBLASLt with bf16 inputs, fp32 compute and a bf16 or fp32
-// output, optionally with the bias or bias + GELU epilogue; cuBLAS's cublasGemmEx where cuBLASLt
-// offers no algorithm (odd leading dimensions, say). Column-major, as cuBLAS sees it: the backend
-// maps its row-major tensors onto these (see cuda_backend.cpp).
+// The CUDA backend's matrix products: cuBLASLt with bf16 inputs (mixed precision) or fp32 inputs
+// (fp32 mode), fp32 compute (CUBLAS_COMPUTE_32F: no TF32) and a bf16 or fp32 output, optionally
+// with the bias, bias + GELU or GELU-gradient epilogue; cuBLAS's cublasGemmEx where cuBLASLt offers
+// no algorithm (odd leading dimensions, say). Column-major, as cuBLAS sees it: the backend maps its
+// row-major tensors onto these (see cuda_backend.cpp).
 #pragma once
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -16,13 +17,16 @@ namespace gpt::cuda {
 
 // D[m, n] = op(A)[m, k] @ op(B)[k, n] + beta * D, column-major (host_device.h has the shapes).
 struct Gemm : GemmShape {
-  const bf16* A = nullptr;
-  const bf16* B = nullptr;
+  const void* A = nullptr;  // bf16, or fp32 when ab_f32
+  const void* B = nullptr;
   void* D = nullptr;  // bf16, or fp32 when d_f32
-  bool d_f32 = false;
+  bool ab_f32 = false, d_f32 = false;
   float beta = 0.0f;
-  const bf16* bias = nullptr;  // epilogue: + bias[row] (m values)
-  bf16* gelu_pre = nullptr;    // epilogue: D = gelu(.), and the value before GELU here (ld = ldd)
+  const void* bias = nullptr;  // epilogue: + bias[row] (m values, D's type)
+  // epilogue with gelu_pre (D's type, ld = ldd): D = gelu(.) keeping the value before GELU here;
+  // with dgelu, D = (.) * gelu'(gelu_pre) instead (gelu_pre is read).
+  void* gelu_pre = nullptr;
+  bool dgelu = false;
 };
 
 class Matmul {
@@ -45,7 +49,7 @@ class Matmul {
     cublasLtMatmulAlgo_t algo{};
     bool found = false;
   };
-  using Key = std::array<int64_t, 16>;
+  using Key = std::array<int64_t, 17>;
   Plan& plan(const Gemm& g);
 
   cudaStream_t stream_;

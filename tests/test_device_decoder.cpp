@@ -1,0 +1,369 @@
+// The DeviceDecoder (KV-cache generation over a GPT on any backend) against the training
+// network's forward pass without a cache (GPT::forward on the CPU backend), run on the staged CPU
+// backend (device memory, CPU kernels): logits within 1e-5 and identical greedy tokens over 150
+// generated tokens with the context window sliding, on dense, banded, post-LN and bias-free
+// shapes; batches of rows at different lengths; row copies and beam reordering; the generator on
+// it giving the samples of the packed-weight Decoder. The same checks on a GPU (DeviceDecoderCuda,
+// fp32 to 1e-4 and bf16 to 2e-2) skip without one.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/staged_backend.h"
+#include "core/error.h"
+#include "generate/decoder.h"
+#include "generate/device_decoder.h"
+#include "generate/generator.h"
+#include "generate/sampling.h"
+#include "model/gpt.h"
+#include "model/packed_model.h"
+
+namespace gpt {
+namespace {
+
+ModelConfig small(int L, int H, int C, int T, int V) {
+  ModelConfig c;
+  c.n_layer = L;
+  c.n_head = H;
+  c.n_embd = C;
+  c.n_ctx = T;
+  c.vocab_size = V;
+  return c;
+}
+
+struct Shape {
+  const char* name;
+  ModelConfig cfg;
+};
+
+std::vector<Shape> shapes() {
+  std::vector<Shape> s;
+  s.push_back({"gpt2-like", small(2, 4, 32, 48, 101)});
+  ModelConfig banded = small(4, 4, 32, 48, 101);  // GPT-3's layout: odd layers banded
+  banded.attention = AttentionKind::AlternatingBanded;
+  banded.band = 8;
+  s.push_back({"gpt3-banded", banded});
+  ModelConfig post = small(2, 2, 24, 40, 97);  // GPT-1: post-LN, no final LayerNorm
+  post.ln = LnPlacement::Post;
+  s.push_back({"gpt1-post-ln", post});
+  ModelConfig plain = small(3, 4, 32, 48, 89);
+  plain.bias = false;
+  plain.tied_head = false;
+  s.push_back({"no-bias-untied", plain});
+  return s;
+}
+
+// GPT-2 initialisation with the biases and LayerNorm parameters perturbed and larger embeddings
+// (decisive logits), as the Decoder's tests make their models.
+GPT make_model(const ModelConfig& cfg, uint64_t seed) {
+  GPT m(cfg);
+  m.init_gpt2(seed);
+  std::mt19937 g(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> n(0.0f, 0.1f);
+  for (const auto& p : m.layout()) {
+    float* x = m.params() + p.offset;
+    const bool vec = p.shape.size() == 1;
+    const bool emb = p.name == "wte.weight" || p.name == "lm_head.weight";
+    for (size_t i = 0; i < p.numel; i++) {
+      if (vec) x[i] += n(g);
+      if (emb) x[i] *= 8.0f;
+    }
+  }
+  return m;
+}
+
+// The same weights on another backend.
+GPT on_backend(const GPT& m, Backend& be) {
+  GPT d(m.config(), be);
+  std::memcpy(d.params(), m.params(), m.num_parameters() * sizeof(float));
+  return d;
+}
+
+// Logits of the last position of GPT::forward on the last n_ctx tokens: the uncached reference.
+std::vector<float> reference_logits(GPT& m, const std::vector<TokenId>& seq) {
+  const int n_ctx = m.config().n_ctx, V = m.config().vocab_size;
+  const size_t start = seq.size() > static_cast<size_t>(n_ctx) ? seq.size() - n_ctx : 0;
+  const int T = static_cast<int>(seq.size() - start);
+  m.forward(seq.data() + start, nullptr, 1, T);
+  const float* l = m.logits() + static_cast<size_t>(T - 1) * V;
+  return std::vector<float>(l, l + V);
+}
+
+float max_diff(const float* a, const float* b, size_t n) {
+  float d = 0;
+  for (size_t i = 0; i < n; i++) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+float max_abs(const float* a, size_t n) {
+  float d = 0;
+  for (size_t i = 0; i < n; i++) d = std::max(d, std::abs(a[i]));
+  return d;
+}
+
+// Greedy with a repetition penalty over the last 16 tokens: a randomly initialised model's plain
+// greedy output soon repeats one token, which would prove little.
+TokenId penalised_greedy(const float* logits, int V, const std::vector<TokenId>& seq) {
+  std::vector<float> l(logits, logits + V);
+  const size_t from = seq.size() > 16 ? seq.size() - 16 : 0;
+  apply_repetition_penalty(l, std::span<const TokenId>(seq.data() + from, seq.size() - from), 4.0f);
+  return greedy_pick(l);
+}
+
+std::vector<TokenId> random_tokens(std::mt19937& g, int n, int V) {
+  std::vector<TokenId> t(n);
+  for (auto& x : t) x = g() % V;
+  return t;
+}
+
+void step1(RowDecoder& dec, int row, TokenId t) {
+  dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
+}
+
+// ---- on the staged CPU backend ----------------------------------------------------------------------
+
+TEST(DeviceDecoder, PrefillLogitsEqualForward) {
+  auto all = shapes();
+  all.push_back({"long-context", small(2, 2, 16, 150, 53)});  // the head runs in pieces of 64 rows
+  for (const auto& sh : all) {
+    StagedCpuBackend be;
+    GPT m = make_model(sh.cfg, 3);
+    GPT d = on_backend(m, be);
+    std::mt19937 g(4);
+    const int T = sh.cfg.n_ctx, V = sh.cfg.vocab_size;
+    const auto ids = random_tokens(g, T, V);
+    m.forward(ids.data(), nullptr, 1, T);
+    DeviceDecoder dec(d, 2);
+    std::vector<float> logits(static_cast<size_t>(T) * V);
+    dec.prefill(1, ids, logits.data());
+    EXPECT_LT(max_diff(logits.data(), m.logits(), logits.size()), 1e-5f) << sh.name;
+    EXPECT_EQ(max_diff(dec.logits(1), logits.data() + static_cast<size_t>(T - 1) * V, V), 0.0f) << sh.name;
+    EXPECT_EQ(dec.length(1), T);
+    // a shorter prompt, last-position logits only
+    dec.prefill(0, std::span<const TokenId>(ids.data(), 5));
+    m.forward(ids.data(), nullptr, 1, 5);
+    EXPECT_LT(max_diff(dec.logits(0), m.logits() + 4 * V, V), 1e-5f) << sh.name;
+  }
+}
+
+TEST(DeviceDecoder, CachedGreedyEqualsUncachedOver150TokensWithSlidingWindow) {
+  for (const auto& sh : shapes()) {
+    StagedCpuBackend be;
+    GPT m = make_model(sh.cfg, 5);
+    GPT d = on_backend(m, be);
+    std::mt19937 g(6);
+    const int V = sh.cfg.vocab_size;
+    std::vector<TokenId> seq = random_tokens(g, 5, V);
+    DeviceDecoder dec(d, 1);
+    dec.prefill(0, seq);
+    const size_t live = be.live_bytes;
+    float worst = 0;
+    int greedy_mismatch = 0;
+    for (int step = 0; step < 150; step++) {
+      const auto ref = reference_logits(m, seq);
+      worst = std::max(worst, max_diff(dec.logits(0), ref.data(), V));
+      const TokenId a = penalised_greedy(dec.logits(0), V, seq);
+      greedy_mismatch += a != penalised_greedy(ref.data(), V, seq);
+      seq.push_back(a);
+      step1(dec, 0, a);
+      EXPECT_LE(dec.length(0), sh.cfg.n_ctx);
+    }
+    EXPECT_LT(worst, 1e-5f) << sh.name;
+    EXPECT_EQ(greedy_mismatch, 0) << sh.name;
+    EXPECT_GT(dec.rebuilds(), 0u) << sh.name << ": the window should have slid";
+    EXPECT_EQ(be.live_bytes, live) << sh.name << ": steps allocate nothing";
+    const auto w = dec.window(0);
+    EXPECT_TRUE(std::equal(w.begin(), w.end(), seq.end() - w.size())) << sh.name;
+    std::vector<TokenId> uniq(seq.begin() + 5, seq.end());
+    std::sort(uniq.begin(), uniq.end());
+    EXPECT_GT(std::unique(uniq.begin(), uniq.end()) - uniq.begin(), 10) << sh.name;
+  }
+}
+
+TEST(DeviceDecoder, BatchRowsOfDifferentLengths) {
+  for (int s : {0, 1}) {  // dense, and banded (the hardest for positions)
+    const auto sh = shapes()[s];
+    StagedCpuBackend be;
+    GPT m = make_model(sh.cfg, 7);
+    GPT d = on_backend(m, be);
+    const int V = sh.cfg.vocab_size;
+    std::mt19937 g(8);
+    std::vector<std::vector<TokenId>> seqs = {random_tokens(g, 3, V), random_tokens(g, 17, V),
+                                              random_tokens(g, 40, V)};
+    DeviceDecoder dec(d, 4);
+    const std::vector<int> rows = {2, 0, 3};  // rows need not be 0..n-1
+    for (size_t i = 0; i < rows.size(); i++) dec.prefill(rows[i], seqs[i]);
+    float worst = 0;
+    for (int step = 0; step < 60; step++) {
+      std::vector<TokenId> next;
+      std::vector<int> stepping;
+      for (size_t i = 0; i < rows.size(); i++) {
+        const auto ref = reference_logits(m, seqs[i]);
+        worst = std::max(worst, max_diff(dec.logits(rows[i]), ref.data(), V));
+        if (step % 7 == 3 && i == 1) continue;  // now and then a row sits a step out
+        stepping.push_back(rows[i]);
+        next.push_back(static_cast<TokenId>((g() % 3 == 0) ? g() % V : greedy_pick(ref)));
+        seqs[i].push_back(next.back());
+      }
+      dec.step(stepping, next);
+    }
+    EXPECT_LT(worst, 1e-5f) << sh.name;
+    EXPECT_GT(dec.rebuilds(), 0u) << sh.name;
+  }
+}
+
+TEST(DeviceDecoder, CopyAndReorderRows) {
+  const auto sh = shapes()[0];
+  StagedCpuBackend be;
+  GPT m = make_model(sh.cfg, 9);
+  GPT d = on_backend(m, be);
+  const int V = sh.cfg.vocab_size;
+  std::mt19937 g(10);
+  DeviceDecoder dec(d, 4);
+  std::vector<std::vector<TokenId>> seqs(4);
+  for (int r = 0; r < 4; r++) {
+    seqs[r] = random_tokens(g, 4 + 3 * r, V);
+    dec.prefill(r, seqs[r]);
+  }
+  dec.copy_row(3, 1);
+  seqs[3] = seqs[1];
+  EXPECT_EQ(max_diff(dec.logits(3), dec.logits(1), V), 0.0f);
+  for (const std::vector<int>& parents : {std::vector<int>{1, 1, 0, 1}, std::vector<int>{3, 2, 2},
+                                          std::vector<int>{0, 0, 0}, std::vector<int>{2, 0, 1}}) {
+    std::vector<std::vector<TokenId>> next(parents.size());
+    std::vector<TokenId> toks;
+    std::vector<int> rows;
+    for (size_t i = 0; i < parents.size(); i++) {
+      next[i] = seqs[parents[i]];
+      toks.push_back(g() % V);
+      next[i].push_back(toks.back());
+      rows.push_back(static_cast<int>(i));
+    }
+    dec.reorder(parents);
+    dec.step(rows, toks);
+    seqs = next;
+    for (size_t i = 0; i < seqs.size(); i++) {
+      const auto ref = reference_logits(m, seqs[i]);
+      EXPECT_LT(max_diff(dec.logits(static_cast<int>(i)), ref.data(), V), 1e-5f) << "row " << i;
+      const auto w = dec.window(static_cast<int>(i));
+      EXPECT_TRUE(std::equal(w.begin(), w.end(), seqs[i].end() - w.size()));
+    }
+  }
+}
+
+TEST(DeviceDecoder, RejectsBadCalls) {
+  StagedCpuBackend be;
+  GPT m = make_model(shapes()[0].cfg, 1);
+  GPT d = on_backend(m, be);
+  DeviceDecoder dec(d, 2);
+  EXPECT_THROW(dec.prefill(0, std::vector<TokenId>{}), Error);
+  EXPECT_THROW(dec.prefill(2, std::vector<TokenId>{1}), Error);
+  EXPECT_THROW(dec.prefill(0, std::vector<TokenId>{static_cast<TokenId>(d.config().vocab_size)}), Error);
+  EXPECT_THROW(step1(dec, 1, 1), Error);  // not prefilled
+  dec.prefill(0, std::vector<TokenId>{1, 2});
+  const std::vector<int> twice = {0, 0};
+  EXPECT_THROW(dec.step(twice, std::vector<TokenId>{1, 2}), Error);
+  EXPECT_THROW(DeviceDecoder(d, 0), Error);
+}
+
+// The generator over the DeviceDecoder gives the packed-weight Decoder's samples and beams.
+TEST(DeviceDecoder, GeneratorGivesThePackedDecodersTokens) {
+  const auto sh = shapes()[1];
+  StagedCpuBackend be;
+  GPT m = make_model(sh.cfg, 11);
+  GPT d = on_backend(m, be);
+  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  Generator packed(pm);
+  Generator device(d.config(), nullptr, [&d](int rows) { return std::make_unique<DeviceDecoder>(d, rows); });
+  std::mt19937 g(12);
+  const auto prompt = random_tokens(g, 6, sh.cfg.vocab_size);
+  GenerateSettings s;
+  s.max_new_tokens = 70;  // past the context of 48: the windows slide
+  s.num_samples = 3;
+  s.stop_at_eot = false;
+  s.sampling.seed = 5;
+  s.sampling.top_p = 0.9f;
+  s.sampling.repetition_penalty = 1.3f;
+  for (int beams : {0, 3}) {
+    s.beams = beams;
+    if (beams) s.max_new_tokens = 20;
+    const auto a = packed.generate(prompt, s), b = device.generate(prompt, s);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t k = 0; k < a.size(); k++)
+      EXPECT_EQ(a[k].ids, b[k].ids) << "beams " << beams << " sample " << k;
+  }
+  EXPECT_EQ(device.decoder(), nullptr);  // not a packed Decoder
+}
+
+// ---- on a GPU ---------------------------------------------------------------------------------------
+
+Backend* gpu_or_null(const char* name, std::string& why) {
+  if (!cuda_backend_built()) {
+    why = "this build has no CUDA backend (the CUDA toolkit was not found at build time)";
+    return nullptr;
+  }
+  try {
+    return &backend_for(name);
+  } catch (const Error& e) {
+    why = e.what();
+    return nullptr;
+  }
+}
+
+// Teacher-forced along the CPU's greedy path (so both see the same tokens): every step's logits
+// against the uncached CPU reference, within tol of the largest logit; and the greedy tokens the
+// GPU would have picked.
+void check_on_gpu(Backend& gpu, float tol, bool exact_tokens) {
+  for (const auto& sh : shapes()) {
+    SCOPED_TRACE(sh.name);
+    GPT m = make_model(sh.cfg, 13);
+    GPT d = on_backend(m, gpu);
+    std::mt19937 g(14);
+    const int V = sh.cfg.vocab_size;
+    std::vector<std::vector<TokenId>> seqs = {random_tokens(g, 5, V), random_tokens(g, 30, V)};
+    DeviceDecoder dec(d, 2);
+    const std::vector<int> rows = {0, 1};
+    for (int r = 0; r < 2; r++) dec.prefill(r, seqs[r]);
+    float worst = 0;
+    int mismatches = 0;
+    for (int step = 0; step < 100; step++) {
+      std::vector<TokenId> next;
+      for (int r = 0; r < 2; r++) {
+        const auto ref = reference_logits(m, seqs[r]);
+        worst = std::max(worst, max_diff(dec.logits(r), ref.data(), V) / max_abs(ref.data(), V));
+        const TokenId t = penalised_greedy(ref.data(), V, seqs[r]);
+        mismatches += t != penalised_greedy(dec.logits(r), V, seqs[r]);
+        next.push_back(t);
+        seqs[r].push_back(t);
+      }
+      dec.step(rows, next);
+    }
+    EXPECT_LT(worst, tol);
+    EXPECT_GT(dec.rebuilds(), 0u);
+    if (exact_tokens) {
+      EXPECT_EQ(mismatches, 0);
+    }
+  }
+}
+
+TEST(DeviceDecoderCuda, Fp32MatchesTheCpuTo1e4) {
+  std::string why;
+  Backend* gpu = gpu_or_null("cuda-fp32", why);
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU: " << why;
+  check_on_gpu(*gpu, 1e-4f, true);
+}
+
+TEST(DeviceDecoderCuda, Bf16MatchesTheCpuTo2e2) {
+  std::string why;
+  Backend* gpu = gpu_or_null("cuda", why);
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU: " << why;
+  check_on_gpu(*gpu, 2e-2f, false);
+}
+
+}  // namespace
+}  // namespace gpt
