@@ -35,47 +35,15 @@ namespace {
 
 // The CPU's kernels on memory of its own (host_memory() false), whose matrix products read a copy of
 // the weights made in parameters_changed(): stale weights show up as different losses.
-class ShadowBackend final : public Backend {
+class ShadowBackend final : public CpuForwardingBackend {
  public:
-  Backend& cpu = cpu_backend();
   int changes = 0;
 
   std::string_view name() const override { return "test-shadow"; }
-  ActType act_type() const override { return ActType::F32; }
-  bool host_memory() const override { return false; }
-  void* allocate(size_t bytes) override { return cpu.allocate(bytes); }
-  void release(void* p) override { cpu.release(p); }
-  void to_device(void* d, const void* s, size_t n) override { cpu.copy(d, s, n); }
-  void to_host(void* d, const void* s, size_t n) override { cpu.copy(d, s, n); }
-  void act_to_host_f32(float* d, const Act* s, size_t n) override { cpu.copy(d, s, n * sizeof(float)); }
-  void fill_zero(void* p, size_t n) override { cpu.fill_zero(p, n); }
-  void copy(void* d, const void* s, size_t n) override { cpu.copy(d, s, n); }
-  void synchronize() override {}
   void parameters_changed(const float* params, size_t n) override {
     base_ = params;
     shadow_.assign(params, params + n);
     changes++;
-  }
-
-  void embedding_forward(Act* o, const TokenId* i, const float* a, const float* b, int B, int T,
-                         int C) override {
-    cpu.embedding_forward(o, i, a, b, B, T, C);
-  }
-  void embedding_backward(float* a, float* b, const Act* d, const TokenId* i, int B, int T, int C) override {
-    cpu.embedding_backward(a, b, d, i, B, T, C);
-  }
-  void layernorm_forward(Act* o, float* m, float* r, const Act* x, const float* w, const float* b, int N,
-                         int C, float eps) override {
-    cpu.layernorm_forward(o, m, r, x, w, b, N, C, eps);
-  }
-  void layernorm_backward(Act* dx, float* dw, float* db, const Act* d, const Act* x, const float* w,
-                          const float* m, const float* r, int N, int C) override {
-    cpu.layernorm_backward(dx, dw, db, d, x, w, m, r, N, C);
-  }
-  void residual_layernorm_forward(Act* res, Act* o, float* m, float* r, const Act* a, const Act* b,
-                                  ops::Dropout dr, const float* w, const float* bias, int N, int C,
-                                  float eps) override {
-    cpu.residual_layernorm_forward(res, o, m, r, a, b, dr, w, bias, N, C, eps);
   }
   // The matrix products: weights and biases from the copy.
   void linear_forward(Act* o, const Act* x, const float* w, const float* b, int N, int I, int O) override {
@@ -89,6 +57,11 @@ class ShadowBackend final : public Backend {
                        int I, int O, bool acc) override {
     cpu.linear_backward(dx, dw, db, d, x, S(w), N, I, O, acc);
   }
+  void linear_gelu_backward(Act* dx, float* dw, float* db, Act* dpre, const Act* d2, const float* w2,
+                            const Act* x, const Act* pre, const float* w, int N, int I, int O, int O2,
+                            bool acc) override {
+    cpu.linear_gelu_backward(dx, dw, db, dpre, d2, S(w2), x, pre, S(w), N, I, O, O2, acc);
+  }
   void lm_head_forward(Act* l, const Act* x, const float* w, int N, int C, int V) override {
     cpu.lm_head_forward(l, x, S(w), N, C, V);
   }
@@ -96,43 +69,6 @@ class ShadowBackend final : public Backend {
                         int V) override {
     cpu.lm_head_backward(dx, dw, dl, x, S(w), N, C, V);
   }
-
-  void gelu_backward(Act* dx, const Act* pre, const Act* d, size_t n) override {
-    cpu.gelu_backward(dx, pre, d, n);
-  }
-  size_t attention_saved_bytes(int B, int T, int C, int H) const override {
-    return cpu_backend().attention_saved_bytes(B, T, C, H);
-  }
-  size_t attention_scratch_bytes(int B, int T, int C, int H) const override {
-    return cpu_backend().attention_scratch_bytes(B, T, C, H);
-  }
-  void attention_forward(Act* o, void* s, void* sc, const Act* qkv, int B, int T, int C, int H, int band,
-                         ops::Dropout d, bool tr) override {
-    cpu.attention_forward(o, s, sc, qkv, B, T, C, H, band, d, tr);
-  }
-  void attention_backward(Act* dq, void* sc, const Act* d, const Act* qkv, const Act* o, const void* s, int B,
-                          int T, int C, int H, int band, ops::Dropout dr) override {
-    cpu.attention_backward(dq, sc, d, qkv, o, s, B, T, C, H, band, dr);
-  }
-  void residual_forward(Act* o, const Act* a, const Act* b, size_t n, ops::Dropout d) override {
-    cpu.residual_forward(o, a, b, n, d);
-  }
-  void dropout_forward(Act* x, size_t n, ops::Dropout d) override { cpu.dropout_forward(x, n, d); }
-  void dropout_backward(Act* dx, const Act* d, size_t n, ops::Dropout dr) override {
-    cpu.dropout_backward(dx, d, n, dr);
-  }
-  double cross_entropy_forward(float* l, float* lse, const Act* lg, const int32_t* t, int N, int V) override {
-    return cpu.cross_entropy_forward(l, lse, lg, t, N, V);
-  }
-  void cross_entropy_backward(Act* lg, const float* lse, const int32_t* t, int N, int V, float s) override {
-    cpu.cross_entropy_backward(lg, lse, t, N, V, s);
-  }
-  void adamw_update(float* p, const float* g, float* m, float* v, size_t n,
-                    const ops::AdamWStep& s) override {
-    cpu.adamw_update(p, g, m, v, n, s);
-  }
-  double sum_squares(const float* x, size_t n) override { return cpu.sum_squares(x, n); }
-  void scale(float* x, size_t n, float f) override { cpu.scale(x, n, f); }
 
  private:
   // A pointer into the parameters, moved to the same place in the copy.

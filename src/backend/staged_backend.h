@@ -10,49 +10,30 @@
 
 namespace gpt {
 
-class StagedCpuBackend final : public Backend {
+// Every operation forwarded to the CPU backend, on memory that claims to be a device's
+// (host_memory() false): the base of the staged backend, and of test backends that override a few
+// operations (tests/test_device_train.cpp reads the weights of its products from a copy).
+class CpuForwardingBackend : public Backend {
  public:
   Backend& cpu = cpu_backend();
-  int uploads = 0, downloads = 0, param_changes = 0;
-  int host_id_calls = 0;  // embedding backwards given the ids in host memory too
-  size_t live_bytes = 0;
 
-  std::string_view name() const override { return "cpu-staged"; }
   ActType act_type() const override { return ActType::F32; }
   bool host_memory() const override { return false; }
-  void* allocate(size_t bytes) override {
-    void* p = cpu.allocate(bytes);
-    live_bytes += bytes;
-    sizes_[p] = bytes;
-    return p;
-  }
-  void release(void* p) override {
-    if (auto it = sizes_.find(p); it != sizes_.end()) {
-      live_bytes -= it->second;
-      sizes_.erase(it);
-    }
-    cpu.release(p);
-  }
-  void to_device(void* d, const void* s, size_t n) override {
-    uploads++;
-    cpu.copy(d, s, n);
-  }
-  void to_host(void* d, const void* s, size_t n) override {
-    downloads++;
-    cpu.copy(d, s, n);
-  }
+  void* allocate(size_t bytes) override { return cpu.allocate(bytes); }
+  void release(void* p) override { cpu.release(p); }
+  void to_device(void* d, const void* s, size_t n) override { cpu.copy(d, s, n); }
+  void to_host(void* d, const void* s, size_t n) override { cpu.copy(d, s, n); }
   void act_to_host_f32(float* d, const Act* s, size_t n) override { to_host(d, s, n * sizeof(float)); }
   void fill_zero(void* p, size_t n) override { cpu.fill_zero(p, n); }
   void copy(void* d, const void* s, size_t n) override { cpu.copy(d, s, n); }
   void synchronize() override {}
-  void parameters_changed(const float*, size_t) override { param_changes++; }
+  void parameters_changed(const float*, size_t) override {}
 
   void embedding_forward(Act* o, const TokenId* i, const float* a, const float* b, int B, int T, int C) override {
     cpu.embedding_forward(o, i, a, b, B, T, C);
   }
   void embedding_backward(float* a, float* b, const Act* d, const TokenId* i, const TokenId* hi, int B, int T,
                           int C) override {
-    if (hi) host_id_calls++;
     cpu.embedding_backward(a, b, d, i, hi, B, T, C);
   }
   void layernorm_forward(Act* o, float* m, float* r, const Act* x, const float* w, const float* b, int N, int C,
@@ -140,6 +121,43 @@ class StagedCpuBackend final : public Backend {
   double sum_squares(const float* x, size_t n) override { return cpu.sum_squares(x, n); }
   void scale(float* x, size_t n, float f) override { cpu.scale(x, n, f); }
 
+};
+
+class StagedCpuBackend final : public CpuForwardingBackend {
+ public:
+  int uploads = 0, downloads = 0, param_changes = 0;
+  int host_id_calls = 0;  // embedding backwards given the ids in host memory too
+  size_t live_bytes = 0;
+
+  std::string_view name() const override { return "cpu-staged"; }
+  void* allocate(size_t bytes) override {
+    void* p = cpu.allocate(bytes);
+    live_bytes += bytes;
+    sizes_[p] = bytes;
+    return p;
+  }
+  void release(void* p) override {
+    if (auto it = sizes_.find(p); it != sizes_.end()) {
+      live_bytes -= it->second;
+      sizes_.erase(it);
+    }
+    cpu.release(p);
+  }
+  void to_device(void* d, const void* s, size_t n) override {
+    uploads++;
+    cpu.copy(d, s, n);
+  }
+  void to_host(void* d, const void* s, size_t n) override {
+    downloads++;
+    cpu.copy(d, s, n);
+  }
+  void parameters_changed(const float*, size_t) override { param_changes++; }
+
+  void embedding_backward(float* a, float* b, const Act* d, const TokenId* i, const TokenId* hi, int B, int T,
+                          int C) override {
+    if (hi) host_id_calls++;
+    cpu.embedding_backward(a, b, d, i, hi, B, T, C);
+  }
  private:
   std::unordered_map<void*, size_t> sizes_;
 };
