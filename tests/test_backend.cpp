@@ -1,8 +1,8 @@
 // The Backend interface: the model must reach its memory only through the backend. The staged
 // CPU backend (backend/staged_backend.h) runs the CPU kernels but keeps its memory apart
 // (host_memory() = false) and counts the copies, so the device code paths of GPT (uploading
-// parameters, downloading logits and losses, gradients in backend memory) run on any machine. The CUDA backend's own
-// tests are in test_cuda_backend.cpp (they need a GPU).
+// parameters, downloading logits and losses, gradients in backend memory) run on any machine. The CUDA
+// backend's own tests are in test_cuda_backend.cpp (they need a GPU).
 #include <gtest/gtest.h>
 
 #include <cstring>

@@ -62,8 +62,8 @@ class Backend {
   virtual void parameters_changed(const float* params, size_t n) = 0;
 
   // ---- embeddings: out[n] = wte[ids[n]] + wpe[n % T] --------------------------------------------
-  virtual void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
-                                 int C) = 0;
+  virtual void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B,
+                                 int T, int C) = 0;
   // host_ids: the same ids in host memory, or null. A device backend that sorts the ids on the host
   // (CUDA's deterministic wte gradient) then needs no download and no synchronisation.
   virtual void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids,
@@ -85,12 +85,12 @@ class Backend {
   virtual void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
                               int OC) = 0;
   // Fused with GELU: pre = inp @ w + bias, out = gelu(pre); both kept for the backward.
-  virtual void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N,
-                                   int IC, int OC) = 0;
+  virtual void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias,
+                                   int N, int IC, int OC) = 0;
   // dinp = (or += when accumulate) dout @ w^T; dw += inp^T @ dout; dbias += column sums. Any of
   // dinp, dw, dbias may be null.
-  virtual void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
-                               int N, int IC, int OC, bool accumulate) = 0;
+  virtual void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp,
+                               const float* w, int N, int IC, int OC, bool accumulate) = 0;
   // dinp = dout * gelu'(pre); dinp may be dout.
   virtual void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) = 0;
   // The backward of linear_gelu_forward (pre = inp @ w + bias, out = gelu(pre)), with the gradient
@@ -111,11 +111,12 @@ class Backend {
   // backend's business: the model asks for their sizes. saved is only written in training.
   virtual size_t attention_saved_bytes(int B, int T, int C, int H) const = 0;
   virtual size_t attention_scratch_bytes(int B, int T, int C, int H) const = 0;
-  virtual void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H,
-                                 int band, ops::Dropout drop, bool training) = 0;
+  virtual void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C,
+                                 int H, int band, ops::Dropout drop, bool training) = 0;
   // dqkv = gradient of qkv (overwritten). out is the forward's output.
   virtual void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act* out,
-                                  const void* saved, int B, int T, int C, int H, int band, ops::Dropout drop) = 0;
+                                  const void* saved, int B, int T, int C, int H, int band,
+                                  ops::Dropout drop) = 0;
 
   // ---- KV-cache decoding (generate/device_decoder.h) ----------------------------------------------
   // One layer's key cache and value cache are [rows][H][n_ctx][C/H] each, of act_type(). ids, rows
@@ -143,11 +144,11 @@ class Backend {
   // ---- LM head and the loss ------------------------------------------------------------------------
   virtual void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) = 0;
   // dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x.
-  virtual void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N,
-                                int C, int V) = 0;
+  virtual void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte,
+                                int N, int C, int V) = 0;
   // losses[n], lse[n] as ops.h; targets in backend memory. Returns the sum of scored losses to the host.
-  virtual double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, int N,
-                                       int V) = 0;
+  virtual double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets,
+                                       int N, int V) = 0;
   // In place: logits[n] = scale * (softmax - onehot); ignored rows become 0.
   virtual void cross_entropy_backward(Act* logits, const float* lse, const int32_t* targets, int N, int V,
                                       float scale) = 0;
@@ -166,7 +167,9 @@ class BackendBuffer {
   BackendBuffer() = default;
   BackendBuffer(Backend& be, size_t bytes) : be_(&be), p_(be.allocate(bytes)), bytes_(bytes) {}
   BackendBuffer(BackendBuffer&& o) noexcept
-      : be_(std::exchange(o.be_, nullptr)), p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+      : be_(std::exchange(o.be_, nullptr)),
+        p_(std::exchange(o.p_, nullptr)),
+        bytes_(std::exchange(o.bytes_, 0)) {}
   BackendBuffer& operator=(BackendBuffer&& o) noexcept {
     std::swap(be_, o.be_);
     std::swap(p_, o.p_);

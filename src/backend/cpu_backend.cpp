@@ -51,8 +51,8 @@ class CpuBackend final : public Backend {
     ops::embedding_backward(dwte, dwpe, F(dout), ids, B, T, C);
   }
 
-  void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w, const float* b, int N,
-                         int C, float eps) override {
+  void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* w, const float* b,
+                         int N, int C, float eps) override {
     ops::layernorm_forward(F(out), mean, rstd, F(inp), w, b, N, C, eps);
   }
   void layernorm_backward(Act* dinp, float* dw, float* db, const Act* dout, const Act* inp, const float* w,
@@ -70,13 +70,13 @@ class CpuBackend final : public Backend {
                       int OC) override {
     ops::linear_forward(F(out), F(inp), w, bias, N, IC, OC);
   }
-  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N, int IC,
-                           int OC) override {
+  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N,
+                           int IC, int OC) override {
     ops::linear_forward(F(pre), F(inp), w, bias, N, IC, OC);
     ops::gelu_forward(F(out), F(pre), static_cast<size_t>(N) * OC);
   }
-  void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w, int N,
-                       int IC, int OC, bool accumulate) override {
+  void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
+                       int N, int IC, int OC, bool accumulate) override {
     ops::linear_backward(F(dinp), dw, dbias, F(dout), F(inp), w, N, IC, OC, accumulate);
   }
   void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) override {
@@ -97,13 +97,14 @@ class CpuBackend final : public Backend {
   size_t attention_scratch_bytes(int, int T, int, int) const override {
     return ops::attention_scratch_floats(T) * sizeof(float);
   }
-  void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H, int band,
-                         ops::Dropout drop, bool training) override {
-    ops::attention_forward(F(out), training ? static_cast<float*>(saved) : nullptr, static_cast<float*>(scratch),
-                           F(qkv), B, T, C, H, band, drop);
+  void attention_forward(Act* out, void* saved, void* scratch, const Act* qkv, int B, int T, int C, int H,
+                         int band, ops::Dropout drop, bool training) override {
+    ops::attention_forward(F(out), training ? static_cast<float*>(saved) : nullptr,
+                           static_cast<float*>(scratch), F(qkv), B, T, C, H, band, drop);
   }
-  void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act*, const void* saved,
-                          int B, int T, int C, int H, int band, ops::Dropout drop) override {
+  void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act*,
+                          const void* saved, int B, int T, int C, int H, int band,
+                          ops::Dropout drop) override {
     ops::attention_backward(F(dqkv), static_cast<float*>(scratch), F(dout), F(qkv),
                             static_cast<const float*>(saved), B, T, C, H, band, drop);
   }
@@ -179,8 +180,8 @@ class CpuBackend final : public Backend {
   void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) override {
     ops::lm_head_forward(F(logits), F(x), wte, N, C, V);
   }
-  void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N, int C,
-                        int V) override {
+  void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N,
+                        int C, int V) override {
     ops::lm_head_backward(F(dx), dwte, F(dlogits), F(x), wte, N, C, V);
   }
   double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, int N,

@@ -29,15 +29,16 @@ class CpuForwardingBackend : public Backend {
   void synchronize() override {}
   void parameters_changed(const float*, size_t) override {}
 
-  void embedding_forward(Act* o, const TokenId* i, const float* a, const float* b, int B, int T, int C) override {
+  void embedding_forward(Act* o, const TokenId* i, const float* a, const float* b, int B, int T,
+                         int C) override {
     cpu.embedding_forward(o, i, a, b, B, T, C);
   }
   void embedding_backward(float* a, float* b, const Act* d, const TokenId* i, const TokenId* hi, int B, int T,
                           int C) override {
     cpu.embedding_backward(a, b, d, i, hi, B, T, C);
   }
-  void layernorm_forward(Act* o, float* m, float* r, const Act* x, const float* w, const float* b, int N, int C,
-                         float eps) override {
+  void layernorm_forward(Act* o, float* m, float* r, const Act* x, const float* w, const float* b, int N,
+                         int C, float eps) override {
     cpu.layernorm_forward(o, m, r, x, w, b, N, C, eps);
   }
   void layernorm_backward(Act* dx, float* dw, float* db, const Act* d, const Act* x, const float* w,
@@ -56,11 +57,13 @@ class CpuForwardingBackend : public Backend {
                            int O) override {
     cpu.linear_gelu_forward(o, pre, x, w, b, N, I, O);
   }
-  void linear_backward(Act* dx, float* dw, float* db, const Act* d, const Act* x, const float* w, int N, int I,
-                       int O, bool acc) override {
+  void linear_backward(Act* dx, float* dw, float* db, const Act* d, const Act* x, const float* w, int N,
+                       int I, int O, bool acc) override {
     cpu.linear_backward(dx, dw, db, d, x, w, N, I, O, acc);
   }
-  void gelu_backward(Act* dx, const Act* pre, const Act* d, size_t n) override { cpu.gelu_backward(dx, pre, d, n); }
+  void gelu_backward(Act* dx, const Act* pre, const Act* d, size_t n) override {
+    cpu.gelu_backward(dx, pre, d, n);
+  }
   void linear_gelu_backward(Act* dx, float* dw, float* db, Act* dpre, const Act* d2, const float* w2,
                             const Act* x, const Act* pre, const float* w, int N, int I, int O, int O2,
                             bool acc) override {
@@ -115,12 +118,12 @@ class CpuForwardingBackend : public Backend {
   void cross_entropy_backward(Act* lg, const float* lse, const int32_t* t, int N, int V, float s) override {
     cpu.cross_entropy_backward(lg, lse, t, N, V, s);
   }
-  void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const ops::AdamWStep& s) override {
+  void adamw_update(float* p, const float* g, float* m, float* v, size_t n,
+                    const ops::AdamWStep& s) override {
     cpu.adamw_update(p, g, m, v, n, s);
   }
   double sum_squares(const float* x, size_t n) override { return cpu.sum_squares(x, n); }
   void scale(float* x, size_t n, float f) override { cpu.scale(x, n, f); }
-
 };
 
 class StagedCpuBackend final : public CpuForwardingBackend {
@@ -158,6 +161,7 @@ class StagedCpuBackend final : public CpuForwardingBackend {
     if (hi) host_id_calls++;
     cpu.embedding_backward(a, b, d, i, hi, B, T, C);
   }
+
  private:
   std::unordered_map<void*, size_t> sizes_;
 };

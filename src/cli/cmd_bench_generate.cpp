@@ -196,8 +196,9 @@ void run_bench_generate(const BenchGenerateArgs& a) {
                   B, P, prefill_s * 1e3, prefill_tps, std::max(1, a.repeat));
   s += fmt::format("decode:   {} x {} tokens (context {} -> {}): {:.2f} ms/step median, {:.1f} tokens/s\n", B,
                    N, P, P + N, median_step * 1e3, decode_tps);
-  s += fmt::format("          a step reads {:.0f} MB (weights + mean KV cache): {:.1f} GB/s (compare: gpt bench memory)\n",
-                   step_bytes / 1e6, decode_gbs);
+  s += fmt::format(
+      "          a step reads {:.0f} MB (weights + mean KV cache): {:.1f} GB/s (compare: gpt bench memory)\n",
+      step_bytes / 1e6, decode_gbs);
   s += fmt::format(
       "memory:   peak RSS {:.0f} MB (weights {:.0f} MB, KV cache {:.0f} MB, activations {:.0f} MB)\n",
       peak_mb, pm.bytes() / 1e6, dec.cache_bytes() / 1e6, dec.activation_bytes() / 1e6);

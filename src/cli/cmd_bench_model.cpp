@@ -13,9 +13,9 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
+#include "core/arena.h"
 #include "core/cpu.h"
 #include "core/memory.h"
-#include "core/arena.h"
 #include "core/parallel.h"
 #include "model/gpt.h"
 #include "ops/ops.h"
@@ -178,8 +178,8 @@ void run_bench_gemm(const BenchGemmArgs& a) {
   const double ceiling = 2.0 * n * n * n / t / 1e9;
   std::string s;
   s += fmt::format("cpu:      {}; {} threads\n", cpu().summary(), num_threads());
-  s += fmt::format("sgemm ({}) {}x{}x{}: {:.1f} GFLOP/s (best of {})\n", ops::gemm_library(), n, n, n, ceiling,
-                   a.repeat);
+  s += fmt::format("sgemm ({}) {}x{}x{}: {:.1f} GFLOP/s (best of {})\n", ops::gemm_library(), n, n, n,
+                   ceiling, a.repeat);
   // one GPT-2 124M training step at B*T = rows: every matmul at its own shape
   const int R = a.rows, C = 768, V = 50257, L = 12;
   struct Shape {
@@ -253,9 +253,10 @@ void run_bench_memory(const BenchMemoryArgs& a) {
   const double gbs = static_cast<double>(n) * sizeof(float) / best / 1e9;
   std::string s;
   s += fmt::format("cpu:      {}; {} threads\n", cpu().summary(), T);
-  s += fmt::format("read:     {:.1f} GB/s over {} MiB (best of {}; checksum {:.0f})\n", gbs, a.mb, a.repeat, sink);
-  nlohmann::json j = {{"bench", "memory"}, {"read_gb_per_s", gbs}, {"mib", a.mb}, {"threads", T},
-                      {"cpu", cpu().brand}};
+  s += fmt::format("read:     {:.1f} GB/s over {} MiB (best of {}; checksum {:.0f})\n", gbs, a.mb, a.repeat,
+                   sink);
+  nlohmann::json j = {
+      {"bench", "memory"}, {"read_gb_per_s", gbs}, {"mib", a.mb}, {"threads", T}, {"cpu", cpu().brand}};
   s += j.dump() + "\n";
   write_stdout(s);
 }

@@ -54,7 +54,8 @@ void run_info(const InfoArgs& a) {
   s += fmt::format("gpt.cpp {}\n", GPT_VERSION);
   s += fmt::format("cpu:        {}\n", cpu().summary());
   s += fmt::format("threads:    {}\n", num_threads());
-  s += fmt::format("kernels:    {} (ops), {} sgemm (matrix products)\n", ops::kernel_level(), ops::gemm_library());
+  s += fmt::format("kernels:    {} (ops), {} sgemm (matrix products)\n", ops::kernel_level(),
+                   ops::gemm_library());
   std::string cuda = "not built (no CUDA toolkit at build time)";
   if (cuda_backend_built()) {
     try {

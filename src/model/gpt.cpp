@@ -58,17 +58,17 @@ ModelTensors bind_tensors(const ModelConfig& cfg, const std::vector<ParamInfo>& 
 // In training each layer keeps its own tensors for the backward pass; in inference all layers
 // share one set (each layer reads only its input, which the previous layer left in place).
 struct LayerActs {
-  Act* ln1;                      // [N,C]
-  float *ln1_mean, *ln1_rstd;    // [N], [N]
-  Act* qkv;                      // [N,3C]
-  void* att;                     // what attention keeps for its backward (training only)
-  Act* atty;                     // [N,C] attention output before c_proj
-  Act* res2;                     // [N,C] after the attention residual
-  Act* ln2;                      // [N,C]
-  float *ln2_mean, *ln2_rstd;    // [N], [N]
-  Act* fch;                      // [N,4C] before GELU
-  Act* fch_gelu;                 // [N,4C]
-  Act* res3;                     // [N,C] after the MLP residual (pre-LN block output)
+  Act* ln1;                    // [N,C]
+  float *ln1_mean, *ln1_rstd;  // [N], [N]
+  Act* qkv;                    // [N,3C]
+  void* att;                   // what attention keeps for its backward (training only)
+  Act* atty;                   // [N,C] attention output before c_proj
+  Act* res2;                   // [N,C] after the attention residual
+  Act* ln2;                    // [N,C]
+  float *ln2_mean, *ln2_rstd;  // [N], [N]
+  Act* fch;                    // [N,4C] before GELU
+  Act* fch_gelu;               // [N,4C]
+  Act* res3;                   // [N,C] after the MLP residual (pre-LN block output)
 };
 
 struct GPT::Activations {
@@ -81,10 +81,10 @@ struct GPT::Activations {
   Act* proj = nullptr;  // [N,C] scratch: a c_proj output before its residual add
   Act* lnf = nullptr;
   float *lnf_mean = nullptr, *lnf_rstd = nullptr;
-  Act* logits = nullptr;    // [N,V]
-  float* losses = nullptr;  // [N]
-  float* lse = nullptr;     // [N]
-  void* scratch = nullptr;  // attention's
+  Act* logits = nullptr;       // [N,V]
+  float* losses = nullptr;     // [N]
+  float* lse = nullptr;        // [N]
+  void* scratch = nullptr;     // attention's
   TokenId* inputs = nullptr;   // [N] in backend memory
   int32_t* targets = nullptr;  // [N] in backend memory
   // backward buffers (training only)
@@ -350,7 +350,9 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
   const ModelTensors& W = dw_;
   const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size, L_ = cfg_.n_layer;
   const float p = training ? cfg_.dropout : 0.0f;
-  auto drop = [&](int layer, int site) { return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)}; };
+  auto drop = [&](int layer, int site) {
+    return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)};
+  };
   const int n = static_cast<int>(N);
   const float eps = cfg_.ln_eps;
   const bool pre = cfg_.ln == LnPlacement::Pre;
@@ -388,16 +390,16 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
     if (pre) {  // res3 = res2 + drop(proj); then the next block's ln_1, or ln_f after the last block
       if (l + 1 < L_) {
         LayerActs& next = a.layers[l + 1];
-        be.residual_layernorm_forward(L.res3, next.ln1, next.ln1_mean, next.ln1_rstd, L.res2, a.proj, drop(l, 3),
-                                      W.layers[l + 1].ln1_w, W.layers[l + 1].ln1_b, n, C, eps);
+        be.residual_layernorm_forward(L.res3, next.ln1, next.ln1_mean, next.ln1_rstd, L.res2, a.proj,
+                                      drop(l, 3), W.layers[l + 1].ln1_w, W.layers[l + 1].ln1_b, n, C, eps);
       } else {
-        be.residual_layernorm_forward(L.res3, a.lnf, a.lnf_mean, a.lnf_rstd, L.res2, a.proj, drop(l, 3), W.lnf_w,
-                                      W.lnf_b, n, C, eps);
+        be.residual_layernorm_forward(L.res3, a.lnf, a.lnf_mean, a.lnf_rstd, L.res2, a.proj, drop(l, 3),
+                                      W.lnf_w, W.lnf_b, n, C, eps);
       }
       x = L.res3;
     } else {  // ln_2(ln1 + drop(proj)) is the block's output
-      be.residual_layernorm_forward(L.res3, L.ln2, L.ln2_mean, L.ln2_rstd, L.ln1, a.proj, drop(l, 3), Wl.ln2_w,
-                                    Wl.ln2_b, n, C, eps);
+      be.residual_layernorm_forward(L.res3, L.ln2, L.ln2_mean, L.ln2_rstd, L.ln1, a.proj, drop(l, 3),
+                                    Wl.ln2_w, Wl.ln2_b, n, C, eps);
       x = L.ln2;
     }
   }
@@ -466,7 +468,8 @@ void GPT::backward(float grad_scale) {
       be.layernorm_backward(dres, D.ln2_w, D.ln2_b, a.dbuf, L.res2, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
       // dres = d(res2). attention branch: res2 = x + drop(c_proj(attention(c_attn(ln_1(x)))))
       be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 2));
-      be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C, false);
+      be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C,
+                         false);
       be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
       be.linear_backward(a.dbuf, D.qkv_w, D.qkv_b, a.dqkv, L.ln1, Wl.qkv_w, n, C, 3 * C, false);
       be.layernorm_backward(dres, D.ln1_w, D.ln1_b, a.dbuf, x, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
@@ -489,7 +492,8 @@ void GPT::backward(float grad_scale) {
       // d(x) = d(res2) + attention backward
       be.copy(dres, a.dbuf, act_bytes);
       be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 2));
-      be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C, false);
+      be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C,
+                         false);
       be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
       be.linear_backward(dres, D.qkv_w, D.qkv_b, a.dqkv, x, Wl.qkv_w, n, C, 3 * C, /*accumulate=*/true);
     }

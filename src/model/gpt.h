@@ -114,7 +114,7 @@ class GPT {
   Backend* be_;
   std::vector<ParamInfo> layout_;
   size_t num_params_ = 0;
-  FloatArena params_;        // host
+  FloatArena params_;         // host
   BackendBuffer dev_params_;  // device backends only
   BackendBuffer grads_;       // backend memory
   bool host_changed_ = true;  // the host parameters may differ from the device copy
