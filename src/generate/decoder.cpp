@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "generate/attention_kernels.h"
+#include "generate/row_map.h"
 #include "ops/ops.h"
 
 namespace gpt {
@@ -363,36 +364,9 @@ void Decoder::copy_row(int dst, int src) {
 }
 
 void Decoder::reorder(std::span<const int> parents) {
-  const int n = static_cast<int>(parents.size());
-  if (n > max_batch_) fail("decoder: reorder to {} rows, max batch {}", n, max_batch_);
-  for (int p : parents)
-    if (p < 0 || p >= max_batch_) fail("decoder: reorder parent {} is out of range", p);
-  // The first child of a physical row takes it over; further children get a copy in a row that
-  // no child uses.
-  std::copy(phys_.begin(), phys_.end(), s_old_.begin());
-  std::fill(s_used_.begin(), s_used_.end(), 0);
-  for (int i = 0; i < n; i++) {
-    const int p = s_old_[parents[i]];
-    s_new_[i] = s_used_[p] ? -1 : p;
-    s_used_[p] = 1;
-  }
-  int next_free = 0;
-  auto take_free = [&] {
-    while (s_used_[next_free]) next_free++;
-    s_used_[next_free] = 1;
-    return next_free;
-  };
-  for (int i = 0; i < n; i++)
-    if (s_new_[i] < 0) {
-      const int f = take_free();
-      copy_phys(f, s_old_[parents[i]]);
-      s_new_[i] = f;
-    }
-  for (int i = n; i < max_batch_; i++) {
-    s_new_[i] = take_free();
-    len_[s_new_[i]] = 0;
-  }
-  std::copy(s_new_.begin(), s_new_.end(), phys_.begin());
+  reorder_rows(
+      phys_, parents, s_old_, s_new_, s_used_, [&](int dst, int src) { copy_phys(dst, src); },
+      [&](int p) { len_[p] = 0; });
 }
 
 }  // namespace gpt
