@@ -18,7 +18,7 @@ log() { printf '== %s\n' "$*"; }
 # ---- 1. Debian packages (skipping what is present) -------------------------------------------
 APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git
-  libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-openmp-dev libdnnl-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-openmp-dev libdnnl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   openmpi-bin libopenmpi-dev
 )
@@ -28,6 +28,8 @@ if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
   # The PyTorch reference (tests) and peer (benchmarks): Debian's torch, run in the tuned
   # environment of OpenMP OpenBLAS + tcmalloc for benchmarks.
   APT_PACKAGES+=(python3-torch python3-numpy libopenblas0-openmp libtcmalloc-minimal4)
+  # The server's playground test drives headless Chromium through Selenium.
+  APT_PACKAGES+=(chromium chromium-driver)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
