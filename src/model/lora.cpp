@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 
 #include "core/error.h"
 #include "core/io.h"
@@ -201,8 +202,10 @@ void save_lora(const std::string& dir, const LoraAdapters& adapters, const std::
   j["task_type"] = "CAUSAL_LM";
   j["base_model_name_or_path"] = base_model_name;
   j["r"] = c.r;
-  j["lora_alpha"] = c.alpha;
-  j["lora_dropout"] = c.dropout;
+  // floats as their shortest decimal (0.05, not 0.05000000074505806)
+  auto dec = [](float x) { return std::stod(fmt::format("{}", x)); };
+  j["lora_alpha"] = dec(c.alpha);
+  j["lora_dropout"] = dec(c.dropout);
   j["target_modules"] = c.targets;
   j["fan_in_fan_out"] = true;  // GPT-2's Conv1D stores weights [in, out]
   j["bias"] = "none";
