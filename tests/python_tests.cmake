@@ -43,6 +43,16 @@ if(EXISTS ${GPT_VENV_PYTHON})
     add_test(NAME hf_quantized
              COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_quantized.py --gpt $<TARGET_FILE:gpt>)
     set_tests_properties(hf_quantized PROPERTIES LABELS hf TIMEOUT 300)
+    # LoRA adapter files in Hugging Face PEFT and back (peft from requirements-peft.txt, --no-deps).
+    execute_process(COMMAND ${GPT_VENV_PYTHON} -c "import peft" RESULT_VARIABLE gpt_venv_peft_rc
+                    OUTPUT_QUIET ERROR_QUIET)
+    if(gpt_venv_peft_rc EQUAL 0)
+      add_test(NAME peft_lora COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/peft_lora.py --gpt $<TARGET_FILE:gpt>)
+      set_tests_properties(peft_lora PROPERTIES LABELS hf TIMEOUT 300)
+    else()
+      message(STATUS "no peft in the venv (.venv/bin/pip install --no-deps -r requirements-peft.txt): "
+                     "the peft_lora test is not registered")
+    endif()
   else()
     message(WARNING "${GPT_VENV_PYTHON} cannot import torch, transformers and safetensors "
                     "(run ./setup.sh test to install requirements-dev.txt): the hf_roundtrip test is not registered")
