@@ -295,6 +295,7 @@ TEST(Lora, TrainsAloneWithAdamWBuffer) {
     (step == 0 ? first : last) = loss;
   }
   EXPECT_LT(last, first * 0.8f) << first << " -> " << last;
+  EXPECT_EQ(m.gradient_bytes(), 0u);  // the frozen base never needed a gradient arena
   for (size_t i = 0; i < base.size(); i++) ASSERT_EQ(m.params()[i], base[i]);
 }
 

@@ -293,10 +293,8 @@ void GPT::attach_lora(LoraAdapters* adapters) {
 
 void GPT::zero_grad() {
   if (lora_) lora_->zero_grad();
-  if (grads_.empty())
-    grads();
-  else
-    be_->fill_zero(grads_.get(), num_params_ * sizeof(float));
+  // grads() allocates the arena zeroed; a frozen model (LoRA) never needs it.
+  if (!grads_.empty()) be_->fill_zero(grads_.get(), num_params_ * sizeof(float));
 }
 
 void GPT::set_dropout(float p) {
@@ -499,7 +497,7 @@ void GPT::backward(float grad_scale) {
     fail("backward() needs a forward pass with training = true and targets");
   Activations& a = *acts_;
   Backend& be = *be_;
-  grads();
+  if (num_trainable_parameters() > 0) grads();
   const int C = cfg_.n_embd, V = cfg_.vocab_size;
   const int n = a.B * a.T;
   if (scored_ == 0) return;                             // nothing scored: the loss is constant
@@ -517,7 +515,7 @@ void GPT::backward_hidden(const float* dhidden) {
   if (be_->act_type() != ActType::F32)
     fail("backward_hidden() needs fp32 activations; the {} backend has bf16 ones", be_->name());
   Activations& a = *acts_;
-  grads();
+  if (num_trainable_parameters() > 0) grads();
   const size_t bytes = static_cast<size_t>(a.B) * a.T * cfg_.n_embd * sizeof(float);
   be_->to_device(cfg_.final_ln() ? a.dbuf : a.dres, dhidden, bytes);
   backward_trunk();
@@ -680,10 +678,11 @@ size_t GPT::num_trainable_parameters() const {
 }
 
 void GPT::rebind_trainable_grads() {
-  if (grads_.empty()) return;  // grads() binds when it allocates
   std::vector<ParamInfo> live;
   for (size_t i = 0; i < layout_.size(); i++)
     if (trainable_[i]) live.push_back(layout_[i]);
+  // With nothing trainable (LoRA) the gradient arena is never needed: all pointers are null.
+  if (!live.empty() && grads_.empty()) return;  // grads() binds when it allocates
   gt_ = bind_tensors(cfg_, live, static_cast<float*>(grads_.get()));
   if (!all_trainable() && sink_.empty()) sink_ = BackendBuffer(*be_, cfg_.n_embd * sizeof(float));
 }

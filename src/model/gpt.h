@@ -75,6 +75,7 @@ class GPT {
 
   // The gradient arena, same layout, in backend memory (host memory on the CPU); allocated
   // (zeroed) on first use.
+  // A model with nothing trainable (LoRA) never allocates it unless grads() is called.
   float* grads();
   void zero_grad();  // and the attached LoRA adapters' gradients
 
