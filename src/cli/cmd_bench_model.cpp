@@ -18,6 +18,7 @@
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "model/gpt.h"
+#include "model/lora.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
 
@@ -33,6 +34,8 @@ struct BenchModelArgs {
   ModelFlags model;
   int batch = 4, seq = 64, steps = 10, warmup = 2, threads = 0;
   std::string device = "cpu";
+  int lora_r = 0;         // train-step: LoRA adapters of this rank on c_attn, c_proj, c_fc, base frozen
+  int freeze_below = -1;  // train-step: embeddings and blocks below this one frozen
 };
 
 // The FLOPs per token that model FLOPs utilisation counts (issue 7's definition, PaLM's and llm.c's
@@ -51,8 +54,20 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   Backend& be = backend_for(a.device);
   GPT model(cfg, be);
   model.init_gpt2(1);
+  std::unique_ptr<LoraAdapters> lora;
+  std::unique_ptr<AdamWBuffer> lora_opt;
+  if (a.lora_r > 0) {
+    LoraConfig lc;
+    lc.r = a.lora_r;
+    lora = std::make_unique<LoraAdapters>(cfg, lc);
+    lora->init(1);
+    model.attach_lora(lora.get());
+  } else if (a.freeze_below >= 0) {
+    model.freeze_below(a.freeze_below);
+  }
   std::unique_ptr<AdamW> opt;
-  if (train) opt = std::make_unique<AdamW>(model, AdamWConfig{});
+  if (train && lora) lora_opt = std::make_unique<AdamWBuffer>(be, lora->num_parameters(), AdamWConfig{});
+  if (train && !lora) opt = std::make_unique<AdamW>(model, AdamWConfig{});
   const size_t N = static_cast<size_t>(a.batch) * a.seq;
   std::mt19937 rng(7);
   std::vector<TokenId> x(N);
@@ -76,6 +91,7 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
       timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, true, k); });
       timed(2, [&] { model.backward(); });
       timed(3, [&] {
+        if (lora_opt) return lora_opt->step(lora->params(), lora->grads(), 1e-4f);
         opt->step(model, 1e-4f);
         be.parameters_changed(model.device_params(), model.num_parameters());  // as the trainer does
       });
@@ -115,6 +131,11 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
     s += fmt::format(
         "phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
         phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3, phase[3] / nsteps * 1e3);
+  if (lora || !model.all_trainable())
+    s += fmt::format("trainable: {} parameters ({})\n",
+                     with_commas(lora ? lora->num_parameters() : model.num_trainable_parameters()),
+                     lora ? fmt::format("LoRA r={} on c_attn, c_proj, c_fc; base frozen", a.lora_r)
+                          : fmt::format("blocks {}.. and the head", a.freeze_below));
   s += fmt::format("tokens/s:  {:.0f}\n", tokens_per_s);
   s += fmt::format("GFLOP/s:   {:.1f} ({:.2f} GFLOP per step)\n", flops / median / 1e9, flops / 1e9);
   if (peak > 0)
@@ -124,7 +145,10 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
       "memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
       "activations {:.0f} MB)\n",
       peak_mb, model.parameter_bytes() / 1e6, model.gradient_bytes() / 1e6,
-      opt ? opt->state_bytes() / 1e6 : 0.0, model.activation_bytes() / 1e6);
+      opt    ? opt->state_bytes() / 1e6
+      : lora ? 2.0 * lora->num_parameters() * sizeof(float) / 1e6
+             : 0.0,
+      model.activation_bytes() / 1e6);
   nlohmann::json j = {{"bench", train ? "train-step" : "forward"},
                       {"preset", cfg.preset},
                       {"batch", a.batch},
@@ -305,6 +329,14 @@ void add_model_benches(CLI::App* bench) {
                   "Where the model runs: cpu (default), cuda, cuda-fp32; with a known bf16 peak the MFU is "
                   "printed")
         ->option_text("DEVICE");
+    if (train) {
+      c->add_option("--lora-r", args->lora_r,
+                    "Train LoRA adapters of rank R (c_attn, c_proj, c_fc) on a frozen base")
+          ->option_text("R")
+          ->check(CLI::Range(0, 4096).description(""));
+      c->add_option("--freeze-below", args->freeze_below, "Freeze the embeddings and the blocks below L")
+          ->option_text("L");
+    }
     c->callback([args, train] { run_bench_model(*args, train); });
   }
   auto g = std::make_shared<BenchGemmArgs>();
