@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "model/gpt.h"
 #include "model/lora.h"
+#include "model/packed_model.h"
 #include "train/adamw.h"
 
 namespace gpt {
@@ -271,6 +272,16 @@ TEST(Lora, OnlyTheCpuBackend) {
   deeper.n_layer = 3;
   LoraAdapters wrong(deeper, lora_cfg());
   EXPECT_THROW(other.attach_lora(&wrong), Error);
+}
+
+// Generation packs the base weights: with adapters attached it must refuse, not drop them.
+TEST(Lora, PackingRefusesAttachedAdapters) {
+  GPT m(tiny());
+  LoraAdapters a(tiny(), lora_cfg());
+  m.attach_lora(&a);
+  EXPECT_THROW(pack_model(m, ops::WeightType::F32, nullptr), Error);
+  m.attach_lora(nullptr);
+  EXPECT_NO_THROW(pack_model(m, ops::WeightType::F32, nullptr));
 }
 
 // Training the adapters alone with AdamWBuffer: the loss falls, the base stays bit-identical.
