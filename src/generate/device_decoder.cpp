@@ -25,7 +25,8 @@ DeviceDecoder::DeviceDecoder(GPT& model, int max_batch)
       V_(cfg_.vocab_size),
       es_(act_size(be_.act_type())) {
   // The decoder reads the base weights: attached adapters would silently be lost.
-  if (model.lora()) fail("the model has LoRA adapters attached: merge them first (merge_lora, gpt lora merge)");
+  if (model.lora())
+    fail("the model has LoRA adapters attached: merge them first (merge_lora, gpt lora merge)");
   cfg_.validate();
   if (max_batch < 1) fail("decoder: max_batch must be >= 1, got {}", max_batch);
   model_.upload_parameters();

@@ -131,7 +131,8 @@ size_t PackedModel::bytes() const {
 
 PackedModel pack_model(const GPT& model, WeightType type, std::shared_ptr<const Tokenizer> tokenizer) {
   // The packed weights are the base's: attached adapters would silently be lost.
-  if (model.lora()) fail("the model has LoRA adapters attached: merge them first (merge_lora, gpt lora merge)");
+  if (model.lora())
+    fail("the model has LoRA adapters attached: merge them first (merge_lora, gpt lora merge)");
   PackedModel m;
   m.config = model.config();
   m.type = type;
