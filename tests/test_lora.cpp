@@ -175,6 +175,28 @@ TEST(Lora, ModelGradientsOneTargetWithDropout) {
   check_model_lora(mc, lora_cfg({"attn.c_proj", "c_fc"}, 0.2f));
 }
 
+// Through forward_hidden / backward_hidden (a classification head on an adapted model).
+TEST(Lora, HiddenStateGradients) {
+  GPT m(tiny(LnPlacement::Post));
+  randomize(m, 12);
+  LoraAdapters a(tiny(LnPlacement::Post), lora_cfg({"c_attn", "c_proj", "c_fc"}, 0.1f));
+  randomize(a, 13);
+  m.attach_lora(&a);
+  Batch b;
+  const auto r = test::randn(static_cast<size_t>(b.B) * b.T * 8, 14);
+  m.zero_grad();
+  m.forward_hidden(b.x.data(), b.B, b.T, true, 3);
+  m.backward_hidden(r.data());
+  std::vector<float> grads(a.grads(), a.grads() + a.num_parameters());
+  auto f = [&] {
+    m.forward_hidden(b.x.data(), b.B, b.T, true, 3);
+    return test::project(m.hidden(), r);
+  };
+  for (const auto& t : a.layout())
+    test::expect_gradient(t.name.c_str(), a.params() + t.offset, t.numel, grads.data() + t.offset, f, 1e-2f,
+                          3e-2, 16);
+}
+
 // Zero B: the adapted model computes exactly the base model.
 TEST(Lora, ZeroBChangesNothing) {
   GPT m(tiny());
