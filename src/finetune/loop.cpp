@@ -189,12 +189,12 @@ FinetuneResult Loop::run() {
     }
   } closer{metrics_};
 
-  log(fmt::format(
-      "fine-tuning ({}) {:.2f}M of {:.2f}M parameters{}: {} train examples, {} val, "
-      "{} steps ({} epoch{} of {} steps, batch {} x {} accumulated)",
-      task_.name(), (range.size() + extra_count) / 1e6, model_.num_parameters() / 1e6,
-      extra_count ? fmt::format(" ({} outside the model)", extra_count) : "", N, task_.size(Split::Val),
-      total, cfg_.epochs, cfg_.epochs == 1 ? "" : "s", steps_per_epoch, cfg_.batch_size, cfg_.grad_accum));
+  log(
+      fmt::format("fine-tuning ({}) {:.2f}M of {:.2f}M parameters{}: {} train examples, {} val, "
+                  "{} steps ({} per epoch, batch {} x {} accumulated)",
+                  task_.name(), (range.size() + extra_count) / 1e6, model_.num_parameters() / 1e6,
+                  extra_count ? fmt::format(" ({} outside the model)", extra_count) : "", N,
+                  task_.size(Split::Val), total, steps_per_epoch, cfg_.batch_size, cfg_.grad_accum));
   if (!cfg_.quiet && Progress::is_terminal())
     bar_ = std::make_unique<Progress>("finetune", static_cast<uint64_t>(total), "steps");
 
