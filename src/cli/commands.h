@@ -21,5 +21,6 @@ void add_packed_bench(CLI::App* bench);      // bench packed
 CLI::App* add_finetune_command(CLI::App& app);   // finetune instruct (returns `finetune`)
 void add_finetune_classify(CLI::App* finetune);  // finetune classify (finetune/classify, branch wt-taskeval)
 void add_chat_command(CLI::App& app);            // chat
+void add_lora_commands(CLI::App& app);       // lora init, lora merge
 
 }  // namespace gpt::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   CLI::App* finetune = gpt::cli::add_finetune_command(app);
   gpt::cli::add_chat_command(app);
   (void)finetune;  // classify registers here: gpt::cli::add_finetune_classify(finetune)
+  gpt::cli::add_lora_commands(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {
