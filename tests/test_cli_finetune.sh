@@ -60,6 +60,19 @@ x "$TMP/o3" "$TMP/e3" "${FT[@]}" --data "$D/summarize.csv" --template summarize 
   --max-steps 2 --pack --out "$TMP/sum"
 report "finetune instruct on summarization records (csv, packed)" "$(why_ok "$TMP/e3")"
 
+# LoRA and partial fine-tuning through the same loop.
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 2 --max-len 64 --train lora \
+  --lora-r 4 --out "$TMP/lora"
+why=$(why_ok "$TMP/e")
+for f in adapter_model.safetensors adapter_config.json model.safetensors; do
+  [[ -z $why && ! -s $TMP/lora/$f ]] && why="no $f"
+done
+report "finetune --train lora saves adapters and the merged model" "$why"
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 1 --max-len 64 --train last:1 --out "$TMP/l1"
+report "finetune --train last:1" "$(why_ok "$TMP/e")"
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --train lora --lora-targets c_xyz --out "$TMP/b"
+report "unknown LoRA target" "$(why_error "$TMP/e" "c_xyz")"
+
 # 3. Records longer than --max-len are truncated and counted.
 x "$TMP/o4" "$TMP/e4" "${FT[@]}" --data "$D/instruct.jsonl" --max-len 40 --max-steps 1 --out "$TMP/t"
 why=$(why_ok "$TMP/e4")

@@ -187,5 +187,37 @@ TEST(Finetune, LastNLeavesTheRestBitIdentical) {
   EXPECT_THROW(parse_train_selection("some", 2), Error);
 }
 
+// --train lora: only the adapters train; the saved (and returned) model has them merged in, so the
+// projections change and nothing else does; the adapters are saved in PEFT's format.
+TEST(Finetune, LoraTrainsAdaptersAndMerges) {
+  GPT m(tiny());
+  m.init_gpt2(9);
+  std::vector<float> before(m.params(), m.params() + m.num_parameters());
+  InstructTask task(copy_task(64, 4), copy_task(16, 5), kEot, 31, false, 16);
+  FinetuneConfig cfg;
+  cfg.epochs = 4;
+  cfg.batch_size = 16;
+  cfg.schedule.lr = 1e-2f;
+  cfg.quiet = true;
+  cfg.train = parse_train_selection("lora", 2);
+  cfg.lora.r = 4;
+  cfg.lora.dropout = 0.0f;
+  cfg.out_dir = test::temp_dir("finetune_lora");
+  FinetuneResult r = finetune(m, nullptr, task, cfg);
+  EXPECT_EQ(m.lora(), nullptr);
+  EXPECT_LT(r.val["loss"].get<double>(), r.history.front()["val_loss"].get<double>() - 0.1);
+  for (const ParamInfo& p : m.layout()) {
+    const bool adapted = p.name.find("c_attn.weight") != std::string::npos ||
+                         p.name.find("c_proj.weight") != std::string::npos ||
+                         p.name.find("c_fc.weight") != std::string::npos;
+    const bool same =
+        std::memcmp(before.data() + p.offset, m.params() + p.offset, p.numel * sizeof(float)) == 0;
+    EXPECT_EQ(same, !adapted) << p.name;
+  }
+  EXPECT_TRUE(file_exists(cfg.out_dir + "/adapter_model.safetensors"));
+  EXPECT_TRUE(file_exists(cfg.out_dir + "/adapter_config.json"));
+  EXPECT_TRUE(file_exists(cfg.out_dir + "/model.safetensors"));
+}
+
 }  // namespace
 }  // namespace gpt

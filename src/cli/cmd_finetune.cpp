@@ -40,6 +40,7 @@ void run_instruct(InstructArgs& a) {
   const Tokenizer& tok = *lm.tokenizer;
   const TokenId eot = require_eot(tok);
   FinetuneConfig cfg = resolve_finetune_flags(a.ft, lm.model.config().n_layer);
+  cfg.base_model = a.model_dir;
   const int n_ctx = lm.model.config().n_ctx;
   const int max_len = a.max_len > 0 ? a.max_len : n_ctx;
   if (max_len > n_ctx) fail("--max-len {} is longer than the model's context ({})", max_len, n_ctx);

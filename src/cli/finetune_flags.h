@@ -17,6 +17,7 @@ struct FinetuneFlags {
   std::string schedule = "cosine";
   std::optional<float> min_lr;
   std::string train = "all";  // all | last:N | lora
+  std::string lora_targets = "c_attn,c_proj,c_fc";
   std::string format = "auto";
   bool skip_bad_lines = false;
   int threads = 0;
@@ -47,6 +48,14 @@ inline void add_finetune_flags(CLI::App* cmd, FinetuneFlags& f) {
   cmd->add_option("--eval-every", c.eval_every, "Evaluate every N steps (and at each epoch end)");
   cmd->add_option("--train", f.train, "What trains: all, last:N (the last N blocks) or lora")
       ->capture_default_str();
+  cmd->add_option("--lora-r", c.lora.r, "LoRA rank (with --train lora)")->capture_default_str();
+  cmd->add_option("--lora-alpha", c.lora.alpha, "LoRA alpha: the update is scaled by alpha / r")
+      ->capture_default_str();
+  cmd->add_option("--lora-dropout", c.lora.dropout, "Dropout on the adapters' input")->capture_default_str();
+  cmd->add_option(
+         "--lora-targets", f.lora_targets,
+         "Projections with adapters (Hugging Face names): c_attn, c_proj, c_fc, attn.c_proj, mlp.c_proj")
+      ->capture_default_str();
   cmd->add_option("--format", f.format, "Data format: auto (by extension), jsonl, json, csv, tsv")
       ->capture_default_str();
   cmd->add_flag("--skip-bad-lines", f.skip_bad_lines,
@@ -62,8 +71,21 @@ inline FinetuneConfig resolve_finetune_flags(FinetuneFlags& f, int n_layer) {
   FinetuneConfig c = f.cfg;
   c.schedule.kind = parse_schedule(f.schedule);
   c.schedule.min_lr = f.min_lr ? *f.min_lr : c.schedule.lr / 10.0f;
-  if (f.train == "lora") fail("--train lora is not available in this build yet (it needs the LoRA adapters)");
   c.train = parse_train_selection(f.train, n_layer);
+  c.lora.targets.clear();
+  std::string t = f.lora_targets;
+  for (size_t p = 0; p <= t.size();) {
+    size_t q = t.find(',', p);
+    if (q == std::string::npos) q = t.size();
+    if (q > p) c.lora.targets.push_back(t.substr(p, q - p));
+    p = q + 1;
+  }
+  if (c.train.kind == TrainSelection::Lora) {
+    if (c.lora.r < 1) fail("--lora-r must be at least 1 (got {})", c.lora.r);
+    if (!(c.lora.dropout >= 0 && c.lora.dropout < 1))
+      fail("--lora-dropout must be in [0, 1) (got {})", c.lora.dropout);
+    lora_target_mask(c.lora.targets);  // an unknown name fails here
+  }
   return c;
 }
 

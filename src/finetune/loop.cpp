@@ -42,13 +42,14 @@ TrainSelection parse_train_selection(std::string_view spec, int n_layer) {
       fail("--train last:N needs N between 0 and the model's {} layers (got \"{}\")", n_layer, spec);
     return {TrainSelection::LastN, static_cast<int>(n)};
   }
+  if (spec == "lora") return {TrainSelection::Lora, 0};
   fail("--train must be all, last:N or lora (got \"{}\")", spec);
 }
 
 dist::Range trainable_range(const GPT& model, TrainSelection sel) {
   const size_t total = model.num_parameters();
   if (sel.kind == TrainSelection::All) return {0, total};
-  if (sel.kind == TrainSelection::None) return {total, total};
+  if (sel.kind == TrainSelection::None || sel.kind == TrainSelection::Lora) return {total, total};
   const int L = model.config().n_layer;
   if (sel.n >= L) {  // every block, still not the embeddings
     const ParamInfo* p = model.find("h.0.ln_1.weight");
@@ -97,6 +98,10 @@ class Loop {
  public:
   Loop(GPT& model, const Tokenizer* tok, FinetuneTask& task, const FinetuneConfig& cfg)
       : model_(model), tok_(tok), task_(task), cfg_(cfg) {}
+  ~Loop() {
+    // An error on the way: the model must not keep pointing at adapters that go away.
+    if (lora_ && model_.lora() == lora_.get()) model_.attach_lora(nullptr);
+  }
   FinetuneResult run();
 
  private:
@@ -126,6 +131,7 @@ class Loop {
   std::unique_ptr<Progress> bar_;
   std::vector<CurvePoint> train_curve_, val_curve_;
   FinetuneResult result_;
+  std::unique_ptr<LoraAdapters> lora_;
 };
 
 void Loop::evaluate(int step, int epoch, double train_loss) {
@@ -164,11 +170,21 @@ FinetuneResult Loop::run() {
   // The optimizer: AdamW over the trainable range of the model (a tail of the flat array), plus
   // the task's own tensors.
   const dist::Range range = trainable_range(model_, cfg_.train);
+  if (cfg_.train.kind == TrainSelection::LastN) {
+    // Frozen blocks get no gradient and backward stops above them.
+    model_.freeze_below(model_.config().n_layer - cfg_.train.n);
+  } else if (cfg_.train.kind == TrainSelection::Lora) {
+    lora_ = std::make_unique<LoraAdapters>(model_.config(), cfg_.lora);
+    lora_->init(cfg_.seed);
+    model_.attach_lora(lora_.get());  // freezes the base
+  }
   std::unique_ptr<AdamW> opt;
   if (range.size() > 0) opt = std::make_unique<AdamW>(model_, cfg_.adam, range);
   std::vector<ExtraState> extras;
   size_t extra_count = 0;
-  for (const ExtraTensor& t : task_.extra_tensors()) {
+  std::vector<ExtraTensor> extra = task_.extra_tensors();
+  if (lora_) extra.push_back({"lora", lora_->params(), lora_->grads(), lora_->num_parameters(), true});
+  for (const ExtraTensor& t : extra) {
     extras.push_back({t, std::vector<float>(t.n, 0.0f), std::vector<float>(t.n, 0.0f)});
     extra_count += t.n;
   }
@@ -287,6 +303,13 @@ FinetuneResult Loop::run() {
       evaluate(step, epoch, loss);
   }
   if (bar_) bar_->finish();
+  if (cfg_.train.kind == TrainSelection::LastN) model_.unfreeze_all();
+  if (lora_) {
+    // The adapters on their own (PEFT's format), then merged into the model.
+    if (cfg_.save && !cfg_.out_dir.empty()) save_lora(cfg_.out_dir, *lora_, cfg_.base_model);
+    model_.attach_lora(nullptr);
+    merge_lora(model_, *lora_);
+  }
   result_.steps = total;
   result_.train_loss = loss;
   write_plot();

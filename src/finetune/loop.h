@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/gpt.h"
+#include "model/lora.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
@@ -59,14 +60,14 @@ class FinetuneTask {
 };
 
 // Which parameters train: all of them, the last N transformer blocks (+ the final LayerNorm and an
-// untied head; the embeddings stay frozen), or nothing of the model (only the task's own tensors,
-// e.g. LoRA adapters or a classification head).
+// untied head; the embeddings stay frozen: GPT::freeze_below), LoRA adapters on a frozen model
+// (made and attached by the loop from FinetuneConfig::lora), or nothing of the model (only the
+// task's own tensors, e.g. a classification head).
 struct TrainSelection {
-  enum Kind { All, LastN, None } kind = All;
+  enum Kind { All, LastN, Lora, None } kind = All;
   int n = 0;
 };
-// "all" | "last:N" (errors name the flag). "lora" is handled by the caller (it attaches adapters and
-// selects None).
+// "all" | "last:N" | "lora" (errors name the --train flag).
 TrainSelection parse_train_selection(std::string_view spec, int n_layer);
 // The range of the flat parameter array that trains (contiguous: blocks are laid out in order).
 dist::Range trainable_range(const GPT& model, TrainSelection sel);
@@ -85,7 +86,9 @@ struct FinetuneConfig {
   bool shuffle = true;
   int eval_every = 0;  // steps; 0: only at each epoch end
   TrainSelection train;
-  bool save = true;  // save the model (+ the task's files) into out_dir at the end
+  LoraConfig lora;         // with train = lora; the adapters start from `seed`
+  std::string base_model;  // named in adapter_config.json
+  bool save = true;        // save the model (+ the task's files) into out_dir at the end
   bool quiet = false;
 };
 
@@ -97,7 +100,9 @@ struct FinetuneResult {
 };
 
 // Runs the loop. The model trains on its own backend (the CPU). `tok` (may be null) is saved with
-// the model. Throws gpt::Error on bad settings or a non-finite loss.
+// the model. With LoRA, OUT also gets the adapters (adapter_model.safetensors + adapter_config.json,
+// PEFT's format) and the saved model (and `model` on return) has them merged in. Throws gpt::Error
+// on bad settings or a non-finite loss.
 FinetuneResult finetune(GPT& model, const Tokenizer* tok, FinetuneTask& task, const FinetuneConfig& cfg);
 
 }  // namespace gpt
