@@ -312,7 +312,9 @@ std::vector<Record> parse_records(std::string_view content, const std::string& p
   }
   if (rep.bad_lines > 0) {
     // A quoted field that is never closed swallows the rest of the file: never skippable.
-    if (!opt.skip_bad_lines || bad.fatal)
+    if (bad.fatal && opt.skip_bad_lines)  // it swallowed the rest of the file: not skippable
+      fail("{}", rep.bad.back());
+    if (!opt.skip_bad_lines)
       fail("{} ({} malformed line{} in all; --skip-bad-lines skips them)", rep.bad.front(), rep.bad_lines,
            rep.bad_lines == 1 ? "" : "s");
     if (opt.warn)
