@@ -43,7 +43,8 @@ inline void add_finetune_flags(CLI::App* cmd, FinetuneFlags& f) {
   cmd->add_option("--grad-clip", c.grad_clip, "Clip the gradient norm to this (0: off)")
       ->capture_default_str();
   cmd->add_option("--dropout", c.dropout, "Dropout while fine-tuning")->capture_default_str();
-  cmd->add_option("--seed", c.seed, "Seed of shuffling and dropout")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "Seed of shuffling, dropout and the LoRA adapters' start")
+      ->capture_default_str();
   cmd->add_flag("!--no-shuffle", c.shuffle, "Keep the examples in file order");
   cmd->add_option("--eval-every", c.eval_every, "Evaluate every N steps (and at each epoch end)");
   cmd->add_option("--train", f.train, "What trains: all, last:N (the last N blocks) or lora")
