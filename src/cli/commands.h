@@ -18,6 +18,9 @@ void add_train_command(CLI::App& app);       // train
 void add_prepare_command(CLI::App& app);     // prepare
 void add_quantize_command(CLI::App& app);    // quantize
 void add_packed_bench(CLI::App* bench);      // bench packed
+CLI::App* add_finetune_command(CLI::App& app);   // finetune instruct (returns `finetune`)
+void add_finetune_classify(CLI::App* finetune);  // finetune classify (finetune/classify, branch wt-taskeval)
+void add_chat_command(CLI::App& app);            // chat
 void add_lora_commands(CLI::App& app);       // lora init, lora merge
 
 }  // namespace gpt::cli
