@@ -143,7 +143,7 @@ class Backend {
 
   // ---- LM head and the loss ------------------------------------------------------------------------
   virtual void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) = 0;
-  // dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x.
+  // dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x (dwte may be null).
   virtual void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte,
                                 int N, int C, int V) = 0;
   // losses[n], lse[n] as ops.h; targets in backend memory. Returns the sum of scored losses to the host.

@@ -7,7 +7,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -95,8 +97,9 @@ struct GPT::Activations {
   uint64_t dropout_seed = 0;
   float dropout_p = 0.0f;  // the dropout the last forward applied, for its backward
   // host copies of the logits and losses, for device backends (filled on first access)
-  std::vector<float> host_logits, host_losses;
-  bool host_logits_valid = false, host_losses_valid = false;
+  std::vector<float> host_logits, host_losses, host_hidden;
+  bool host_logits_valid = false, host_losses_valid = false, host_hidden_valid = false;
+  bool have_logits = false;  // the last forward ran the LM head
 };
 
 void GPT::plan(int B, int T, bool training) {
@@ -171,7 +174,7 @@ void GPT::plan(int B, int T, bool training) {
   a.T = T;
   a.training = training;
   a.scratch_bytes = scratch_bytes;
-  a.host_logits_valid = a.host_losses_valid = false;
+  a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
 }
 
 size_t GPT::activation_bytes() const { return acts_ ? acts_->arena.bytes() : 0; }
@@ -186,6 +189,7 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(&backend) {
   w_ = bind_tensors(cfg_, layout_, params_.data());
   if (!be_->host_memory()) dev_params_ = BackendBuffer(*be_, num_params_ * sizeof(float));
   dw_ = bind_tensors(cfg_, layout_, device_params());
+  trainable_.assign(layout_.size(), 1);
 }
 
 GPT::GPT(GPT&& o) noexcept
@@ -201,7 +205,11 @@ GPT::GPT(GPT&& o) noexcept
       dw_(std::move(o.dw_)),
       g_(std::move(o.g_)),
       acts_(std::exchange(o.acts_, nullptr)),
-      scored_(o.scored_) {}
+      scored_(o.scored_),
+      trainable_(std::move(o.trainable_)),
+      gt_(std::move(o.gt_)),
+      sink_(std::move(o.sink_)),
+      lora_(std::exchange(o.lora_, nullptr)) {}
 
 GPT& GPT::operator=(GPT&& o) noexcept {
   if (this != &o) {
@@ -219,6 +227,10 @@ GPT& GPT::operator=(GPT&& o) noexcept {
     g_ = std::move(o.g_);
     acts_ = std::exchange(o.acts_, nullptr);
     scored_ = o.scored_;
+    trainable_ = std::move(o.trainable_);
+    gt_ = std::move(o.gt_);
+    sink_ = std::move(o.sink_);
+    lora_ = std::exchange(o.lora_, nullptr);
   }
   return *this;
 }
@@ -258,6 +270,7 @@ float* GPT::grads() {
   if (grads_.empty()) {
     grads_ = BackendBuffer(*be_, num_params_ * sizeof(float));  // zeroed
     g_ = bind_tensors(cfg_, layout_, static_cast<float*>(grads_.get()));
+    rebind_trainable_grads();
   }
   return static_cast<float*>(grads_.get());
 }
@@ -295,7 +308,7 @@ void GPT::init_gpt2(uint64_t seed) {
 // ---- forward ---------------------------------------------------------------------------------------
 
 const float* GPT::logits() const {
-  if (!acts_) return nullptr;
+  if (!acts_ || !acts_->have_logits) return nullptr;
   Activations& a = *acts_;
   if (be_->host_memory() && be_->act_type() == ActType::F32) return static_cast<const float*>(a.logits);
   if (!a.host_logits_valid) {
@@ -321,6 +334,27 @@ const float* GPT::position_losses() const {
 
 float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
                    uint64_t dropout_seed) {
+  return run_forward(inputs, targets, B, T, training, dropout_seed, /*head=*/true);
+}
+
+void GPT::forward_hidden(const TokenId* inputs, int B, int T, bool training, uint64_t dropout_seed) {
+  run_forward(inputs, nullptr, B, T, training, dropout_seed, /*head=*/false);
+}
+
+const float* GPT::hidden() const {
+  if (!acts_) return nullptr;
+  Activations& a = *acts_;
+  if (be_->host_memory() && be_->act_type() == ActType::F32) return static_cast<const float*>(a.lnf);
+  if (!a.host_hidden_valid) {
+    a.host_hidden.resize(static_cast<size_t>(a.B) * a.T * cfg_.n_embd);
+    be_->act_to_host_f32(a.host_hidden.data(), a.lnf, a.host_hidden.size());
+    a.host_hidden_valid = true;
+  }
+  return a.host_hidden.data();
+}
+
+float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
+                       uint64_t dropout_seed, bool head) {
   if (B < 1 || T < 1) fail("forward: empty batch (B = {}, T = {})", B, T);
   if (T > cfg_.n_ctx) fail("sequence of {} tokens is longer than the model's context of {}", T, cfg_.n_ctx);
   const size_t N = static_cast<size_t>(B) * T;
@@ -345,7 +379,8 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
   }
   a.dropout_seed = dropout_seed;
   a.dropout_p = training ? cfg_.dropout : 0.0f;
-  a.host_logits_valid = a.host_losses_valid = false;
+  a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
+  a.have_logits = head;
 
   const ModelTensors& W = dw_;
   const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size, L_ = cfg_.n_layer;
@@ -410,9 +445,10 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
     be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, W.lnf_w, W.lnf_b, n, C, eps);
   else if (!pre)
     be.copy(a.lnf, x, N * C * act_size(be.act_type()));
+  scored_ = 0;
+  if (!head) return std::numeric_limits<float>::quiet_NaN();
   be.lm_head_forward(a.logits, a.lnf, W.lm_head, n, C, V);
 
-  scored_ = 0;
   if (!targets) return std::numeric_limits<float>::quiet_NaN();
   for (size_t i = 0; i < N; i++) scored_ += targets[i] != kIgnoreIndex;
   const double total = be.cross_entropy_forward(a.losses, a.lse, a.logits, a.targets, n, V);
@@ -422,14 +458,40 @@ float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, 
 // ---- backward --------------------------------------------------------------------------------------
 
 void GPT::backward(float grad_scale) {
-  if (!acts_ || !acts_->training || !acts_->have_targets)
+  if (!acts_ || !acts_->training || !acts_->have_targets || !acts_->have_logits)
     fail("backward() needs a forward pass with training = true and targets");
   Activations& a = *acts_;
   Backend& be = *be_;
   grads();
+  const int C = cfg_.n_embd, V = cfg_.vocab_size;
+  const int n = a.B * a.T;
+  if (scored_ == 0) return;                             // nothing scored: the loss is constant
+  if (lowest_trainable_layer() > cfg_.n_layer) return;  // nothing trainable
+  a.host_logits_valid = false;
+
+  // loss -> logits -> head input: a.dbuf when ln_f follows (its backward is the trunk's), else a.dres
+  be.cross_entropy_backward(a.logits, a.lse, a.targets, n, V, grad_scale / static_cast<float>(scored_));
+  be.lm_head_backward(cfg_.final_ln() ? a.dbuf : a.dres, gt_.lm_head, a.logits, a.lnf, dw_.lm_head, n, C, V);
+  backward_trunk();
+}
+
+void GPT::backward_hidden(const float* dhidden) {
+  if (!acts_ || !acts_->training) fail("backward_hidden() needs a forward pass with training = true");
+  if (be_->act_type() != ActType::F32)
+    fail("backward_hidden() needs fp32 activations; the {} backend has bf16 ones", be_->name());
+  Activations& a = *acts_;
+  grads();
+  const size_t bytes = static_cast<size_t>(a.B) * a.T * cfg_.n_embd * sizeof(float);
+  be_->to_device(cfg_.final_ln() ? a.dbuf : a.dres, dhidden, bytes);
+  backward_trunk();
+}
+
+void GPT::backward_trunk() {
+  Activations& a = *acts_;
+  Backend& be = *be_;
   const ModelTensors& W = dw_;
-  const ModelTensors& G = g_;
-  const int B = a.B, T = a.T, C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size;
+  const ModelTensors& G = gt_;  // frozen tensors are nullptr
+  const int B = a.B, T = a.T, C = cfg_.n_embd, H = cfg_.n_head;
   const size_t N = static_cast<size_t>(B) * T;
   const size_t act_bytes = N * C * act_size(be.act_type());
   const int n = static_cast<int>(N);
@@ -437,22 +499,20 @@ void GPT::backward(float grad_scale) {
   auto drop = [&](int layer, int site) {
     return ops::Dropout{a.dropout_p, ops::dropout_seed(a.dropout_seed, layer, site)};
   };
-  if (scored_ == 0) return;  // nothing scored: the loss is constant
-  a.host_logits_valid = false;
+  // The LayerNorm kernels always write a gain gradient: a frozen one goes to the sink.
+  float* sink = static_cast<float*>(sink_.get());
+  auto gain = [&](float* g) { return g ? g : sink; };
+  const int lowest = lowest_trainable_layer();
+  if (lowest > cfg_.n_layer) return;
 
-  // loss -> logits -> head input
-  be.cross_entropy_backward(a.logits, a.lse, a.targets, n, V, grad_scale / static_cast<float>(scored_));
-  Act* dres = a.dres;  // gradient w.r.t. the current block's output, then its input
-  if (cfg_.final_ln()) {
-    be.lm_head_backward(a.dbuf, G.lm_head, a.logits, a.lnf, W.lm_head, n, C, V);
+  Act* dres = a.dres;     // gradient w.r.t. the current block's output, then its input
+  if (cfg_.final_ln()) {  // a.dbuf = d(ln_f output)
     const Act* x = cfg_.n_layer > 0 ? a.layers[cfg_.n_layer - 1].res3 : a.encoded;
     be.fill_zero(dres, act_bytes);
-    be.layernorm_backward(dres, G.lnf_w, G.lnf_b, a.dbuf, x, W.lnf_w, a.lnf_mean, a.lnf_rstd, n, C);
-  } else {
-    be.lm_head_backward(dres, G.lm_head, a.logits, a.lnf, W.lm_head, n, C, V);
+    be.layernorm_backward(dres, gain(G.lnf_w), G.lnf_b, a.dbuf, x, W.lnf_w, a.lnf_mean, a.lnf_rstd, n, C);
   }
 
-  for (int l = cfg_.n_layer - 1; l >= 0; l--) {
+  for (int l = cfg_.n_layer - 1; l >= std::max(lowest, 0); l--) {
     const LayerTensors& Wl = W.layers[l];
     const LayerTensors& D = G.layers[l];
     LayerActs& L = a.layers[l];
@@ -465,20 +525,22 @@ void GPT::backward(float grad_scale) {
                          false);
       be.linear_gelu_backward(a.dbuf, D.fc_w, D.fc_b, a.dfch, a.dbuf2, Wl.fc_proj_w, L.ln2, L.fch, Wl.fc_w, n,
                               C, 4 * C, C, false);
-      be.layernorm_backward(dres, D.ln2_w, D.ln2_b, a.dbuf, L.res2, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
+      be.layernorm_backward(dres, gain(D.ln2_w), D.ln2_b, a.dbuf, L.res2, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n,
+                            C);
       // dres = d(res2). attention branch: res2 = x + drop(c_proj(attention(c_attn(ln_1(x)))))
       be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 2));
       be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C,
                          false);
       be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
       be.linear_backward(a.dbuf, D.qkv_w, D.qkv_b, a.dqkv, L.ln1, Wl.qkv_w, n, C, 3 * C, false);
-      be.layernorm_backward(dres, D.ln1_w, D.ln1_b, a.dbuf, x, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
+      be.layernorm_backward(dres, gain(D.ln1_w), D.ln1_b, a.dbuf, x, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
       // dres = d(x)
     } else {
       // dres = d(ln_2 output). ln2 = LN(res3), res3 = ln1 + drop(mlp(ln1)), ln1 = LN(res2),
       // res2 = x + drop(attn(x)).
       be.fill_zero(a.dbuf, act_bytes);
-      be.layernorm_backward(a.dbuf, D.ln2_w, D.ln2_b, dres, L.res3, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n, C);
+      be.layernorm_backward(a.dbuf, gain(D.ln2_w), D.ln2_b, dres, L.res3, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n,
+                            C);
       // a.dbuf = d(res3); d(ln1) = d(res3) + MLP backward, accumulated into dres
       be.copy(dres, a.dbuf, act_bytes);
       be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 3));
@@ -488,7 +550,8 @@ void GPT::backward(float grad_scale) {
                               C, 4 * C, C, /*accumulate=*/true);
       // dres = d(ln1) -> a.dbuf = d(res2)
       be.fill_zero(a.dbuf, act_bytes);
-      be.layernorm_backward(a.dbuf, D.ln1_w, D.ln1_b, dres, L.res2, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
+      be.layernorm_backward(a.dbuf, gain(D.ln1_w), D.ln1_b, dres, L.res2, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n,
+                            C);
       // d(x) = d(res2) + attention backward
       be.copy(dres, a.dbuf, act_bytes);
       be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 2));
@@ -498,9 +561,73 @@ void GPT::backward(float grad_scale) {
       be.linear_backward(dres, D.qkv_w, D.qkv_b, a.dqkv, x, Wl.qkv_w, n, C, 3 * C, /*accumulate=*/true);
     }
   }
+  if (lowest >= 0) return;  // the embeddings are frozen: nothing below needs a gradient
   // embeddings: encoded = drop(wte[ids] + wpe[pos])
   be.dropout_backward(dres, dres, N * C, drop(-1, 0));
   be.embedding_backward(G.wte, G.wpe, dres, a.inputs, a.host_inputs.data(), B, T, C);
+}
+
+// ---- the trainable set -------------------------------------------------------------------------------
+
+// The block a tensor belongs to: -1 for the embeddings, n_layer for ln_f and lm_head.
+static int tensor_layer(const ParamInfo& p, int n_layer) {
+  if (p.name.starts_with("h.")) return std::atoi(p.name.c_str() + 2);
+  if (p.name.starts_with("wte.") || p.name.starts_with("wpe.")) return -1;
+  return n_layer;
+}
+
+void GPT::set_trainable(const std::function<bool(const ParamInfo&)>& trainable) {
+  bool any_frozen = false;
+  for (size_t i = 0; i < layout_.size(); i++) {
+    trainable_[i] = trainable(layout_[i]) ? 1 : 0;
+    any_frozen |= !trainable_[i];
+  }
+  if (any_frozen)
+    for (size_t i = 0; i < layout_.size(); i++)
+      if (tensor_layer(layout_[i], cfg_.n_layer) < 0) trainable_[i] = 0;
+  rebind_trainable_grads();
+}
+void GPT::freeze_all() {
+  set_trainable([](const ParamInfo&) { return false; });
+}
+void GPT::unfreeze_all() {
+  set_trainable([](const ParamInfo&) { return true; });
+}
+void GPT::freeze_below(int layer) {
+  if (layer < 0 || layer > cfg_.n_layer) fail("freeze_below: layer {} is outside 0..{}", layer, cfg_.n_layer);
+  const int L = cfg_.n_layer;
+  set_trainable([&](const ParamInfo& p) { return tensor_layer(p, L) >= layer; });
+}
+bool GPT::trainable(std::string_view name) const {
+  for (size_t i = 0; i < layout_.size(); i++)
+    if (layout_[i].name == name) return trainable_[i] != 0;
+  fail("the model has no parameter \"{}\"", name);
+}
+bool GPT::all_trainable() const {
+  for (char t : trainable_)
+    if (!t) return false;
+  return true;
+}
+size_t GPT::num_trainable_parameters() const {
+  size_t n = 0;
+  for (size_t i = 0; i < layout_.size(); i++) n += trainable_[i] ? layout_[i].numel : 0;
+  return n;
+}
+
+void GPT::rebind_trainable_grads() {
+  if (grads_.empty()) return;  // grads() binds when it allocates
+  std::vector<ParamInfo> live;
+  for (size_t i = 0; i < layout_.size(); i++)
+    if (trainable_[i]) live.push_back(layout_[i]);
+  gt_ = bind_tensors(cfg_, live, static_cast<float*>(grads_.get()));
+  if (!all_trainable() && sink_.empty()) sink_ = BackendBuffer(*be_, cfg_.n_embd * sizeof(float));
+}
+
+int GPT::lowest_trainable_layer() const {
+  int lowest = cfg_.n_layer + 1;
+  for (size_t i = 0; i < layout_.size(); i++)
+    if (trainable_[i]) lowest = std::min(lowest, tensor_layer(layout_[i], cfg_.n_layer));
+  return lowest;
 }
 
 }  // namespace gpt

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -35,6 +36,8 @@ struct ModelTensors {
   float *lnf_w, *lnf_b;  // [C], pre-LN only
   float* lm_head;        // [V, C]: == wte when tied
 };
+
+class LoraAdapters;  // model/lora.h
 
 class GPT {
  public:
@@ -101,6 +104,40 @@ class GPT {
   // with grad_scale = 1/steps.
   void backward(float grad_scale = 1.0f);
 
+  // ---- hidden states (a task head on top of the network) ----------------------------------------
+  // Runs everything up to, not including, the LM head (no logits, no loss). hidden() is then the
+  // head's input [B, T, C] as fp32 host floats: ln_f's output for pre-LN, the last block's output
+  // for post-LN. Same arguments and errors as forward().
+  void forward_hidden(const TokenId* inputs, int B, int T, bool training = false, uint64_t dropout_seed = 0);
+  const float* hidden() const;
+  // Adds the parameter gradients that the gradient `dhidden` ([B, T, C], host fp32) on hidden()
+  // makes, with no LM-head term. Needs the last forward (forward_hidden or forward) with training.
+  // On a backend whose activations are not fp32 it fails with one message.
+  void backward_hidden(const float* dhidden);
+
+  // ---- the trainable set (fine-tuning a subset) --------------------------------------------------
+  // Every tensor is trainable after construction. A frozen tensor gets no gradient (its grads() stay
+  // as they are, zero after zero_grad) and AdamW leaves it alone. Backward stops below the lowest
+  // layer that has anything trainable (or a LoRA adapter). When any tensor is frozen the embeddings
+  // (wte, wpe, and so a tied head) are frozen too: training them alone is not a use we have.
+  void set_trainable(const std::function<bool(const ParamInfo&)>& trainable);
+  void freeze_all();
+  void unfreeze_all();
+  // Freezes the embeddings and blocks 0 .. layer-1; blocks layer.. n_layer-1, ln_f and an untied
+  // lm_head stay trainable. freeze_below(0) freezes only the embeddings.
+  void freeze_below(int layer);
+  bool trainable(size_t tensor) const { return trainable_[tensor] != 0; }  // by index in layout()
+  bool trainable(std::string_view name) const;
+  bool all_trainable() const;
+  size_t num_trainable_parameters() const;
+
+  // ---- LoRA (model/lora.h) -----------------------------------------------------------------------
+  // Attaches adapters (nullptr detaches): forward adds their low-rank updates, backward computes
+  // their gradients, and the base model is frozen (freeze_all) while they are attached; detaching
+  // makes it trainable again. The adapters must outlive the attachment. CPU backend only.
+  void attach_lora(LoraAdapters* adapters);
+  LoraAdapters* lora() const { return lora_; }
+
   // Bytes of the parameter, gradient and activation arenas now allocated.
   size_t parameter_bytes() const { return params_.bytes(); }
   size_t gradient_bytes() const { return grads_.bytes(); }
@@ -109,6 +146,13 @@ class GPT {
  private:
   struct Activations;
   void plan(int B, int T, bool training);
+  // forward() up to the head's input (a.lnf); then the LM head and loss when `head`.
+  float run_forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
+                    uint64_t dropout_seed, bool head);
+  // From the gradient of the head's input (in a.dbuf for pre-LN, a.dres for post-LN) down.
+  void backward_trunk();
+  void rebind_trainable_grads();
+  int lowest_trainable_layer() const;  // -1: the embeddings; n_layer: none
 
   ModelConfig cfg_;
   Backend* be_;
@@ -122,6 +166,10 @@ class GPT {
   ModelTensors dw_{}, g_{};   // over the backend's parameters and gradients
   Activations* acts_ = nullptr;
   size_t scored_ = 0;
+  std::vector<char> trainable_;  // per layout() tensor
+  ModelTensors gt_{};            // g_ with frozen tensors as nullptr
+  BackendBuffer sink_;           // [C]: LayerNorm gain gradients of frozen LayerNorms land here
+  LoraAdapters* lora_ = nullptr;
 };
 
 // Binds tensor pointers for a config's layout over an arena base (used for params and grads).

@@ -45,7 +45,7 @@ void linear_backward(float* dinp, float* dw, float* dbias, const float* dout, co
 
 // ---- LM head, tied or not: logits[N,V] = x[N,C] @ wte[V,C]^T ------------------------------------
 void lm_head_forward(float* logits, const float* x, const float* wte, int N, int C, int V);
-// dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x.
+// dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x (dwte may be null: a frozen head).
 void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N,
                       int C, int V);
 

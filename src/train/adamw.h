@@ -31,10 +31,11 @@ class AdamW {
   // step() updates only those (a data-parallel trainer all-gathers the others from their owners).
   AdamW(const GPT& model, AdamWConfig cfg, dist::Range shard);
   // One update of the owned parameters (model.device_params()) from model.grads(), at learning rate
-  // `lr` (the schedule's value for this step). On a device the update is queued on the backend.
-  // The caller then tells the backend the parameters changed (Backend::parameters_changed), once
-  // they are all in place (after a data-parallel all-gather): a backend with low-precision weight
-  // copies would otherwise go on computing with the old weights.
+  // `lr` (the schedule's value for this step). Only the model's trainable tensors (GPT::trainable)
+  // are updated and weight-decayed: a frozen tensor stays bit for bit as it is. On a device the update is
+  // queued on the backend. The caller then tells the backend the parameters changed
+  // (Backend::parameters_changed), once they are all in place (after a data-parallel all-gather): a backend
+  // with low-precision weight copies would otherwise go on computing with the old weights.
   void step(GPT& model, float lr);
   int64_t steps() const { return t_; }
   // Resuming: the step count sets the bias corrections of the next update.
@@ -61,6 +62,33 @@ class AdamW {
   dist::Range shard_;
   size_t total_ = 0;
   std::vector<dist::Segment> segments_;  // the owned parameters, tensor by tensor
+  std::vector<size_t> segment_tensor_;   // the layout() index of each segment's tensor
+  BackendBuffer m_, v_;
+  int64_t t_ = 0;
+};
+
+// AdamW for parameters that live outside a GPT's arena (a task head, LoRA adapters): n fp32
+// parameters and their gradients in `backend` memory, the same update as AdamW (Backend::adamw_update).
+// `segments` (offsets into the n parameters) say where weight decay applies: each one with its
+// own decay flag; parameters in no segment are not updated. Empty: one segment over all n, decayed.
+class AdamWBuffer {
+ public:
+  AdamWBuffer(Backend& backend, size_t n, AdamWConfig cfg, std::vector<dist::Segment> segments = {});
+  // params, grads: n floats in backend memory.
+  void step(float* params, const float* grads, float lr);
+  int64_t steps() const { return t_; }
+  void set_steps(int64_t t) { t_ = t; }
+  const AdamWConfig& config() const { return cfg_; }
+  size_t size() const { return n_; }
+  float* m() { return static_cast<float*>(m_.get()); }
+  float* v() { return static_cast<float*>(v_.get()); }
+  const std::vector<dist::Segment>& segments() const { return segments_; }
+
+ private:
+  AdamWConfig cfg_;
+  Backend* be_;
+  size_t n_;
+  std::vector<dist::Segment> segments_;
   BackendBuffer m_, v_;
   int64_t t_ = 0;
 };

@@ -490,6 +490,7 @@ void CudaBackend::lm_head_backward(Act* dx, float* dwte, const Act* dlogits, con
   g.B = dlogits;
   g.D = dx;
   gemm(g, nullptr);
+  if (!dwte) return;  // a frozen head
   cuda::Gemm d = act_gemm(cuda::lm_head_dwte_shape(N, C, V));
   d.A = x;
   d.B = dlogits;

@@ -111,7 +111,7 @@ void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float*
   // dx[N,C] = dlogits[N,V] @ wte[V,C]
   gemm(false, false, N, C, V, 1.0f, dlogits, V, wte, C, 0.0f, dx, C);
   // dwte[V,C] += dlogits^T[V,N] @ x[N,C]
-  gemm(true, false, V, C, N, 1.0f, dlogits, V, x, C, 1.0f, dwte, C);
+  if (dwte) gemm(true, false, V, C, N, 1.0f, dlogits, V, x, C, 1.0f, dwte, C);
 }
 
 size_t attention_scratch_floats(int T) {

@@ -1,0 +1,232 @@
+// The model side of fine-tuning: hidden states (the input of a task head) with their backward, the
+// trainable set (freezing), and AdamW over a trainable subset or over a buffer outside the model.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "grad_check.h"
+#include "model/gpt.h"
+#include "train/adamw.h"
+
+namespace gpt {
+namespace {
+
+ModelConfig tiny(LnPlacement ln = LnPlacement::Pre, bool tied = true, float dropout = 0.0f) {
+  ModelConfig c;
+  c.n_layer = 3;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.n_ctx = 8;
+  c.vocab_size = 11;
+  c.ln = ln;
+  c.tied_head = tied;
+  c.dropout = dropout;
+  return c;
+}
+
+void randomize(GPT& m, uint64_t seed) {
+  auto r = test::randn(m.num_parameters(), seed, 0.3f);
+  std::copy(r.begin(), r.end(), m.params());
+  for (const auto& p : m.layout())
+    if (p.name.find("ln_") != std::string::npos && p.name.ends_with(".weight"))
+      for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] += 1.0f;
+}
+
+struct Batch {
+  int B = 2, T = 6;
+  std::vector<TokenId> x = {1, 4, 7, 2, 10, 3, 0, 0, 5, 9, 1, 8};
+  std::vector<int32_t> y = {4, 7, 2, 10, 3, -1, 0, 5, 9, 1, 8, 6};
+};
+
+// forward() then the LM head == forward_hidden() then hidden @ head^T.
+TEST(HiddenStates, FeedTheLmHead) {
+  for (auto ln : {LnPlacement::Pre, LnPlacement::Post})
+    for (bool tied : {true, false}) {
+      GPT m(tiny(ln, tied));
+      randomize(m, 1);
+      Batch b;
+      m.forward(b.x.data(), nullptr, b.B, b.T);
+      std::vector<float> logits(m.logits(), m.logits() + b.B * b.T * 11);
+      m.forward_hidden(b.x.data(), b.B, b.T);
+      EXPECT_EQ(m.logits(), nullptr);  // no head ran
+      const float* h = m.hidden();
+      const float* head = tied ? m.param("wte.weight") : m.param("lm_head.weight");
+      for (int i = 0; i < b.B * b.T; i++)
+        for (int v = 0; v < 11; v++) {
+          double s = 0;
+          for (int c = 0; c < 8; c++) s += static_cast<double>(h[i * 8 + c]) * head[v * 8 + c];
+          ASSERT_NEAR(s, logits[i * 11 + v], 1e-5) << "row " << i << " vocab " << v;
+        }
+    }
+}
+
+// d/dparams of sum(hidden * r) by finite differences, every tensor that reaches hidden.
+void check_hidden_gradients(const ModelConfig& cfg) {
+  GPT m(cfg);
+  randomize(m, 42);
+  Batch b;
+  const uint64_t seed = 7;
+  const auto r = test::randn(static_cast<size_t>(b.B) * b.T * cfg.n_embd, 5);
+  m.zero_grad();
+  m.forward_hidden(b.x.data(), b.B, b.T, true, seed);
+  m.backward_hidden(r.data());
+  std::vector<float> grads(m.grads(), m.grads() + m.num_parameters());
+  auto f = [&] {
+    m.forward_hidden(b.x.data(), b.B, b.T, true, seed);
+    return test::project(m.hidden(), r);
+  };
+  for (const auto& p : m.layout()) {
+    if (p.name.starts_with("lm_head")) {  // not on the path to hidden
+      for (size_t i = 0; i < p.numel; i++) ASSERT_EQ(grads[p.offset + i], 0.0f);
+      continue;
+    }
+    test::expect_gradient(p.name.c_str(), m.params() + p.offset, p.numel, grads.data() + p.offset, f, 1e-2f,
+                          3e-2, 24);
+  }
+}
+
+TEST(HiddenStates, GradientsPreLN) { check_hidden_gradients(tiny(LnPlacement::Pre, false)); }
+TEST(HiddenStates, GradientsPostLN) { check_hidden_gradients(tiny(LnPlacement::Post)); }
+TEST(HiddenStates, GradientsWithDropout) { check_hidden_gradients(tiny(LnPlacement::Pre, true, 0.2f)); }
+
+TEST(HiddenStates, BackwardNeedsATrainingForward) {
+  GPT m(tiny());
+  Batch b;
+  m.forward_hidden(b.x.data(), b.B, b.T, false);
+  std::vector<float> d(b.B * b.T * 8, 1.0f);
+  EXPECT_THROW(m.backward_hidden(d.data()), Error);
+  m.forward_hidden(b.x.data(), b.B, b.T, true);
+  EXPECT_THROW(m.backward(), Error);  // no logits, no loss
+}
+
+std::vector<float> full_gradients(const ModelConfig& cfg, uint64_t dropout_seed) {
+  GPT m(cfg);
+  randomize(m, 3);
+  Batch b;
+  m.zero_grad();
+  m.forward(b.x.data(), b.y.data(), b.B, b.T, true, dropout_seed);
+  m.backward();
+  return {m.grads(), m.grads() + m.num_parameters()};
+}
+
+// With a subset trainable, its gradients are the full model's, the rest get none.
+void check_subset(const ModelConfig& cfg, const std::function<void(GPT&)>& freeze,
+                  const std::vector<std::string>& expect_frozen,
+                  const std::vector<std::string>& expect_trainable) {
+  const auto full = full_gradients(cfg, 11);
+  GPT m(cfg);
+  randomize(m, 3);
+  freeze(m);
+  for (const auto& n : expect_frozen) EXPECT_FALSE(m.trainable(n)) << n;
+  for (const auto& n : expect_trainable) EXPECT_TRUE(m.trainable(n)) << n;
+  Batch b;
+  m.zero_grad();
+  m.forward(b.x.data(), b.y.data(), b.B, b.T, true, 11);
+  m.backward();
+  size_t n_trainable = 0;
+  for (size_t t = 0; t < m.layout().size(); t++) {
+    const ParamInfo& p = m.layout()[t];
+    for (size_t i = 0; i < p.numel; i++) {
+      const float g = m.grads()[p.offset + i];
+      if (m.trainable(t))
+        ASSERT_NEAR(g, full[p.offset + i], 1e-6 + 1e-5 * std::fabs(full[p.offset + i]))
+            << p.name << "[" << i << "]";
+      else
+        ASSERT_EQ(g, 0.0f) << p.name << " is frozen";
+    }
+    n_trainable += m.trainable(t) ? p.numel : 0;
+  }
+  EXPECT_EQ(m.num_trainable_parameters(), n_trainable);
+  EXPECT_GT(n_trainable, 0u);
+}
+
+TEST(Freeze, BelowALayerGivesTheFullModelsGradients) {
+  for (auto ln : {LnPlacement::Pre, LnPlacement::Post})
+    for (bool tied : {true, false})
+      check_subset(tiny(ln, tied, 0.1f), [](GPT& m) { m.freeze_below(2); },
+                   {"wte.weight", "wpe.weight", "h.1.ln_2.weight"},
+                   {"h.2.attn.c_attn.weight", "h.2.ln_1.weight"});
+}
+
+TEST(Freeze, APredicateFreezesTheEmbeddingsToo) {
+  // only the MLP of the middle block and ln_f: the embeddings follow into the frozen set
+  check_subset(tiny(LnPlacement::Pre, false),
+               [](GPT& m) {
+                 m.set_trainable([](const ParamInfo& p) {
+                   return p.name.starts_with("h.1.mlp") || p.name.starts_with("ln_f") ||
+                          p.name.starts_with("wte");
+                 });
+               },
+               {"wte.weight", "wpe.weight", "h.2.mlp.c_fc.weight", "h.1.ln_2.weight", "lm_head.weight"},
+               {"h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.bias", "ln_f.weight"});
+}
+
+TEST(Freeze, AllAndNone) {
+  GPT m(tiny());
+  EXPECT_TRUE(m.all_trainable());
+  EXPECT_EQ(m.num_trainable_parameters(), m.num_parameters());
+  m.freeze_all();
+  EXPECT_EQ(m.num_trainable_parameters(), 0u);
+  randomize(m, 2);
+  Batch b;
+  m.zero_grad();
+  m.forward(b.x.data(), b.y.data(), b.B, b.T, true);
+  m.backward();  // nothing to do
+  for (size_t i = 0; i < m.num_parameters(); i++) ASSERT_EQ(m.grads()[i], 0.0f);
+  m.unfreeze_all();
+  EXPECT_TRUE(m.all_trainable());
+  EXPECT_THROW(m.freeze_below(4), Error);
+  EXPECT_THROW(m.trainable("h.9.ln_1.weight"), Error);
+}
+
+TEST(Freeze, AdamWLeavesFrozenTensorsBitIdentical) {
+  GPT m(tiny(LnPlacement::Pre, true, 0.1f));
+  randomize(m, 4);
+  m.freeze_below(1);
+  const std::vector<float> before(m.params(), m.params() + m.num_parameters());
+  AdamW opt(m, AdamWConfig{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f});
+  Batch b;
+  for (int step = 0; step < 3; step++) {
+    m.zero_grad();
+    m.forward(b.x.data(), b.y.data(), b.B, b.T, true, step);
+    m.backward();
+    opt.step(m, 1e-2f);
+  }
+  for (size_t t = 0; t < m.layout().size(); t++) {
+    const ParamInfo& p = m.layout()[t];
+    size_t changed = 0;
+    for (size_t i = 0; i < p.numel; i++) changed += m.params()[p.offset + i] != before[p.offset + i];
+    if (m.trainable(t))
+      EXPECT_EQ(changed, p.numel) << p.name;
+    else
+      EXPECT_EQ(changed, 0u) << p.name;
+  }
+}
+
+// The same numbers through AdamWBuffer and through AdamW give the same bits.
+TEST(AdamWBuffer, MatchesAdamW) {
+  GPT m(tiny());
+  randomize(m, 6);
+  Batch b;
+  std::vector<float> p(m.params(), m.params() + m.num_parameters());
+  std::vector<dist::Segment> segs;
+  for (const auto& t : m.layout()) segs.push_back({t.offset, t.numel, t.decay});
+  const AdamWConfig cfg{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+  AdamW opt(m, cfg);
+  AdamWBuffer buf(cpu_backend(), p.size(), cfg, segs);
+  for (int step = 0; step < 3; step++) {
+    m.zero_grad();
+    m.forward(b.x.data(), b.y.data(), b.B, b.T, true);
+    m.backward();
+    buf.step(p.data(), m.grads(), 3e-3f);
+    opt.step(m, 3e-3f);
+  }
+  EXPECT_EQ(buf.steps(), 3);
+  for (size_t i = 0; i < p.size(); i++) ASSERT_EQ(p[i], m.params()[i]) << i;
+  EXPECT_THROW(AdamWBuffer(cpu_backend(), 4, cfg, {{2, 3, true}}), Error);
+}
+
+}  // namespace
+}  // namespace gpt
