@@ -74,7 +74,7 @@ dist::Range trainable_range(const GPT& model, TrainSelection sel);
 struct FinetuneConfig {
   std::string out_dir;
   int epochs = 1;
-  int max_steps = 0;  // > 0: stop after this many optimizer steps (epochs then only bounds it)
+  int max_steps = 0;  // > 0: exactly this many optimizer steps, whatever `epochs` says
   int batch_size = 8;
   int grad_accum = 1;
   LrSchedule schedule;  // steps is set by the loop from epochs / max_steps
