@@ -18,5 +18,7 @@ void add_train_command(CLI::App& app);       // train
 void add_prepare_command(CLI::App& app);     // prepare
 void add_quantize_command(CLI::App& app);    // quantize
 void add_packed_bench(CLI::App* bench);      // bench packed
+void add_classify_commands(CLI::App& app);   // classify (and finetune classify)
+void add_finetune_classify(CLI::App* finetune);  // finetune classify
 
 }  // namespace gpt::cli
