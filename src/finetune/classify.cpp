@@ -28,7 +28,14 @@ std::vector<std::string> collect_labels(const std::vector<Record>& records, cons
 
 std::vector<TokenId> delimiter_ids(const Tokenizer& tok) {
   if (const auto eot = tok.eot_token()) return {*eot};
-  return tok.encode("\n$\n");
+  try {
+    return tok.encode("\n$\n");
+  } catch (const Error& e) {
+    fail(
+        "pair inputs: the vocabulary has no <|endoftext|>, and the delimiter \"\\n$\\n\" does not encode "
+        "({})",
+        e.what());
+  }
 }
 
 ClassifySplit encode_split(const std::vector<Record>& records, const std::string& path,
