@@ -21,6 +21,10 @@ if(gpt_system_torch_rc EQUAL 0)
   add_test(NAME torch_train_conformance
            COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_train_conformance.py --gpt $<TARGET_FILE:gpt>)
   set_tests_properties(torch_train_conformance PROPERTIES LABELS torch TIMEOUT 900)
+  # LoRA adapters (gpt logits --adapter, gpt lora merge) against tools/torch_lora.py.
+  add_test(NAME torch_lora_conformance
+           COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_lora_conformance.py --gpt $<TARGET_FILE:gpt>)
+  set_tests_properties(torch_lora_conformance PROPERTIES LABELS torch TIMEOUT 300)
 else()
   message(WARNING "${GPT_SYSTEM_PYTHON} cannot import torch and numpy (Debian packages python3-torch, "
                   "python3-numpy): the torch_conformance test is not registered")

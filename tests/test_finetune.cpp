@@ -142,7 +142,6 @@ TEST(Finetune, LoopLowersHeldOutResponseLoss) {
   GPT m(tiny());
   m.init_gpt2(11);
   InstructTask task(copy_task(96, 1), copy_task(32, 2), kEot, 31, false, 16);
-  const double before = task.evaluate(m, Split::Val)["loss"].get<double>();
   FinetuneConfig cfg;
   cfg.epochs = 12;
   cfg.batch_size = 16;
@@ -153,7 +152,10 @@ TEST(Finetune, LoopLowersHeldOutResponseLoss) {
   cfg.out_dir = test::temp_dir("finetune_loop");
   FinetuneResult r = finetune(m, nullptr, task, cfg);
   EXPECT_EQ(r.steps, 12 * 6);
-  EXPECT_EQ(r.history.size(), 12u);  // one evaluation per epoch
+  EXPECT_EQ(r.history.size(), 13u);  // one before training, one per epoch
+  const double before = r.history.front()["val_loss"].get<double>();
+  EXPECT_EQ(r.history.front()["step"], 0);
+  EXPECT_GT(before, 2.0);  // about ln(32) at the start
   const double after = r.val["loss"].get<double>();
   EXPECT_LT(after, 0.6 * before) << before << " -> " << after;
   EXPECT_TRUE(file_exists(cfg.out_dir + "/metrics.jsonl"));

@@ -213,6 +213,27 @@ TEST(Template, MaskCoversResponseAndEot) {
   EXPECT_EQ(trained, static_cast<int>(tok->encode("Hello!").size() + tok->encode("Ciao.").size() + 2));
 }
 
+TEST(Template, ChatHistoryTrimmedOldestTurnsFirst) {
+  auto tok = gpt2_tokenizer();
+  std::vector<ChatMessage> msgs = {{"system", "Be brief."},    {"user", "one two three"},
+                                   {"assistant", "four five"}, {"user", "six"},
+                                   {"assistant", "seven"},     {"user", "eight nine"}};
+  std::vector<ChatMessage> full = msgs;
+  EXPECT_EQ(fit_chat_history(msgs, *tok, 1000), 0u);
+  // A budget that fits everything but the first turn.
+  std::vector<ChatMessage> rest = {full[0], full[3], full[4], full[5]};
+  const size_t need = chat_prompt_ids(*tok, rest).size();
+  ASSERT_LT(need, chat_prompt_ids(*tok, full).size());
+  EXPECT_EQ(fit_chat_history(msgs, *tok, need), 2u);
+  ASSERT_EQ(msgs.size(), 4u);
+  EXPECT_EQ(msgs[0].content, "Be brief.");
+  EXPECT_EQ(msgs[1].content, "six");
+  // Too small for anything: the system message and the newest message stay.
+  EXPECT_EQ(fit_chat_history(msgs, *tok, 1), 2u);
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(msgs[1].content, "eight nine");
+}
+
 TEST(Template, RecordErrors) {
   auto err = [](const std::string& json, TemplateKind k) -> std::string {
     Record r{nlohmann::json::parse(json), 7};

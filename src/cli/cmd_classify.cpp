@@ -14,6 +14,7 @@
 #include "finetune/loop.h"
 #include "finetune/records.h"
 #include "io/model_dir.h"
+#include "model/lora.h"
 
 namespace gpt::cli {
 namespace {
@@ -24,6 +25,7 @@ struct ClassifyTrainArgs {
   FinetuneConfig cfg;
   int max_len = 0, eval_batch = 32, threads = 0;
   bool skip_bad = false;
+  LoraConfig lora;
 };
 
 // Tokens of the pad position: never seen by a real token (right padding, causal attention).
@@ -63,15 +65,24 @@ void run_finetune_classify(ClassifyTrainArgs a) {
       std::printf("%s: %zu of %zu texts longer than %d tokens, truncated\n", s->path.c_str(), s->truncated,
                   s->examples.size(), max_len);
 
-  // What trains: the head always; the whole model, its last N blocks (+ ln_f), or (LoRA) nothing of it.
-  if (a.trainable == "lora")
-    fail("--trainable lora: LoRA adapters are not in this build yet (use all or last:N)");
-  a.cfg.train = parse_train_selection(a.trainable, mc.n_layer);
-  if (a.cfg.train.kind == TrainSelection::LastN) model.freeze_below(mc.n_layer - a.cfg.train.n);
+  // What trains: the head always; the whole model, its last N blocks (+ ln_f), or LoRA adapters on
+  // the frozen model.
+  std::unique_ptr<LoraAdapters> lora;
+  if (a.trainable == "lora") {
+    if (a.lora.r < 1) fail("--lora-r must be at least 1 (got {})", a.lora.r);
+    lora = std::make_unique<LoraAdapters>(mc, a.lora);
+    lora->init(a.cfg.seed);
+    model.attach_lora(lora.get());  // freezes the base
+    a.cfg.train = {TrainSelection::None, 0};
+  } else {
+    a.cfg.train = parse_train_selection(a.trainable, mc.n_layer);
+    if (a.cfg.train.kind == TrainSelection::LastN) model.freeze_below(mc.n_layer - a.cfg.train.n);
+  }
   a.cfg.out_dir = a.out;
 
   ClassifyTask task(std::move(train), std::move(val), std::move(test), info, mc.n_embd, pad_token(tok),
                     a.eval_batch, a.cfg.seed);
+  if (lora) task.set_lora(lora.get(), a.model);
   std::printf("labels: %s (from %s)\n", fmt::format("{}", fmt::join(info.labels, ", ")).c_str(),
               a.train.c_str());
   std::fflush(stdout);
@@ -120,6 +131,12 @@ void run_classify(const ClassifyArgs& a) {
   if (!lm.tokenizer) fail("{} has no vocabulary files", a.model);
   ClassifierInfo info;
   const ClassifierHead head = load_classifier(a.model, lm.model.config().n_embd, &info);
+  // A LoRA-trained classifier: the saved model is the base, the adapters sit beside it.
+  std::unique_ptr<LoraAdapters> lora;
+  if (file_exists(a.model + "/adapter_config.json")) {
+    lora = std::make_unique<LoraAdapters>(load_lora(a.model, lm.model));
+    lm.model.attach_lora(lora.get());
+  }
   std::vector<Record> recs;
   std::string name;
   if (!a.text.empty()) {
@@ -200,8 +217,14 @@ void add_finetune_classify(CLI::App* finetune) {
                 "Second text of a pair (entailment, similarity): text <|endoftext|> text_b")
       ->option_text("NAME");
   c->add_option("--trainable", a->trainable,
-                "What trains besides the head: all (default), last:N (the last N blocks and ln_f), lora")
+                "What trains besides the head: all (default), last:N (the last N blocks and ln_f), lora "
+                "(adapters on the frozen model)")
       ->option_text("WHAT");
+  c->add_option("--lora-r", a->lora.r, "LoRA rank (default 8)")->option_text("R");
+  c->add_option("--lora-alpha", a->lora.alpha, "LoRA alpha: the update is scaled by alpha / r (default 16)")
+      ->option_text("A");
+  c->add_option("--lora-dropout", a->lora.dropout, "Dropout on the adapters' input (default 0.05)")
+      ->option_text("P");
   c->add_option("--format", a->format, "auto (by extension), jsonl, json, csv, tsv")->option_text("FMT");
   c->add_flag("--skip-bad-lines", a->skip_bad,
               "Skip malformed lines (counted) instead of rejecting the file");
@@ -229,15 +252,7 @@ void add_finetune_classify(CLI::App* finetune) {
   c->callback([a] { run_finetune_classify(*a); });
 }
 
-void add_classify_commands(CLI::App& app) {
-  // `finetune` belongs to cmd_finetune.cpp when it is there; until then classify creates it.
-  CLI::App* ft = find_subcommand(&app, "finetune");
-  if (!ft) {
-    ft = app.add_subcommand("finetune", "Fine-tune a model on a task");
-    ft->require_subcommand(1);
-  }
-  add_finetune_classify(ft);
-
+void add_classify_command(CLI::App& app) {
   auto a = std::make_shared<ClassifyArgs>();
   CLI::App* c =
       app.add_subcommand("classify", "Labels and probabilities from a `gpt finetune classify` model");

@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "core/io.h"
 #include "core/parallel.h"
+#include "finetune/template.h"
 #include "generate/device_decoder.h"
 #include "generate/generator.h"
 #include "io/model_dir.h"
@@ -33,6 +34,7 @@ struct GenerateArgs {
   std::optional<uint64_t> seed;
   bool no_kv_cache = false;
   int threads = 0;
+  std::string instruction, input;  // --instruction: the Alpaca prompt of finetune/template.h
 };
 
 // A token as the --show-probs picture shows it: its text, quoted as JSON quotes strings.
@@ -71,8 +73,16 @@ class OrderedOutput {
 };
 
 std::vector<TokenId> read_prompt(const GenerateArgs& a, const CLI::App* c, const Tokenizer* tok) {
-  const size_t given = c->count("--prompt") + c->count("--prompt-file") + c->count("--prompt-ids");
-  if (given > 1) fail("give at most one of --prompt, --prompt-file and --prompt-ids");
+  const size_t given = c->count("--prompt") + c->count("--prompt-file") + c->count("--prompt-ids") +
+                       c->count("--instruction");
+  if (given > 1) fail("give at most one of --prompt, --prompt-file, --prompt-ids and --instruction");
+  if (c->count("--input") && !c->count("--instruction")) fail("--input goes with --instruction");
+  if (c->count("--instruction")) {
+    if (a.instruction.empty()) fail("--instruction is empty");
+    if (!tok) fail("{} has no vocabulary to encode the instruction: pass --tokenizer SPEC", a.model);
+    // Encoded as fine-tuning encodes it (ordinary text, one segment), so the ids match training's.
+    return tok->encode(instruction_prompt(a.instruction, a.input), AllowedSpecial::none());
+  }
   if (c->count("--prompt-ids")) return parse_ids(a.prompt_ids);
   std::string text;
   if (c->count("--prompt")) {
@@ -216,6 +226,10 @@ void add_generate_command(CLI::App& app) {
   c->add_option("--prompt-file", a->prompt_file, "Prompt text from a file")->option_text("FILE");
   c->add_option("--prompt-ids", a->prompt_ids, "Prompt as token ids, e.g. \"464 2068 7586\"")
       ->option_text("IDS");
+  c->add_option("--instruction", a->instruction,
+                "Prompt with the Alpaca instruction template (gpt finetune instruct); stops at <|endoftext|>")
+      ->option_text("TEXT");
+  c->add_option("--input", a->input, "The instruction's input (with --instruction)")->option_text("TEXT");
   c->add_option("--max-new-tokens,-n", a->s.max_new_tokens, "Tokens to generate per sample (default 100)")
       ->option_text("N")
       ->check(CLI::Range(0, 1 << 24).description(""));

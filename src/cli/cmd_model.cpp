@@ -14,6 +14,7 @@
 #include "core/io.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
+#include "model/lora.h"
 #include "tokenizer/ids_text.h"
 #include "train/device_model.h"
 
@@ -87,6 +88,7 @@ std::vector<Int> read_matrix(const std::string& path, int* B, int* T, bool allow
 
 struct LogitsArgs {
   std::string model, ids, targets, out, device = "cpu";
+  std::string adapter;  // a LoRA adapter directory: grads are then the adapters' (grad.PEFT_NAME)
   bool grads = false;
 };
 
@@ -107,6 +109,11 @@ void run_logits(const LogitsArgs& a) {
   // Dropout stays off: the tensors are a deterministic function of the weights and the ids.
   const ModelConfig& cfg = model.config();
   model.set_dropout(0.0f);
+  std::unique_ptr<LoraAdapters> adapters;
+  if (!a.adapter.empty()) {
+    adapters = std::make_unique<LoraAdapters>(load_lora(a.adapter, model));
+    model.attach_lora(adapters.get());
+  }
   const float loss = model.forward(x.data(), y.empty() ? nullptr : y.data(), B, T, train);
   const size_t V = static_cast<size_t>(cfg.vocab_size);
   std::vector<float> logits(model.logits(), model.logits() + static_cast<size_t>(B) * T * V);
@@ -123,14 +130,19 @@ void run_logits(const LogitsArgs& a) {
   if (train) {
     model.zero_grad();
     model.backward();
-    grads = host_gradients(model);
-    for (const auto& p : model.layout())
-      tensors.push_back({"grad." + p.name, DType::F32, p.shape, grads.data() + p.offset});
+    if (adapters) {  // the base is frozen: only the adapters have gradients
+      for (const auto& t : adapters->layout())
+        tensors.push_back({"grad." + t.name, DType::F32, t.shape, adapters->grads() + t.offset});
+    } else {
+      grads = host_gradients(model);
+      for (const auto& p : model.layout())
+        tensors.push_back({"grad." + p.name, DType::F32, p.shape, grads.data() + p.offset});
+    }
   }
   write_safetensors(a.out, tensors, {{"format", "pt"}});
   std::string s = fmt::format("wrote {}: logits [{}, {}, {}]", a.out, B, T, V);
   if (!y.empty()) s += fmt::format(", loss {:.6f}", loss);
-  if (train) s += fmt::format(", {} gradients", model.layout().size());
+  if (train) s += fmt::format(", {} gradients", adapters ? adapters->layout().size() : model.layout().size());
   write_stdout(s + "\n");
 }
 
@@ -158,6 +170,9 @@ void add_model_commands(CLI::App& app) {
       ->option_text("FILE")
       ->required();
   l->add_option("--targets", lg->targets, "Target ids, same shape; -1 = not scored")->option_text("FILE");
+  l->add_option("--adapter", lg->adapter,
+                "LoRA adapter directory to attach (--grads then writes its gradients)")
+      ->option_text("DIR");
   l->add_flag("--grads", lg->grads, "Also write every parameter's gradient of the mean loss (grad.NAME)");
   l->add_option("--out,-o", lg->out, "safetensors file to write")->option_text("FILE")->required();
   l->add_option("--device", lg->device,

@@ -18,7 +18,10 @@ void add_train_command(CLI::App& app);       // train
 void add_prepare_command(CLI::App& app);     // prepare
 void add_quantize_command(CLI::App& app);    // quantize
 void add_packed_bench(CLI::App* bench);      // bench packed
-void add_classify_commands(CLI::App& app);   // classify (and finetune classify)
-void add_finetune_classify(CLI::App* finetune);  // finetune classify
+CLI::App* add_finetune_command(CLI::App& app);   // finetune instruct (returns `finetune`)
+void add_finetune_classify(CLI::App* finetune);  // finetune classify (finetune/classify, branch wt-taskeval)
+void add_chat_command(CLI::App& app);            // chat
+void add_lora_commands(CLI::App& app);       // lora init, lora merge
+void add_classify_command(CLI::App& app);     // classify
 
 }  // namespace gpt::cli

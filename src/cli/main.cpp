@@ -26,7 +26,11 @@ int main(int argc, char** argv) {
   gpt::cli::add_train_command(app);
   gpt::cli::add_prepare_command(app);
   gpt::cli::add_quantize_command(app);
-  gpt::cli::add_classify_commands(app);
+  CLI::App* finetune = gpt::cli::add_finetune_command(app);
+  gpt::cli::add_chat_command(app);
+  gpt::cli::add_finetune_classify(finetune);
+  gpt::cli::add_classify_command(app);
+  gpt::cli::add_lora_commands(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

@@ -339,13 +339,17 @@ nlohmann::json ClassifyTask::evaluate(GPT& model, Split s) {
 }
 
 std::vector<ExtraTensor> ClassifyTask::extra_tensors() {
-  return {{"classifier.weight", head_.w.data(), head_.dw.data(), head_.w.size(), true},
-          {"classifier.bias", head_.b.data(), head_.db.data(), head_.b.size(), false}};
+  std::vector<ExtraTensor> t = {{"classifier.weight", head_.w.data(), head_.dw.data(), head_.w.size(), true},
+                                {"classifier.bias", head_.b.data(), head_.db.data(), head_.b.size(), false}};
+  // LoRA adapters without weight decay (B starts at zero; decay would only pull it back).
+  if (lora_) t.push_back({"lora", lora_->params(), lora_->grads(), lora_->num_parameters(), false});
+  return t;
 }
 
 void ClassifyTask::save(const std::string& out_dir, const GPT& model) {
   (void)model;
   save_classifier(out_dir, head_, info_);
+  if (lora_) save_lora(out_dir, *lora_, base_model_);
 }
 
 }  // namespace gpt

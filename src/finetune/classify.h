@@ -18,6 +18,7 @@
 #include "finetune/loop.h"
 #include "finetune/records.h"
 #include "model/gpt.h"
+#include "model/lora.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gpt {
@@ -129,6 +130,12 @@ class ClassifyTask : public FinetuneTask {
   const ClassifySplit& split(Split s) const;
   ClassifierHead& head() { return head_; }
   const ClassifierInfo& info() const { return info_; }
+  // LoRA: the adapters (attached to the model by the caller) train beside the head and are saved
+  // with it (adapter_model.safetensors, adapter_config.json). Not owned.
+  void set_lora(LoraAdapters* adapters, std::string base_model) {
+    lora_ = adapters;
+    base_model_ = std::move(base_model);
+  }
 
  private:
   ClassifySplit train_, val_, test_;
@@ -137,6 +144,8 @@ class ClassifyTask : public FinetuneTask {
   TokenId pad_;
   int eval_batch_;
   std::vector<float> logits_, dlogits_, dhidden_;
+  LoraAdapters* lora_ = nullptr;
+  std::string base_model_;
 };
 
 }  // namespace gpt

@@ -145,7 +145,10 @@ void Loop::evaluate(int step, int epoch, double train_loss) {
   if (m.contains(task_.metric()) && m[task_.metric()].is_number())
     val_curve_.push_back({static_cast<double>(step), m[task_.metric()].get<double>()});
   write_plot();
-  log(fmt::format("step {:>5} | epoch {} | train loss {:.4f}{}", step, epoch, train_loss, text));
+  if (step == 0)
+    log(fmt::format("step {:>5} | before training{}", step, text));
+  else
+    log(fmt::format("step {:>5} | epoch {} | train loss {:.4f}{}", step, epoch, train_loss, text));
 }
 
 FinetuneResult Loop::run() {
@@ -186,15 +189,16 @@ FinetuneResult Loop::run() {
     }
   } closer{metrics_};
 
-  log(fmt::format(
-      "fine-tuning ({}) {:.2f}M of {:.2f}M parameters{}: {} train examples, {} val, "
-      "{} steps ({} epoch{} of {} steps, batch {} x {} accumulated)",
-      task_.name(), (range.size() + extra_count) / 1e6, model_.num_parameters() / 1e6,
-      extra_count ? fmt::format(" ({} outside the model)", extra_count) : "", N, task_.size(Split::Val),
-      total, cfg_.epochs, cfg_.epochs == 1 ? "" : "s", steps_per_epoch, cfg_.batch_size, cfg_.grad_accum));
+  log(
+      fmt::format("fine-tuning ({}) {:.2f}M of {:.2f}M parameters{}: {} train examples, {} val, "
+                  "{} steps ({} per epoch, batch {} x {} accumulated)",
+                  task_.name(), (range.size() + extra_count) / 1e6, model_.num_parameters() / 1e6,
+                  extra_count ? fmt::format(" ({} outside the model)", extra_count) : "", N,
+                  task_.size(Split::Val), total, steps_per_epoch, cfg_.batch_size, cfg_.grad_accum));
   if (!cfg_.quiet && Progress::is_terminal())
     bar_ = std::make_unique<Progress>("finetune", static_cast<uint64_t>(total), "steps");
 
+  evaluate(0, 0, 0.0);  // where the model starts
   std::vector<size_t> order(N);
   std::iota(order.begin(), order.end(), size_t{0});
   size_t cursor = N;  // start a new epoch at once

@@ -126,6 +126,27 @@ std::vector<TokenId> chat_prompt_ids(const Tokenizer& tok, const std::vector<Cha
   return encode_segments(tok, chat_prompt_segments(messages)).ids;
 }
 
+size_t fit_chat_history(std::vector<ChatMessage>& messages, const Tokenizer& tok, size_t budget) {
+  size_t dropped = 0;
+  auto first_turn = [&] {
+    for (size_t i = 0; i < messages.size(); ++i)
+      if (messages[i].role != "system") return i;
+    return messages.size();
+  };
+  while (chat_prompt_ids(tok, messages).size() > budget) {
+    size_t i = first_turn();
+    if (i + 1 >= messages.size()) break;  // only the newest message is left to drop
+    messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(i));
+    ++dropped;
+    // The replies to the dropped message go with it.
+    while (i + 1 < messages.size() && messages[i].role == "assistant") {
+      messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(i));
+      ++dropped;
+    }
+  }
+  return dropped;
+}
+
 std::vector<ChatMessage> record_messages(const Record& r, const std::string& path) {
   auto it = r.fields.find("messages");
   if (it == r.fields.end() || !it->is_array())

@@ -74,5 +74,9 @@ std::string chat_prompt(const std::vector<ChatMessage>& messages);
 // The ids to feed the model: use these rather than encoding chat_prompt()'s text, which can split
 // differently at segment boundaries.
 std::vector<TokenId> chat_prompt_ids(const Tokenizer& tok, const std::vector<ChatMessage>& messages);
+// Drops the oldest turns (a user message and the replies after it; system messages stay) until the
+// chat prompt takes at most `budget` tokens or only the system messages and the newest message are
+// left. Returns the number of messages dropped.
+size_t fit_chat_history(std::vector<ChatMessage>& messages, const Tokenizer& tok, size_t budget);
 
 }  // namespace gpt

@@ -15,6 +15,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "model/lora.h"
 #include "ops/ops.h"
 
 namespace gpt {
@@ -95,7 +96,8 @@ struct GPT::Activations {
   std::vector<TokenId> host_inputs;  // training: the ids again, for the embedding backward
   bool have_targets = false;
   uint64_t dropout_seed = 0;
-  float dropout_p = 0.0f;  // the dropout the last forward applied, for its backward
+  float dropout_p = 0.0f;       // the dropout the last forward applied, for its backward
+  float lora_dropout_p = 0.0f;  // and on the LoRA adapters' inputs
   // host copies of the logits and losses, for device backends (filled on first access)
   std::vector<float> host_logits, host_losses, host_hidden;
   bool host_logits_valid = false, host_losses_valid = false, host_hidden_valid = false;
@@ -274,7 +276,23 @@ float* GPT::grads() {
   }
   return static_cast<float*>(grads_.get());
 }
+void GPT::attach_lora(LoraAdapters* adapters) {
+  if (adapters) {
+    if (!be_->host_memory() || be_->act_type() != ActType::F32)
+      fail("LoRA adapters run on the CPU backend only, not on {}", be_->name());
+    const ModelConfig& c = adapters->model_config();
+    if (c.n_layer != cfg_.n_layer || c.n_embd != cfg_.n_embd)
+      fail("LoRA adapters for {} layers of width {} do not fit a model with {} layers of width {}", c.n_layer,
+           c.n_embd, cfg_.n_layer, cfg_.n_embd);
+    freeze_all();
+  } else if (lora_) {
+    unfreeze_all();
+  }
+  lora_ = adapters;
+}
+
 void GPT::zero_grad() {
+  if (lora_) lora_->zero_grad();
   if (grads_.empty())
     grads();
   else
@@ -379,6 +397,7 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
   }
   a.dropout_seed = dropout_seed;
   a.dropout_p = training ? cfg_.dropout : 0.0f;
+  a.lora_dropout_p = training && lora_ ? lora_->config().dropout : 0.0f;
   a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
   a.have_logits = head;
 
@@ -391,6 +410,12 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
   const int n = static_cast<int>(N);
   const float eps = cfg_.ln_eps;
   const bool pre = cfg_.ln == LnPlacement::Pre;
+  // LoRA runs on the CPU backend (attach_lora checks), where activations are host floats.
+  auto F = [](const Act* p) { return static_cast<float*>(const_cast<Act*>(p)); };
+  auto lora_drop = [&](int layer, LoraTarget t) {
+    return ops::Dropout{training && lora_ ? lora_->config().dropout : 0.0f,
+                        ops::dropout_seed(dropout_seed, layer, 16 + static_cast<int>(t))};
+  };
 
   // token + position embeddings
   be.embedding_forward(a.encoded, a.inputs, W.wte, W.wpe, B, T, C);
@@ -407,8 +432,12 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
     const int band = cfg_.banded(l) ? cfg_.band : 0;
     // attention sub-block: qkv -> causal attention -> c_proj, then the residual add
     be.linear_forward(L.qkv, pre ? L.ln1 : x, Wl.qkv_w, Wl.qkv_b, n, C, 3 * C);
+    if (lora_)
+      lora_->forward(l, LoraTarget::Attn, F(L.qkv), F(pre ? L.ln1 : x), n, lora_drop(l, LoraTarget::Attn));
     be.attention_forward(L.atty, L.att, a.scratch, L.qkv, B, T, C, H, band, drop(l, 1), training);
     be.linear_forward(a.proj, L.atty, Wl.attn_proj_w, Wl.attn_proj_b, n, C, C);
+    if (lora_)
+      lora_->forward(l, LoraTarget::AttnProj, F(a.proj), F(L.atty), n, lora_drop(l, LoraTarget::AttnProj));
     const Act* mlp_in;
     if (pre) {  // res2 = x + drop(proj); ln_2(res2) feeds the MLP
       be.residual_layernorm_forward(L.res2, L.ln2, L.ln2_mean, L.ln2_rstd, x, a.proj, drop(l, 2), Wl.ln2_w,
@@ -420,8 +449,16 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
       mlp_in = L.ln1;
     }
     // MLP sub-block: c_fc + GELU -> c_proj, then the residual add
-    be.linear_gelu_forward(L.fch_gelu, L.fch, mlp_in, Wl.fc_w, Wl.fc_b, n, C, 4 * C);
+    if (lora_ && lora_->has(l, LoraTarget::Fc)) {  // the adapter adds to c_fc's output before the GELU
+      be.linear_forward(L.fch, mlp_in, Wl.fc_w, Wl.fc_b, n, C, 4 * C);
+      lora_->forward(l, LoraTarget::Fc, F(L.fch), F(mlp_in), n, lora_drop(l, LoraTarget::Fc));
+      ops::gelu_forward(F(L.fch_gelu), F(L.fch), N * 4 * C);
+    } else {
+      be.linear_gelu_forward(L.fch_gelu, L.fch, mlp_in, Wl.fc_w, Wl.fc_b, n, C, 4 * C);
+    }
     be.linear_forward(a.proj, L.fch_gelu, Wl.fc_proj_w, Wl.fc_proj_b, n, 4 * C, C);
+    if (lora_)
+      lora_->forward(l, LoraTarget::FcProj, F(a.proj), F(L.fch_gelu), n, lora_drop(l, LoraTarget::FcProj));
     if (pre) {  // res3 = res2 + drop(proj); then the next block's ln_1, or ln_f after the last block
       if (l + 1 < L_) {
         LayerActs& next = a.layers[l + 1];
@@ -499,6 +536,36 @@ void GPT::backward_trunk() {
   auto drop = [&](int layer, int site) {
     return ops::Dropout{a.dropout_p, ops::dropout_seed(a.dropout_seed, layer, site)};
   };
+  auto F = [](const Act* p) { return static_cast<float*>(const_cast<Act*>(p)); };
+  auto lora_drop = [&](int layer, LoraTarget t) {
+    return ops::Dropout{a.lora_dropout_p, ops::dropout_seed(a.dropout_seed, layer, 16 + static_cast<int>(t))};
+  };
+  // With adapters, attach_lora made sure the backend is the CPU. Each adds its share to the
+  // gradient of its projection's input (a no-op where a projection has none).
+  auto lora_backward = [&](int layer, LoraTarget t, Act* dinp, const Act* dout, const Act* inp) {
+    if (lora_) lora_->backward(layer, t, F(dinp), F(dout), F(inp), n, lora_drop(layer, t));
+  };
+  // The MLP's backward from d(c_proj output) in a.dbuf2 to d(its input) in dinp (overwritten, or
+  // accumulated). With adapters on the MLP the fused c_fc + GELU backward cannot see mlp.c_proj's
+  // adapter share of d(gelu output), so it runs op by op.
+  auto mlp_backward = [&](int l, Act* dinp, const Act* mlp_in, bool accumulate) {
+    const LayerTensors& Wl = W.layers[l];
+    const LayerTensors& D = G.layers[l];
+    LayerActs& L = a.layers[l];
+    if (lora_ && (lora_->has(l, LoraTarget::Fc) || lora_->has(l, LoraTarget::FcProj))) {
+      be.linear_backward(a.dfch, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C,
+                         false);
+      lora_backward(l, LoraTarget::FcProj, a.dfch, a.dbuf2, L.fch_gelu);
+      be.gelu_backward(a.dfch, L.fch, a.dfch, N * 4 * C);
+      be.linear_backward(dinp, D.fc_w, D.fc_b, a.dfch, mlp_in, Wl.fc_w, n, C, 4 * C, accumulate);
+      lora_backward(l, LoraTarget::Fc, dinp, a.dfch, mlp_in);
+      return;
+    }
+    be.linear_backward(nullptr, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C,
+                       false);
+    be.linear_gelu_backward(dinp, D.fc_w, D.fc_b, a.dfch, a.dbuf2, Wl.fc_proj_w, mlp_in, L.fch, Wl.fc_w, n, C,
+                            4 * C, C, accumulate);
+  };
   // The LayerNorm kernels always write a gain gradient: a frozen one goes to the sink.
   float* sink = static_cast<float*>(sink_.get());
   auto gain = [&](float* g) { return g ? g : sink; };
@@ -521,18 +588,17 @@ void GPT::backward_trunk() {
     if (pre) {
       // dres = d(res3). MLP branch: res3 = res2 + drop(c_proj(gelu(c_fc(ln_2(res2)))))
       be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 3));
-      be.linear_backward(nullptr, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C,
-                         false);
-      be.linear_gelu_backward(a.dbuf, D.fc_w, D.fc_b, a.dfch, a.dbuf2, Wl.fc_proj_w, L.ln2, L.fch, Wl.fc_w, n,
-                              C, 4 * C, C, false);
+      mlp_backward(l, a.dbuf, L.ln2, false);
       be.layernorm_backward(dres, gain(D.ln2_w), D.ln2_b, a.dbuf, L.res2, Wl.ln2_w, L.ln2_mean, L.ln2_rstd, n,
                             C);
       // dres = d(res2). attention branch: res2 = x + drop(c_proj(attention(c_attn(ln_1(x)))))
       be.dropout_backward(a.dbuf2, dres, N * C, drop(l, 2));
       be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C,
                          false);
+      lora_backward(l, LoraTarget::AttnProj, a.dbuf, a.dbuf2, L.atty);
       be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
       be.linear_backward(a.dbuf, D.qkv_w, D.qkv_b, a.dqkv, L.ln1, Wl.qkv_w, n, C, 3 * C, false);
+      lora_backward(l, LoraTarget::Attn, a.dbuf, a.dqkv, L.ln1);
       be.layernorm_backward(dres, gain(D.ln1_w), D.ln1_b, a.dbuf, x, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n, C);
       // dres = d(x)
     } else {
@@ -544,10 +610,7 @@ void GPT::backward_trunk() {
       // a.dbuf = d(res3); d(ln1) = d(res3) + MLP backward, accumulated into dres
       be.copy(dres, a.dbuf, act_bytes);
       be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 3));
-      be.linear_backward(nullptr, D.fc_proj_w, D.fc_proj_b, a.dbuf2, L.fch_gelu, Wl.fc_proj_w, n, 4 * C, C,
-                         false);
-      be.linear_gelu_backward(dres, D.fc_w, D.fc_b, a.dfch, a.dbuf2, Wl.fc_proj_w, L.ln1, L.fch, Wl.fc_w, n,
-                              C, 4 * C, C, /*accumulate=*/true);
+      mlp_backward(l, dres, L.ln1, /*accumulate=*/true);
       // dres = d(ln1) -> a.dbuf = d(res2)
       be.fill_zero(a.dbuf, act_bytes);
       be.layernorm_backward(a.dbuf, gain(D.ln1_w), D.ln1_b, dres, L.res2, Wl.ln1_w, L.ln1_mean, L.ln1_rstd, n,
@@ -557,8 +620,10 @@ void GPT::backward_trunk() {
       be.dropout_backward(a.dbuf2, a.dbuf, N * C, drop(l, 2));
       be.linear_backward(a.dbuf, D.attn_proj_w, D.attn_proj_b, a.dbuf2, L.atty, Wl.attn_proj_w, n, C, C,
                          false);
+      lora_backward(l, LoraTarget::AttnProj, a.dbuf, a.dbuf2, L.atty);
       be.attention_backward(a.dqkv, a.scratch, a.dbuf, L.qkv, L.atty, L.att, B, T, C, H, band, drop(l, 1));
       be.linear_backward(dres, D.qkv_w, D.qkv_b, a.dqkv, x, Wl.qkv_w, n, C, 3 * C, /*accumulate=*/true);
+      lora_backward(l, LoraTarget::Attn, dres, a.dqkv, x);
     }
   }
   if (lowest >= 0) return;  // the embeddings are frozen: nothing below needs a gradient
@@ -624,7 +689,8 @@ void GPT::rebind_trainable_grads() {
 }
 
 int GPT::lowest_trainable_layer() const {
-  int lowest = cfg_.n_layer + 1;
+  int lowest = lora_ ? lora_->lowest_layer() : cfg_.n_layer + 1;
+  if (lora_ && lowest >= cfg_.n_layer) lowest = cfg_.n_layer + 1;  // adapters on no block
   for (size_t i = 0; i < layout_.size(); i++)
     if (trainable_[i]) lowest = std::min(lowest, tensor_layer(layout_[i], cfg_.n_layer));
   return lowest;

@@ -76,7 +76,7 @@ class GPT {
   // The gradient arena, same layout, in backend memory (host memory on the CPU); allocated
   // (zeroed) on first use.
   float* grads();
-  void zero_grad();
+  void zero_grad();  // and the attached LoRA adapters' gradients
 
   // Dropout is a training setting, not part of the shape: it can change at any time.
   void set_dropout(float p);

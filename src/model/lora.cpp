@@ -1,0 +1,290 @@
+#include "model/lora.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "core/error.h"
+#include "core/io.h"
+#include "io/safetensors.h"
+#include "model/gpt.h"
+
+namespace gpt {
+
+const char* lora_target_module(LoraTarget t) {
+  switch (t) {
+    case LoraTarget::Attn:
+      return "attn.c_attn";
+    case LoraTarget::AttnProj:
+      return "attn.c_proj";
+    case LoraTarget::Fc:
+      return "mlp.c_fc";
+    case LoraTarget::FcProj:
+      return "mlp.c_proj";
+  }
+  return "?";
+}
+
+std::array<bool, kLoraTargets> lora_target_mask(const std::vector<std::string>& targets) {
+  std::array<bool, kLoraTargets> m{};
+  for (const auto& t : targets) {
+    if (t == "c_attn" || t == "attn.c_attn")
+      m[0] = true;
+    else if (t == "c_proj")
+      m[1] = m[3] = true;
+    else if (t == "attn.c_proj")
+      m[1] = true;
+    else if (t == "c_fc" || t == "mlp.c_fc")
+      m[2] = true;
+    else if (t == "mlp.c_proj")
+      m[3] = true;
+    else
+      fail("unknown LoRA target \"{}\" (GPT-2 module names: c_attn, c_proj, c_fc, attn.c_proj, mlp.c_proj)",
+           t);
+  }
+  if (std::none_of(m.begin(), m.end(), [](bool b) { return b; }))
+    fail("LoRA needs at least one target module");
+  return m;
+}
+
+// in, out of a projection (Conv1D [in, out]).
+static std::pair<int64_t, int64_t> projection_shape(const ModelConfig& c, LoraTarget t) {
+  const int64_t C = c.n_embd;
+  switch (t) {
+    case LoraTarget::Attn:
+      return {C, 3 * C};
+    case LoraTarget::AttnProj:
+      return {C, C};
+    case LoraTarget::Fc:
+      return {C, 4 * C};
+    case LoraTarget::FcProj:
+      return {4 * C, C};
+  }
+  return {0, 0};
+}
+
+std::vector<LoraTensor> lora_layout(const ModelConfig& model, const LoraConfig& cfg) {
+  if (cfg.r < 1) fail("LoRA rank must be at least 1, got {}", cfg.r);
+  if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f))
+    fail("LoRA dropout must be in [0, 1), got {}", cfg.dropout);
+  if (!std::isfinite(cfg.alpha)) fail("LoRA alpha must be finite");
+  const auto mask = lora_target_mask(cfg.targets);
+  std::vector<LoraTensor> out;
+  size_t offset = 0;
+  for (int l = 0; l < model.n_layer; l++)
+    for (int t = 0; t < kLoraTargets; t++) {
+      if (!mask[t]) continue;
+      const auto target = static_cast<LoraTarget>(t);
+      const auto [in, outd] = projection_shape(model, target);
+      const std::string prefix =
+          fmt::format("base_model.model.transformer.h.{}.{}.", l, lora_target_module(target));
+      for (bool is_b : {false, true}) {
+        LoraTensor x;
+        x.name = prefix + (is_b ? "lora_B.weight" : "lora_A.weight");
+        x.layer = l;
+        x.target = target;
+        x.is_b = is_b;
+        x.shape = is_b ? std::vector<int64_t>{outd, cfg.r} : std::vector<int64_t>{cfg.r, in};
+        x.offset = offset;
+        x.numel = static_cast<size_t>(x.shape[0] * x.shape[1]);
+        offset += x.numel;
+        out.push_back(std::move(x));
+      }
+    }
+  return out;
+}
+
+LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig cfg) : model_(model), cfg_(std::move(cfg)) {
+  layout_ = lora_layout(model_, cfg_);
+  const size_t n = layout_.empty() ? 0 : layout_.back().offset + layout_.back().numel;
+  params_.assign(n, 0.0f);
+  grads_.assign(n, 0.0f);
+  bind();
+}
+
+void LoraAdapters::bind() {
+  slots_.assign(static_cast<size_t>(model_.n_layer) * kLoraTargets, Slot{});
+  for (const auto& t : layout_) {
+    Slot& s = slot(t.layer, t.target);
+    const auto [in, out] = projection_shape(model_, t.target);
+    s.in = static_cast<int>(in);
+    s.out = static_cast<int>(out);
+    (t.is_b ? s.b : s.a) = params_.data() + t.offset;
+    (t.is_b ? s.db : s.da) = grads_.data() + t.offset;
+  }
+}
+
+void LoraAdapters::init(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (const auto& t : layout_) {
+    float* x = params_.data() + t.offset;
+    if (t.is_b) {
+      std::fill(x, x + t.numel, 0.0f);
+    } else {
+      const float bound = 1.0f / std::sqrt(static_cast<float>(t.shape[1]));
+      std::uniform_real_distribution<float> u(-bound, bound);
+      for (size_t i = 0; i < t.numel; i++) x[i] = u(rng);
+    }
+  }
+}
+
+const LoraTensor* LoraAdapters::find(std::string_view name) const {
+  for (const auto& t : layout_)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+void LoraAdapters::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+int LoraAdapters::lowest_layer() const { return layout_.empty() ? model_.n_layer : layout_.front().layer; }
+
+const float* LoraAdapters::dropped(const float* inp, size_t n, ops::Dropout drop) {
+  if (!drop.active()) return inp;
+  xd_.assign(inp, inp + n);
+  ops::dropout_forward(xd_.data(), n, drop);  // the same mask in forward and backward: it is seeded
+  return xd_.data();
+}
+
+// Row-major products through ops::gemm (C[M,N] = alpha op(A) op(B) + beta C).
+void LoraAdapters::forward(int layer, LoraTarget t, float* out, const float* inp, int N, ops::Dropout drop) {
+  Slot& s = slot(layer, t);
+  if (!s.a) return;
+  const int r = cfg_.r;
+  const float* x = dropped(inp, static_cast<size_t>(N) * s.in, drop);
+  s.u.resize(static_cast<size_t>(N) * r);
+  // u[N,r] = x[N,in] @ A[r,in]^T
+  ops::gemm(false, true, N, r, s.in, 1.0f, x, s.in, s.a, s.in, 0.0f, s.u.data(), r);
+  // out[N,out] += scale * u @ B[out,r]^T
+  ops::gemm(false, true, N, s.out, r, scale(), s.u.data(), r, s.b, r, 1.0f, out, s.out);
+}
+
+void LoraAdapters::backward(int layer, LoraTarget t, float* dinp, const float* dout, const float* inp, int N,
+                            ops::Dropout drop) {
+  Slot& s = slot(layer, t);
+  if (!s.a) return;
+  if (s.u.size() != static_cast<size_t>(N) * cfg_.r) fail("LoRA backward without its forward");
+  const int r = cfg_.r;
+  // dB[out,r] += scale * dout^T @ u
+  ops::gemm(true, false, s.out, r, N, scale(), dout, s.out, s.u.data(), r, 1.0f, s.db, r);
+  // du[N,r] = scale * dout @ B
+  du_.resize(static_cast<size_t>(N) * r);
+  ops::gemm(false, false, N, r, s.out, scale(), dout, s.out, s.b, r, 0.0f, du_.data(), r);
+  // dA[r,in] += du^T @ drop(x)
+  const size_t nx = static_cast<size_t>(N) * s.in;
+  const float* x = dropped(inp, nx, drop);
+  ops::gemm(true, false, r, s.in, N, 1.0f, du_.data(), r, x, s.in, 1.0f, s.da, s.in);
+  if (!dinp) return;
+  if (!drop.active()) {  // dinp[N,in] += du @ A
+    ops::gemm(false, false, N, s.in, r, 1.0f, du_.data(), r, s.a, s.in, 1.0f, dinp, s.in);
+    return;
+  }
+  dx_.resize(nx);
+  ops::gemm(false, false, N, s.in, r, 1.0f, du_.data(), r, s.a, s.in, 0.0f, dx_.data(), s.in);
+  ops::dropout_backward(dx_.data(), dx_.data(), nx, drop);
+  for (size_t i = 0; i < nx; i++) dinp[i] += dx_[i];
+}
+
+// ---- files -----------------------------------------------------------------------------------------
+
+void save_lora(const std::string& dir, const LoraAdapters& adapters, const std::string& base_model_name) {
+  make_dirs(dir);
+  std::vector<TensorView> tensors;
+  for (const auto& t : adapters.layout())
+    tensors.push_back({t.name, DType::F32, t.shape, adapters.params() + t.offset});
+  write_safetensors(dir + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
+  const LoraConfig& c = adapters.config();
+  nlohmann::ordered_json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = "CAUSAL_LM";
+  j["base_model_name_or_path"] = base_model_name;
+  j["r"] = c.r;
+  // floats as their shortest decimal (0.05, not 0.05000000074505806)
+  auto dec = [](float x) { return std::stod(fmt::format("{}", x)); };
+  j["lora_alpha"] = dec(c.alpha);
+  j["lora_dropout"] = dec(c.dropout);
+  j["target_modules"] = c.targets;
+  j["fan_in_fan_out"] = true;  // GPT-2's Conv1D stores weights [in, out]
+  j["bias"] = "none";
+  j["inference_mode"] = true;
+  j["init_lora_weights"] = true;
+  j["use_rslora"] = false;
+  j["modules_to_save"] = nullptr;
+  write_file_atomic(dir + "/adapter_config.json", j.dump(2) + "\n");
+}
+
+LoraAdapters load_lora(const std::string& dir, const GPT& model) {
+  const std::string cpath = dir + "/adapter_config.json";
+  auto j = nlohmann::json::parse(read_file(cpath), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) fail("{}: not a JSON object", cpath);
+  auto get = [&](const char* key) -> const nlohmann::json& {
+    if (!j.contains(key)) fail("{}: no \"{}\"", cpath, key);
+    return j[key];
+  };
+  if (!get("peft_type").is_string() || get("peft_type") != "LORA")
+    fail("{}: peft_type is {}, expected \"LORA\"", cpath, get("peft_type").dump());
+  LoraConfig c;
+  if (!get("r").is_number_integer()) fail("{}: r must be an integer", cpath);
+  c.r = get("r").get<int>();
+  if (!get("lora_alpha").is_number()) fail("{}: lora_alpha must be a number", cpath);
+  c.alpha = get("lora_alpha").get<float>();
+  c.dropout =
+      j.contains("lora_dropout") && j["lora_dropout"].is_number() ? j["lora_dropout"].get<float>() : 0.0f;
+  const auto& tm = get("target_modules");
+  if (!tm.is_array()) fail("{}: target_modules must be a list of module names", cpath);
+  c.targets.clear();
+  for (const auto& t : tm) {
+    if (!t.is_string()) fail("{}: target_modules must be a list of module names", cpath);
+    c.targets.push_back(t.get<std::string>());
+  }
+  if (j.contains("use_rslora") && j["use_rslora"].is_boolean() && j["use_rslora"].get<bool>())
+    fail("{}: use_rslora (scale alpha/sqrt(r)) is not supported", cpath);
+  if (j.contains("bias") && j["bias"].is_string() && j["bias"] != "none")
+    fail("{}: bias \"{}\" is not supported (only \"none\")", cpath, j["bias"].get<std::string>());
+  if (j.contains("fan_in_fan_out") && j["fan_in_fan_out"].is_boolean() && !j["fan_in_fan_out"].get<bool>())
+    fail("{}: fan_in_fan_out is false, but GPT-2's projections are Conv1D (it must be true)", cpath);
+  try {
+    lora_target_mask(c.targets);
+  } catch (const Error& e) {
+    fail("{}: {}", cpath, e.what());
+  }
+
+  LoraAdapters a(model.config(), c);
+  const std::string path = dir + "/adapter_model.safetensors";
+  SafetensorsFile f = SafetensorsFile::open(path);
+  for (const auto& e : f.tensors()) {
+    std::string_view name = e.name;
+    const LoraTensor* t = a.find(name);
+    if (!t) fail("{}: unexpected tensor {} (not an adapter of this model and config)", path, e.name);
+    if (e.shape != t->shape)
+      fail("{}: tensor {} has shape {}, expected {}", path, e.name, shape_string(e.shape),
+           shape_string(t->shape));
+    f.read_f32(e, std::span<float>(a.params() + t->offset, t->numel));
+  }
+  for (const auto& t : a.layout())
+    if (!f.find(t.name)) fail("{}: missing tensor {}", path, t.name);
+  return a;
+}
+
+void merge_lora(GPT& model, const LoraAdapters& adapters) {
+  const ModelConfig& mc = model.config();
+  if (adapters.model_config().n_layer != mc.n_layer || adapters.model_config().n_embd != mc.n_embd)
+    fail("merge_lora: the adapters are for another model shape");
+  for (const auto& t : adapters.layout()) {
+    if (t.is_b) continue;
+    const LoraTensor& a = t;
+    const float* A = adapters.A(a.layer, a.target);
+    const float* B = adapters.B(a.layer, a.target);
+    const int r = adapters.config().r, in = static_cast<int>(a.shape[1]);
+    float* W = model.param(fmt::format("h.{}.{}.weight", a.layer, lora_target_module(a.target)));
+    const int out = static_cast<int>(
+        model.find(fmt::format("h.{}.{}.weight", a.layer, lora_target_module(a.target)))->shape[1]);
+    // W[in,out] += scale * A[r,in]^T @ B[out,r]^T
+    ops::gemm(true, true, in, out, r, adapters.scale(), A, in, B, r, 1.0f, W, out);
+  }
+}
+
+}  // namespace gpt

@@ -1,0 +1,126 @@
+// LoRA: low-rank adapters on a frozen GPT (Hu et al. 2021). A targeted projection y = x W + b
+// becomes y = x W + b + scale * B(A(drop(x))), with A [r, in], B [out, r], scale = alpha / r, and
+// only A and B train. B starts at zero, so an attached adapter changes nothing until it learns.
+//
+// Layout and names follow Hugging Face PEFT on GPT-2, so adapters interchange: A is lora_A.weight
+// (nn.Linear(in, r).weight, [r, in]), B is lora_B.weight ([out, r]); the update to GPT-2's Conv1D
+// weight [in, out] is scale * (B A)^T (fan_in_fan_out). See docs/lora.md.
+//
+// The adapters run on the CPU backend only (GPT::attach_lora refuses others).
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "ops/ops.h"
+
+namespace gpt {
+
+class GPT;
+
+// The projections an adapter can sit on, per block.
+enum class LoraTarget : int { Attn = 0, AttnProj = 1, Fc = 2, FcProj = 3 };
+inline constexpr int kLoraTargets = 4;
+// "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj": the module path inside a block.
+const char* lora_target_module(LoraTarget t);
+
+struct LoraConfig {
+  int r = 8;
+  float alpha = 16.0f;
+  float dropout = 0.05f;  // on the adapter's input, in training forwards only
+  // Hugging Face GPT-2 module names: "c_attn" (the fused qkv), "c_proj" (attn.c_proj AND
+  // mlp.c_proj, as PEFT matches it), "c_fc"; "attn.c_proj" / "mlp.c_proj" (also "attn.c_attn",
+  // "mlp.c_fc") name one of them.
+  std::vector<std::string> targets = {"c_attn", "c_proj", "c_fc"};
+  float scale() const { return alpha / static_cast<float>(r); }
+};
+// Which of the four projections `targets` names; throws gpt::Error on an unknown name or none.
+std::array<bool, kLoraTargets> lora_target_mask(const std::vector<std::string>& targets);
+
+// One adapter matrix in the arena.
+struct LoraTensor {
+  std::string name;  // PEFT's: base_model.model.transformer.h.{i}.attn.c_attn.lora_A.weight
+  int layer = 0;
+  LoraTarget target = LoraTarget::Attn;
+  bool is_b = false;             // lora_B ([out, r]) or lora_A ([r, in])
+  std::vector<int64_t> shape;    // {r, in} or {out, r}
+  size_t offset = 0, numel = 0;  // in floats, into params() / grads()
+};
+
+class LoraAdapters {
+ public:
+  // Adapters for every block of `model` on cfg.targets, all zero (init() for PEFT's start).
+  LoraAdapters(const ModelConfig& model, LoraConfig cfg);
+
+  // PEFT's initialisation: A ~ Kaiming-uniform (a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in))), B = 0.
+  void init(uint64_t seed);
+
+  const LoraConfig& config() const { return cfg_; }
+  const ModelConfig& model_config() const { return model_; }
+  float scale() const { return cfg_.scale(); }
+  const std::vector<LoraTensor>& layout() const { return layout_; }
+  const LoraTensor* find(std::string_view name) const;  // nullptr if absent
+  size_t num_parameters() const { return params_.size(); }
+  // The parameters and their gradients, in host memory (the CPU backend's memory).
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  const float* grads() const { return grads_.data(); }
+  void zero_grad();
+
+  bool has(int layer, LoraTarget t) const { return slot(layer, t).a != nullptr; }
+  const float* A(int layer, LoraTarget t) const { return slot(layer, t).a; }
+  const float* B(int layer, LoraTarget t) const { return slot(layer, t).b; }
+  // The lowest block with an adapter (n_layer when there is none).
+  int lowest_layer() const;
+
+  // ---- used by GPT's forward and backward (CPU memory, fp32) -----------------------------------
+  // out[N, out] += scale * B(A(drop(inp))); keeps A(drop(inp)) for backward. No-op without an
+  // adapter on (layer, t).
+  void forward(int layer, LoraTarget t, float* out, const float* inp, int N, ops::Dropout drop);
+  // dA, dB += their gradients from dout [N, out]; dinp [N, in] += the adapter's share. `inp` and
+  // `drop` as in the forward.
+  void backward(int layer, LoraTarget t, float* dinp, const float* dout, const float* inp, int N,
+                ops::Dropout drop);
+
+ private:
+  struct Slot {
+    float *a = nullptr, *b = nullptr, *da = nullptr, *db = nullptr;
+    int in = 0, out = 0;
+    std::vector<float> u;  // [N, r]: A(drop(x)) of the last forward
+  };
+  Slot& slot(int layer, LoraTarget t) {
+    return slots_[static_cast<size_t>(layer) * kLoraTargets + static_cast<int>(t)];
+  }
+  const Slot& slot(int layer, LoraTarget t) const {
+    return slots_[static_cast<size_t>(layer) * kLoraTargets + static_cast<int>(t)];
+  }
+  void bind();
+  const float* dropped(const float* inp, size_t n, ops::Dropout drop);  // inp, or a dropped copy
+
+  ModelConfig model_;
+  LoraConfig cfg_;
+  std::vector<LoraTensor> layout_;
+  std::vector<float> params_, grads_;
+  std::vector<Slot> slots_;          // [n_layer][kLoraTargets]
+  std::vector<float> xd_, du_, dx_;  // scratch
+};
+
+// The PEFT tensor names and shapes, in PEFT's order (by layer, then c_attn, c_proj, c_fc, c_proj):
+// what adapter_model.safetensors must hold for `model` and `cfg`.
+std::vector<LoraTensor> lora_layout(const ModelConfig& model, const LoraConfig& cfg);
+
+// Writes DIR/adapter_model.safetensors (PEFT names, fp32) and DIR/adapter_config.json (PEFT's
+// LoraConfig for a CAUSAL_LM on GPT-2's Conv1D: fan_in_fan_out true, bias "none"), each atomically.
+void save_lora(const std::string& dir, const LoraAdapters& adapters, const std::string& base_model_name);
+// Reads what save_lora writes (or PEFT's save_pretrained) for `model`: every tensor present with
+// the shape `model` and the config want, nothing else; one gpt::Error naming the first mismatch.
+LoraAdapters load_lora(const std::string& dir, const GPT& model);
+
+// W += scale * (B A)^T for every adapter: the base alone then computes what base + adapters did.
+void merge_lora(GPT& model, const LoraAdapters& adapters);
+
+}  // namespace gpt
