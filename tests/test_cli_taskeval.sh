@@ -121,4 +121,15 @@ expect_error "error: --rouge with unpaired texts" "they must pair up" eval --rou
 expect_error "error: --rouge JSONL line without the field" "line 1: missing field \"text\"" eval --rouge --hyp "$TMP/h.jsonl" --hyp-field text --ref "$TMP/r.txt"
 expect_error "error: --rouge without --ref" "--ref" eval --rouge --hyp "$TMP/h.txt"
 
+# --generate: the model writes the summaries; scoring its written file again gives the same ROUGE.
+printf '{"text": "The cat sat on the mat all day.", "summary": "cat on mat"}\n{"text": "Stocks fell on Monday.", "summary": "stocks fell"}\n' >"$TMP/s.jsonl"
+x "$TMP/g.out" "$TMP/g.err" eval --rouge --generate -m "$M" --input "$TMP/s.jsonl" --max-new-tokens 6 --hyp-out "$TMP/ho.jsonl"
+why=$(why_run "$TMP/g.err")
+[[ -z $why && $(wc -l <"$TMP/ho.jsonl") -ne 2 ]] && why="--hyp-out has $(wc -l <"$TMP/ho.jsonl") lines"
+[[ -z $why ]] && x "$TMP/g2.out" "$TMP/g2.err" eval --rouge --hyp "$TMP/ho.jsonl" --hyp-field hypothesis --ref "$TMP/ho.jsonl" --ref-field reference &&
+  why=$(why_run "$TMP/g2.err")
+[[ -z $why && $(tail -n 1 "$TMP/g.out") != $(tail -n 1 "$TMP/g2.out") ]] && why="$(tail -n 1 "$TMP/g.out") vs $(tail -n 1 "$TMP/g2.out")"
+report "eval --rouge --generate: summaries written and scored" "$why"
+expect_error "error: --generate without --model" "--model" eval --rouge --generate --input "$TMP/s.jsonl"
+
 cli_finish

@@ -17,6 +17,9 @@
 #include "eval/choices.h"
 #include "eval/evaluate.h"
 #include "eval/rouge.h"
+#include "finetune/records.h"
+#include "finetune/template.h"
+#include "generate/generator.h"
 #include "io/hf_config.h"
 #include "io/model_dir.h"
 #include "model/packed_model.h"
@@ -39,6 +42,10 @@ struct EvalArgs {
   // --rouge
   bool rouge = false;
   std::string hyp, ref, hyp_field, ref_field;
+  // --rouge --generate
+  bool generate = false;
+  std::string input, source_field = "text", hyp_out;
+  int max_new_tokens = 64;
 };
 
 // True if DIR was written by `gpt quantize` (its config.json names the weight type).
@@ -83,10 +90,53 @@ std::vector<std::string> read_texts(const std::string& path, const std::string& 
   return out;
 }
 
+// --generate: summaries of --input's source texts by the model (greedy, GPT-2's "TL;DR: " prompt,
+// up to the first newline or <|endoftext|>), with the records' references beside them.
+void generate_summaries(const EvalArgs& a, std::vector<std::string>* hyp, std::vector<std::string>* ref) {
+  if (a.model.empty()) fail("--rouge --generate needs --model DIR");
+  if (a.input.empty())
+    fail("--rouge --generate needs --input FILE (records with the source text and its reference)");
+  if (!a.hyp.empty() || !a.ref.empty()) fail("--rouge --generate takes --input, not --hyp/--ref");
+  if (a.max_new_tokens < 1) fail("--max-new-tokens must be at least 1");
+  const std::string ref_field = a.ref_field.empty() ? "summary" : a.ref_field;
+  ReadOptions ro;
+  ro.skip_bad_lines = a.skip_bad;
+  const std::vector<Record> recs = read_records(a.input, ro);
+  const PackedModel pm = load_packed_model(a.model);
+  if (!pm.tokenizer) fail("{} has no vocabulary files", a.model);
+  Generator gen(pm);
+  GenerateSettings gs;
+  gs.max_new_tokens = a.max_new_tokens;
+  gs.sampling.greedy = true;
+  gs.stop = {"\n"};
+  gs.logprobs = false;
+  std::string out;
+  for (size_t i = 0; i < recs.size(); i++) {
+    const std::string src = require_text(recs[i], a.source_field, a.input);
+    ref->push_back(require_text(recs[i], ref_field, a.input));
+    const std::vector<TokenId> prompt = pm.tokenizer->encode(summarize_prompt(src));
+    const std::vector<SampleResult> r = gen.generate(prompt, gs);
+    hyp->push_back(r.at(0).text);
+    nlohmann::ordered_json j;
+    j["index"] = i;
+    j["hypothesis"] = hyp->back();
+    j["reference"] = ref->back();
+    out += j.dump() + "\n";
+    if (!a.quiet && isatty(2)) std::fprintf(stderr, "\reval: summary %zu/%zu", i + 1, recs.size());
+  }
+  if (!a.quiet && isatty(2)) std::fprintf(stderr, "\n");
+  if (!a.hyp_out.empty()) write_file_atomic(a.hyp_out, out);
+}
+
 void run_rouge(const EvalArgs& a) {
-  if (a.hyp.empty() || a.ref.empty()) fail("--rouge needs --hyp FILE and --ref FILE");
-  const std::vector<std::string> hyp = read_texts(a.hyp, a.hyp_field);
-  const std::vector<std::string> ref = read_texts(a.ref, a.ref_field);
+  std::vector<std::string> hyp, ref;
+  if (a.generate) {
+    generate_summaries(a, &hyp, &ref);
+  } else {
+    if (a.hyp.empty() || a.ref.empty()) fail("--rouge needs --hyp FILE and --ref FILE (or --generate)");
+    hyp = read_texts(a.hyp, a.hyp_field);
+    ref = read_texts(a.ref, a.ref_field);
+  }
   if (hyp.size() != ref.size())
     fail("--hyp {} has {} texts but --ref {} has {}; they must pair up line by line", a.hyp, hyp.size(),
          a.ref, ref.size());
@@ -298,6 +348,22 @@ void add_eval_command(CLI::App& app) {
       ->option_text("NAME");
   c->add_option("--ref-field", a->ref_field, "Read --ref as JSONL, this field of each object")
       ->option_text("NAME");
+  c->add_flag("--generate", a->generate,
+              "With --rouge: the model writes the hypotheses, greedy after GPT-2's \"TL;DR: \" prompt, for "
+              "--input's "
+              "records")
+      ->needs("--rouge");
+  c->add_option("--input", a->input,
+                "With --generate: records (JSONL, JSON, CSV, TSV) with a source text and its "
+                "reference (--source-field, --ref-field, default text and summary)")
+      ->option_text("FILE");
+  c->add_option("--source-field", a->source_field, "With --generate: the field to summarize (default text)")
+      ->option_text("NAME");
+  c->add_option("--max-new-tokens", a->max_new_tokens,
+                "With --generate: tokens per summary at most (default 64)")
+      ->option_text("N");
+  c->add_option("--hyp-out", a->hyp_out, "With --generate: write the summaries and references as JSONL")
+      ->option_text("FILE");
   c->callback([a] { run_eval(*a); });
 }
 
