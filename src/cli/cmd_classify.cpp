@@ -197,9 +197,9 @@ void add_finetune_classify(CLI::App* finetune) {
   a->cfg.schedule.lr = 1e-4f;
   a->cfg.schedule.min_lr = 0.0f;
   a->cfg.grad_clip = 1.0f;
-  CLI::App* c = finetune->add_subcommand(
-      "classify",
-      "Train a linear head on the last token's hidden state (and the model, or its last N blocks)");
+  CLI::App* c = finetune->add_subcommand("classify",
+                                         "Train a linear head on the last token's hidden state (with the "
+                                         "model, its last N blocks or LoRA adapters)");
   c->add_option("--model,-m", a->model, "Pretrained model directory")->option_text("DIR")->required();
   c->add_option("--train", a->train, "Training records (JSONL, JSON, CSV or TSV)")
       ->option_text("FILE")
