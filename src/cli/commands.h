@@ -22,5 +22,6 @@ CLI::App* add_finetune_command(CLI::App& app);   // finetune instruct (returns `
 void add_finetune_classify(CLI::App* finetune);  // finetune classify (finetune/classify, branch wt-taskeval)
 void add_chat_command(CLI::App& app);            // chat
 void add_lora_commands(CLI::App& app);       // lora init, lora merge
+void add_classify_command(CLI::App& app);     // classify
 
 }  // namespace gpt::cli

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
   gpt::cli::add_quantize_command(app);
   CLI::App* finetune = gpt::cli::add_finetune_command(app);
   gpt::cli::add_chat_command(app);
-  (void)finetune;  // classify registers here: gpt::cli::add_finetune_classify(finetune)
+  gpt::cli::add_finetune_classify(finetune);
+  gpt::cli::add_classify_command(app);
   gpt::cli::add_lora_commands(app);
   try {
     app.parse(argc, argv);
