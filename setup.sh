@@ -50,12 +50,15 @@ if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
     log "creating .venv"
     /usr/bin/python3 -m venv --system-site-packages .venv
   fi
-  # Reinstall only when requirements-dev.txt changed since the last install.
+  # Reinstall only when a requirements file changed since the last install.
   stamp=.venv/.requirements.sha256
-  want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+  want=$(cat requirements-dev.txt requirements-peft.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing pinned Python tools (requirements-dev.txt)"
+    log "installing pinned Python tools (requirements-dev.txt, requirements-peft.txt)"
     .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+    # PEFT without its dependencies: they are all present, and pip would otherwise replace
+    # Debian's torch (see requirements-peft.txt).
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-peft.txt
     echo "$want" > "$stamp"
   fi
 fi
