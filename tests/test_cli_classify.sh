@@ -133,7 +133,7 @@ why=""
 [[ $RC -ne 0 ]] && why="exit status $RC: $(excerpt "$TMP/s.err")"
 report "finetune classify --skip-bad-lines skips it" "$why"
 expect_error "error: --max-len beyond the context" "context" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --max-len 99
-expect_error "error: --trainable nonsense" "--train" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --trainable some
+expect_error "error: --trainable nonsense" "--trainable must be" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --trainable some
 expect_error "error: classify a plain model" "classifier.json" classify -m "$TMP/m" --text abc
 x "$TMP/t.out" "$TMP/t.err" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --max-len 4 --epochs 1 -q
 why=$(why_run "$TMP/t.err")

@@ -61,16 +61,16 @@ x "$TMP/o3" "$TMP/e3" "${FT[@]}" --data "$D/summarize.csv" --template summarize 
 report "finetune instruct on summarization records (csv, packed)" "$(why_ok "$TMP/e3")"
 
 # LoRA and partial fine-tuning through the same loop.
-x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 2 --max-len 64 --train lora \
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 2 --max-len 64 --trainable lora \
   --lora-r 4 --out "$TMP/lora"
 why=$(why_ok "$TMP/e")
 for f in adapter_model.safetensors adapter_config.json model.safetensors; do
   [[ -z $why && ! -s $TMP/lora/$f ]] && why="no $f"
 done
-report "finetune --train lora saves adapters and the merged model" "$why"
-x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 1 --max-len 64 --train last:1 --out "$TMP/l1"
-report "finetune --train last:1" "$(why_ok "$TMP/e")"
-x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --train lora --lora-targets c_xyz --out "$TMP/b"
+report "finetune --trainable lora saves adapters and the merged model" "$why"
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 1 --max-len 64 --trainable last:1 --out "$TMP/l1"
+report "finetune --trainable last:1" "$(why_ok "$TMP/e")"
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --trainable lora --lora-targets c_xyz --out "$TMP/b"
 report "unknown LoRA target" "$(why_error "$TMP/e" "c_xyz")"
 
 # 3. Records longer than --max-len are truncated and counted.
@@ -98,8 +98,8 @@ x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --template bogus --out
 report "unknown template" "$(why_error "$TMP/e" 'unknown template "bogus"')"
 x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-len 500 --out "$TMP/b"
 report "--max-len beyond the context" "$(why_error "$TMP/e" "longer than the model's context (128)")"
-x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --train last:5 --out "$TMP/b"
-report "--train last:N beyond the layers" "$(why_error "$TMP/e" "--train last:N needs N between 0")"
+x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --trainable last:5 --out "$TMP/b"
+report "--trainable last:N beyond the layers" "$(why_error "$TMP/e" "--trainable last:N needs N between 0")"
 
 # 5. Inference with the templates.
 x "$TMP/o5" "$TMP/e5" generate --model "$TMP/ft" --instruction "Name a color." --input "" -n 5 --seed 1

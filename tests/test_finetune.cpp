@@ -163,7 +163,7 @@ TEST(Finetune, LoopLowersHeldOutResponseLoss) {
   EXPECT_TRUE(file_exists(cfg.out_dir + "/model.safetensors"));
 }
 
-// --train last:1 changes the last block and the final LayerNorm only.
+// --trainable last:1 changes the last block and the final LayerNorm only.
 TEST(Finetune, LastNLeavesTheRestBitIdentical) {
   GPT m(tiny());
   m.init_gpt2(5);
@@ -187,7 +187,7 @@ TEST(Finetune, LastNLeavesTheRestBitIdentical) {
   EXPECT_THROW(parse_train_selection("some", 2), Error);
 }
 
-// --train lora: only the adapters train; the saved (and returned) model has them merged in, so the
+// --trainable lora: only the adapters train; the saved (and returned) model has them merged in, so the
 // projections change and nothing else does; the adapters are saved in PEFT's format.
 TEST(Finetune, LoraTrainsAdaptersAndMerges) {
   GPT m(tiny());

@@ -8,6 +8,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/finetune_flags.h"
 #include "core/io.h"
 #include "core/parallel.h"
 #include "finetune/classify.h"
@@ -20,41 +21,32 @@ namespace gpt::cli {
 namespace {
 
 struct ClassifyTrainArgs {
-  std::string model, train, val, test, out, trainable = "all", format = "auto";
+  FinetuneFlags ft;  // the loop's flags, shared with finetune instruct
+  std::string model, train, val, test;
   ClassifyFields fields;
-  FinetuneConfig cfg;
-  int max_len = 0, eval_batch = 32, threads = 0;
-  bool skip_bad = false;
-  LoraConfig lora;
+  int eval_batch = 32;
 };
 
 // Tokens of the pad position: never seen by a real token (right padding, causal attention).
 TokenId pad_token(const Tokenizer& tok) { return tok.eot_token().value_or(0); }
 
-std::vector<Record> read_split(const std::string& path, const ClassifyTrainArgs& a) {
-  ReadOptions ro;
-  ro.format = parse_record_format(a.format);
-  ro.skip_bad_lines = a.skip_bad;
-  return read_records(path, ro);
-}
-
-void run_finetune_classify(ClassifyTrainArgs a) {
-  if (a.threads > 0) set_num_threads(a.threads);
+void run_finetune_classify(const ClassifyTrainArgs& a) {
   LoadedModel lm = load_model_dir(a.model);
   if (!lm.tokenizer) fail("{} has no vocabulary files; classification needs the model's tokenizer", a.model);
   const Tokenizer& tok = *lm.tokenizer;
   GPT& model = lm.model;
   const ModelConfig& mc = model.config();
+  FinetuneConfig cfg = resolve_finetune_flags(a.ft, mc.n_layer);
 
-  const std::vector<Record> train_r = read_split(a.train, a);
-  const std::vector<Record> val_r = read_split(a.val, a);
-  const std::vector<Record> test_r = a.test.empty() ? std::vector<Record>{} : read_split(a.test, a);
+  const ReadOptions ro = read_options(a.ft);
+  const std::vector<Record> train_r = read_records(a.train, ro);
+  const std::vector<Record> val_r = read_records(a.val, ro);
+  const std::vector<Record> test_r = a.test.empty() ? std::vector<Record>{} : read_records(a.test, ro);
   ClassifierInfo info;
   info.fields = a.fields;
   info.labels = collect_labels(train_r, a.fields, a.train);
-  info.train = a.trainable;
-  int max_len = a.max_len > 0 ? a.max_len : mc.n_ctx;
-  if (max_len > mc.n_ctx) fail("--max-len {} is longer than the model's context of {}", max_len, mc.n_ctx);
+  info.train = a.ft.trainable;
+  const int max_len = resolve_max_len(a.ft, mc.n_ctx);
   info.max_len = max_len;
   ClassifySplit train = encode_split(train_r, a.train, a.fields, info.labels, tok, max_len);
   ClassifySplit val = encode_split(val_r, a.val, a.fields, info.labels, tok, max_len);
@@ -65,28 +57,22 @@ void run_finetune_classify(ClassifyTrainArgs a) {
       std::printf("%s: %zu of %zu texts longer than %d tokens, truncated\n", s->path.c_str(), s->truncated,
                   s->examples.size(), max_len);
 
-  // What trains: the head always; the whole model, its last N blocks (+ ln_f), or LoRA adapters on
-  // the frozen model.
+  // What trains: the head always, plus what the loop trains (the model or its last N blocks, frozen
+  // by the loop). LoRA adapters are the task's: they train beside the head without weight decay and
+  // are saved unmerged beside the base model, which `gpt classify` attaches them to.
   std::unique_ptr<LoraAdapters> lora;
-  if (a.trainable == "lora") {
-    if (a.lora.r < 1) fail("--lora-r must be at least 1 (got {})", a.lora.r);
-    lora = std::make_unique<LoraAdapters>(mc, a.lora);
-    lora->init(a.cfg.seed);
-    model.attach_lora(lora.get());  // freezes the base
-    a.cfg.train = {TrainSelection::None, 0};
-  } else {
-    a.cfg.train = parse_train_selection(a.trainable, mc.n_layer);
-    if (a.cfg.train.kind == TrainSelection::LastN) model.freeze_below(mc.n_layer - a.cfg.train.n);
+  if (cfg.train.kind == TrainSelection::Lora) {
+    lora = attach_new_lora(model, cfg.lora, cfg.seed);
+    cfg.train = {TrainSelection::None, 0};
   }
-  a.cfg.out_dir = a.out;
 
   ClassifyTask task(std::move(train), std::move(val), std::move(test), info, mc.n_embd, pad_token(tok),
-                    a.eval_batch, a.cfg.seed);
+                    a.eval_batch, cfg.seed);
   if (lora) task.set_lora(lora.get(), a.model);
   std::printf("labels: %s (from %s)\n", fmt::format("{}", fmt::join(info.labels, ", ")).c_str(),
               a.train.c_str());
   std::fflush(stdout);
-  const FinetuneResult r = finetune(model, lm.tokenizer.get(), task, a.cfg);
+  const FinetuneResult r = finetune(model, lm.tokenizer.get(), task, cfg);
 
   // Per-epoch summary, then the final val and test figures with confusion matrices.
   std::string s;
@@ -113,7 +99,7 @@ void run_finetune_classify(ClassifyTrainArgs a) {
         {"examples", task.size(sp)}, {"accuracy", acc}, {"confusion", confusion_json(m, info.labels)}};
     last[std::string(split_name(sp)) + "_accuracy"] = acc;
   }
-  write_file_atomic(a.out + "/results.json", res.dump(2) + "\n");
+  write_file_atomic(cfg.out_dir + "/results.json", res.dump(2) + "\n");
   s += last.dump() + "\n";
   write_stdout(s);
 }
@@ -192,11 +178,11 @@ CLI::App* find_subcommand(CLI::App* parent, const std::string& name) {
 void add_finetune_classify(CLI::App* finetune) {
   if (find_subcommand(finetune, "classify")) return;
   auto a = std::make_shared<ClassifyTrainArgs>();
-  a->cfg.epochs = 3;
-  a->cfg.batch_size = 8;
-  a->cfg.schedule.lr = 1e-4f;
-  a->cfg.schedule.min_lr = 0.0f;
-  a->cfg.grad_clip = 1.0f;
+  FinetuneConfig& cfg = a->ft.cfg;  // classify's defaults (help shows them)
+  cfg.epochs = 3;
+  cfg.batch_size = 8;
+  cfg.schedule.lr = 1e-4f;
+  a->ft.min_lr = 0.0f;
   CLI::App* c = finetune->add_subcommand("classify",
                                          "Train a linear head on the last token's hidden state (with the "
                                          "model, its last N blocks or LoRA adapters)");
@@ -207,48 +193,14 @@ void add_finetune_classify(CLI::App* finetune) {
   c->add_option("--val", a->val, "Validation records (accuracy per epoch)")->option_text("FILE")->required();
   c->add_option("--test", a->test, "Test records (accuracy and confusion matrix at the end)")
       ->option_text("FILE");
-  c->add_option("--out,-o", a->out, "Output: model directory + classifier.{json,safetensors} + results.json")
-      ->option_text("DIR")
-      ->required();
   c->add_option("--text-field", a->fields.text, "Field with the text (default text)")->option_text("NAME");
   c->add_option("--label-field", a->fields.label, "Field with the label (default label)")
       ->option_text("NAME");
   c->add_option("--text-b-field", a->fields.text_b,
                 "Second text of a pair (entailment, similarity): text <|endoftext|> text_b")
       ->option_text("NAME");
-  c->add_option("--trainable", a->trainable,
-                "What trains besides the head: all (default), last:N (the last N blocks and ln_f), lora "
-                "(adapters on the frozen model)")
-      ->option_text("WHAT");
-  c->add_option("--lora-r", a->lora.r, "LoRA rank (default 8)")->option_text("R");
-  c->add_option("--lora-alpha", a->lora.alpha, "LoRA alpha: the update is scaled by alpha / r (default 16)")
-      ->option_text("A");
-  c->add_option("--lora-dropout", a->lora.dropout, "Dropout on the adapters' input (default 0.05)")
-      ->option_text("P");
-  c->add_option("--format", a->format, "auto (by extension), jsonl, json, csv, tsv")->option_text("FMT");
-  c->add_flag("--skip-bad-lines", a->skip_bad,
-              "Skip malformed lines (counted) instead of rejecting the file");
-  c->add_option("--epochs", a->cfg.epochs, "Epochs (default 3)")->option_text("N");
-  c->add_option("--max-steps", a->cfg.max_steps, "Stop after N optimizer steps")->option_text("N");
-  c->add_option("--batch-size,-b", a->cfg.batch_size, "Examples per micro-batch (default 8)")
-      ->option_text("B");
-  c->add_option("--grad-accum", a->cfg.grad_accum, "Micro-batches per step (default 1)")->option_text("N");
-  c->add_option("--lr", a->cfg.schedule.lr, "Peak learning rate (default 1e-4)")->option_text("LR");
-  c->add_option("--min-lr", a->cfg.schedule.min_lr, "Final learning rate, cosine (default 0)")
-      ->option_text("LR");
-  c->add_option("--warmup", a->cfg.schedule.warmup, "Warmup steps (default 0)")->option_text("N");
-  c->add_option("--weight-decay", a->cfg.adam.weight_decay, "AdamW weight decay (default 0.1)")
-      ->option_text("W");
-  c->add_option("--grad-clip", a->cfg.grad_clip, "Gradient-norm clip, 0 = off (default 1)")->option_text("C");
-  c->add_option("--dropout", a->cfg.dropout, "Dropout while training (default 0)")->option_text("P");
-  c->add_option("--seed", a->cfg.seed, "Seed: head init, shuffling, dropout")->option_text("N");
-  c->add_option("--max-len", a->max_len, "Tokens per text, longer ones truncated (default: the context)")
-      ->option_text("T");
-  c->add_option("--eval-every", a->cfg.eval_every, "Also evaluate every N steps (default: epoch ends)")
-      ->option_text("N");
   c->add_option("--eval-batch", a->eval_batch, "Batch size of evaluation (default 32)")->option_text("B");
-  c->add_option("--threads", a->threads, "Threads (default: all cores)")->option_text("N");
-  c->add_flag("--quiet,-q", a->cfg.quiet, "No per-step lines");
+  add_finetune_flags(c, a->ft);
   c->callback([a] { run_finetune_classify(*a); });
 }
 

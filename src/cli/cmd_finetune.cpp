@@ -20,7 +20,6 @@ struct InstructArgs {
   double val_fraction = 0.1;
   std::string tmpl = "auto";
   bool pack = false;
-  int max_len = 0;
 };
 
 void report_encoding(const std::string& what, const EncodeReport& r, size_t records, int max_len) {
@@ -41,9 +40,7 @@ void run_instruct(InstructArgs& a) {
   const TokenId eot = require_eot(tok);
   FinetuneConfig cfg = resolve_finetune_flags(a.ft, lm.model.config().n_layer);
   cfg.base_model = a.model_dir;
-  const int n_ctx = lm.model.config().n_ctx;
-  const int max_len = a.max_len > 0 ? a.max_len : n_ctx;
-  if (max_len > n_ctx) fail("--max-len {} is longer than the model's context ({})", max_len, n_ctx);
+  const int max_len = resolve_max_len(a.ft, lm.model.config().n_ctx);
   const TemplateKind kind = parse_template(a.tmpl);
 
   ReadOptions ro = read_options(a.ft);
@@ -104,8 +101,7 @@ CLI::App* add_finetune_command(CLI::App& app) {
   cmd->add_option("--template", a->tmpl, "auto (by the fields), alpaca, chat or summarize")
       ->capture_default_str();
   cmd->add_flag("--pack", a->pack, "Pack several examples per sequence (default: pad each batch)");
-  cmd->add_option("--max-len", a->max_len,
-                  "Tokens per sequence (default: the context); longer records are cut");
+  a->ft.cfg.schedule.lr = 5e-5f;  // fine-tuning rates are far below pretraining's
   add_finetune_flags(cmd, a->ft);
   cmd->callback([a] { run_instruct(*a); });
   return ft;

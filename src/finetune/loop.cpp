@@ -39,11 +39,18 @@ TrainSelection parse_train_selection(std::string_view spec, int n_layer) {
     char* end = nullptr;
     long n = std::strtol(num.c_str(), &end, 10);
     if (num.empty() || *end != '\0' || n < 0 || n > n_layer)
-      fail("--train last:N needs N between 0 and the model's {} layers (got \"{}\")", n_layer, spec);
+      fail("--trainable last:N needs N between 0 and the model's {} layers (got \"{}\")", n_layer, spec);
     return {TrainSelection::LastN, static_cast<int>(n)};
   }
   if (spec == "lora") return {TrainSelection::Lora, 0};
-  fail("--train must be all, last:N or lora (got \"{}\")", spec);
+  fail("--trainable must be all, last:N or lora (got \"{}\")", spec);
+}
+
+std::unique_ptr<LoraAdapters> attach_new_lora(GPT& model, const LoraConfig& cfg, uint64_t seed) {
+  auto lora = std::make_unique<LoraAdapters>(model.config(), cfg);
+  lora->init(seed);
+  model.attach_lora(lora.get());  // freezes the base
+  return lora;
 }
 
 dist::Range trainable_range(const GPT& model, TrainSelection sel) {
@@ -174,9 +181,7 @@ FinetuneResult Loop::run() {
     // Frozen blocks get no gradient and backward stops above them.
     model_.freeze_below(model_.config().n_layer - cfg_.train.n);
   } else if (cfg_.train.kind == TrainSelection::Lora) {
-    lora_ = std::make_unique<LoraAdapters>(model_.config(), cfg_.lora);
-    lora_->init(cfg_.seed);
-    model_.attach_lora(lora_.get());  // freezes the base
+    lora_ = attach_new_lora(model_, cfg_.lora, cfg_.seed);
   }
   std::unique_ptr<AdamW> opt;
   if (range.size() > 0) opt = std::make_unique<AdamW>(model_, cfg_.adam, range);

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -67,8 +68,11 @@ struct TrainSelection {
   enum Kind { All, LastN, Lora, None } kind = All;
   int n = 0;
 };
-// "all" | "last:N" | "lora" (errors name the --train flag).
+// "all" | "last:N" | "lora" (errors name the --trainable flag).
 TrainSelection parse_train_selection(std::string_view spec, int n_layer);
+// New LoRA adapters for `model` from `cfg`, initialised from `seed` and attached (which freezes the
+// base). The caller keeps them alive while attached.
+std::unique_ptr<LoraAdapters> attach_new_lora(GPT& model, const LoraConfig& cfg, uint64_t seed);
 // The range of the flat parameter array that trains (contiguous: blocks are laid out in order).
 dist::Range trainable_range(const GPT& model, TrainSelection sel);
 
