@@ -324,8 +324,8 @@ function hoverHeatmap(ev) {
   const w = attention.weights[i][j];
   tip.textContent = `query ${i} "${showToken(attention.tokens[i])}" \u2192 key ${j} ` +
     `"${showToken(attention.tokens[j])}": ${w.toFixed(4)}`;
-  tip.style.left = `${x + 14}px`;
-  tip.style.top = `${y + 14}px`;
+  tip.style.left = `${ev.clientX + 14}px`;
+  tip.style.top = `${ev.clientY + 14}px`;
   tip.hidden = false;
 }
 
