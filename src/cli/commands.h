@@ -18,5 +18,6 @@ void add_train_command(CLI::App& app);       // train
 void add_prepare_command(CLI::App& app);     // prepare
 void add_quantize_command(CLI::App& app);    // quantize
 void add_packed_bench(CLI::App* bench);      // bench packed
+void add_serve_command(CLI::App& app);       // serve
 
 }  // namespace gpt::cli
