@@ -19,5 +19,6 @@ void add_prepare_command(CLI::App& app);     // prepare
 void add_quantize_command(CLI::App& app);    // quantize
 void add_packed_bench(CLI::App* bench);      // bench packed
 void add_attention_command(CLI::App& app);   // attention
+void add_serve_command(CLI::App& app);       // serve
 
 }  // namespace gpt::cli

@@ -1,0 +1,180 @@
+#include "finetune/template.h"
+
+#include "core/error.h"
+
+namespace gpt {
+
+namespace {
+
+constexpr std::string_view kAlpacaPreamble =
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.";
+
+Segment text(std::string s, bool trained) { return {std::move(s), trained, false}; }
+Segment eot() { return {std::string(kEndOfText), true, true}; }
+
+std::string role_header(const std::string& role) {
+  if (role == "system") return "### System:\n";
+  if (role == "user") return "### User:\n";
+  if (role == "assistant") return "### Assistant:\n";
+  fail("unknown chat role \"{}\" (expected system, user or assistant)", role);
+}
+
+// Appends one message; an assistant turn is trained (its content and the closing end-of-text).
+void append_message(std::vector<Segment>& out, const ChatMessage& m, bool last) {
+  if (m.role == "assistant") {
+    out.push_back(text(role_header(m.role), false));
+    out.push_back(text(m.content, true));
+    out.push_back(eot());
+    if (!last) out.push_back(text("\n\n", false));
+  } else {
+    out.push_back(text(role_header(m.role) + m.content + "\n\n", false));
+  }
+}
+
+std::string nonempty_field(const Record& r, std::string_view field, const std::string& path) {
+  std::string s = require_text(r, field, path);
+  if (s.empty()) fail("{}:{}: field \"{}\" is empty", path, r.line, field);
+  return s;
+}
+
+}  // namespace
+
+TemplateKind parse_template(std::string_view name) {
+  if (name == "auto") return TemplateKind::Auto;
+  if (name == "alpaca") return TemplateKind::Alpaca;
+  if (name == "chat") return TemplateKind::Chat;
+  if (name == "summarize") return TemplateKind::Summarize;
+  fail("unknown template \"{}\" (expected auto, alpaca, chat or summarize)", name);
+}
+
+const char* template_name(TemplateKind kind) {
+  switch (kind) {
+    case TemplateKind::Auto:
+      return "auto";
+    case TemplateKind::Alpaca:
+      return "alpaca";
+    case TemplateKind::Chat:
+      return "chat";
+    case TemplateKind::Summarize:
+      return "summarize";
+  }
+  return "?";
+}
+
+std::string instruction_prompt(const std::string& instruction, const std::string& input) {
+  std::string p(kAlpacaPreamble);
+  p += "\n\n### Instruction:\n" + instruction;
+  if (!input.empty()) p += "\n\n### Input:\n" + input;
+  p += "\n\n### Response:\n";
+  return p;
+}
+
+std::string summarize_prompt(const std::string& t) { return t + "\nTL;DR: "; }
+
+std::vector<Segment> render_alpaca(const std::string& instruction, const std::string& input,
+                                   const std::string& output) {
+  return {text(instruction_prompt(instruction, input), false), text(output, true), eot()};
+}
+
+std::vector<Segment> render_summarize(const std::string& t, const std::string& summary) {
+  return {text(summarize_prompt(t), false), text(summary, true), eot()};
+}
+
+std::vector<Segment> render_chat(const std::vector<ChatMessage>& messages) {
+  std::vector<Segment> out;
+  for (size_t i = 0; i < messages.size(); ++i) append_message(out, messages[i], i + 1 == messages.size());
+  return out;
+}
+
+std::vector<Segment> chat_prompt_segments(const std::vector<ChatMessage>& messages) {
+  std::vector<Segment> out;
+  for (const ChatMessage& m : messages) append_message(out, m, false);
+  out.push_back(text("### Assistant:\n", false));
+  return out;
+}
+
+std::string chat_prompt(const std::vector<ChatMessage>& messages) {
+  std::string s;
+  for (const Segment& seg : chat_prompt_segments(messages)) s += seg.text;
+  return s;
+}
+
+TokenId require_eot(const Tokenizer& tok) {
+  auto e = tok.eot_token();
+  if (!e) fail("the model's vocabulary has no <|endoftext|> token, which the templates need");
+  return *e;
+}
+
+EncodedExample encode_segments(const Tokenizer& tok, std::span<const Segment> segments) {
+  EncodedExample ex;
+  for (const Segment& s : segments) {
+    size_t before = ex.ids.size();
+    if (s.eot) {
+      ex.ids.push_back(require_eot(tok));
+    } else if (!s.text.empty()) {
+      std::vector<TokenId> ids = tok.encode(s.text, AllowedSpecial::none());
+      ex.ids.insert(ex.ids.end(), ids.begin(), ids.end());
+    }
+    ex.trained.resize(ex.ids.size(), 0);
+    for (size_t i = before; i < ex.ids.size(); ++i) ex.trained[i] = s.trained ? 1 : 0;
+  }
+  return ex;
+}
+
+std::vector<TokenId> chat_prompt_ids(const Tokenizer& tok, const std::vector<ChatMessage>& messages) {
+  return encode_segments(tok, chat_prompt_segments(messages)).ids;
+}
+
+std::vector<ChatMessage> record_messages(const Record& r, const std::string& path) {
+  auto it = r.fields.find("messages");
+  if (it == r.fields.end() || !it->is_array())
+    fail("{}:{}: \"messages\" must be a list of {{\"role\", \"content\"}} objects", path, r.line);
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const nlohmann::json& m = (*it)[i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+        !m["content"].is_string())
+      fail("{}:{}: message {} needs string fields \"role\" and \"content\"", path, r.line, i + 1);
+    ChatMessage cm{m["role"].get<std::string>(), m["content"].get<std::string>()};
+    if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
+      fail("{}:{}: message {} has role \"{}\" (expected system, user or assistant)", path, r.line, i + 1,
+           cm.role);
+    if (cm.content.empty()) fail("{}:{}: message {} is empty", path, r.line, i + 1);
+    out.push_back(std::move(cm));
+  }
+  return out;
+}
+
+TemplateKind detect_template(const Record& r) {
+  if (r.fields.contains("messages")) return TemplateKind::Chat;
+  if (r.fields.contains("instruction")) return TemplateKind::Alpaca;
+  if (r.fields.contains("summary")) return TemplateKind::Summarize;
+  return TemplateKind::Auto;
+}
+
+std::vector<Segment> render_record(const Record& r, TemplateKind kind, const std::string& path) {
+  if (kind == TemplateKind::Auto) kind = detect_template(r);
+  switch (kind) {
+    case TemplateKind::Alpaca:
+      return render_alpaca(nonempty_field(r, "instruction", path), record_text(r, "input").value_or(""),
+                           nonempty_field(r, "output", path));
+    case TemplateKind::Summarize:
+      return render_summarize(nonempty_field(r, "text", path), nonempty_field(r, "summary", path));
+    case TemplateKind::Chat: {
+      std::vector<ChatMessage> msgs = record_messages(r, path);
+      bool any = false;
+      for (const ChatMessage& m : msgs) any = any || m.role == "assistant";
+      if (!any) fail("{}:{}: no assistant message to train on", path, r.line);
+      return render_chat(msgs);
+    }
+    case TemplateKind::Auto:
+      break;
+  }
+  fail(
+      "{}:{}: cannot tell the template from the fields (expected \"messages\", \"instruction\" "
+      "or \"text\" + \"summary\"); pass --template",
+      path, r.line);
+}
+
+}  // namespace gpt

@@ -1,0 +1,78 @@
+// Prompt templates for instruction tuning, dialogue and summarization. A template renders one
+// example into segments of text, each marked trained (the response: its tokens are scored) or not
+// (the prompt). Segments are tokenised one by one and concatenated, and inference builds its prompt
+// from the same segments, so a prompt is tokenised identically in training and at generation time.
+// The exact strings are in docs/instruction-tuning.md.
+//
+//   alpaca     "Below is an instruction that describes a task. Write a response that appropriately
+//              completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n
+//              ### Response:\n" (no Input section when input is empty), then {output}<|endoftext|>
+//   chat       per message: "### System:\n{c}\n\n", "### User:\n{c}\n\n",
+//              "### Assistant:\n{c}<|endoftext|>\n\n" (trained: {c}<|endoftext|>); a generation prompt
+//              ends with "### Assistant:\n" and the reply stops at <|endoftext|>
+//   summarize  "{text}\nTL;DR: " then {summary}<|endoftext|> (the GPT-2 paper's TL;DR: prompt)
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "finetune/records.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gpt {
+
+inline constexpr std::string_view kEndOfText = "<|endoftext|>";
+
+struct Segment {
+  std::string text;
+  bool trained = false;
+  bool eot = false;  // the <|endoftext|> token itself (text is ignored)
+};
+
+enum class TemplateKind { Auto, Alpaca, Chat, Summarize };
+TemplateKind parse_template(std::string_view name);  // "auto" | "alpaca" | "chat" | "summarize"
+const char* template_name(TemplateKind kind);
+
+struct ChatMessage {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+// The rendered examples (prompt untrained; response and the final <|endoftext|> trained).
+std::vector<Segment> render_alpaca(const std::string& instruction, const std::string& input,
+                                   const std::string& output);
+std::vector<Segment> render_chat(const std::vector<ChatMessage>& messages);
+std::vector<Segment> render_summarize(const std::string& text, const std::string& summary);
+
+// The template that fits a record's fields: "messages" -> chat, "instruction" -> alpaca,
+// "summary" -> summarize.
+TemplateKind detect_template(const Record& r);
+// Renders a record with a template (Auto: detect_template). Throws gpt::Error "PATH:LINE: ..." on
+// a missing or empty field, a bad message list or nothing to train on.
+std::vector<Segment> render_record(const Record& r, TemplateKind kind, const std::string& path);
+// A record's "messages" as ChatMessages (errors as above).
+std::vector<ChatMessage> record_messages(const Record& r, const std::string& path);
+
+// Token ids and a mask (1 = trained) of the same length. Text is encoded as ordinary text (a
+// literal "<|endoftext|>" in user text stays text); eot segments are the tokenizer's end-of-text id.
+struct EncodedExample {
+  std::vector<TokenId> ids;
+  std::vector<uint8_t> trained;
+};
+EncodedExample encode_segments(const Tokenizer& tok, std::span<const Segment> segments);
+// The tokenizer's <|endoftext|> id; gpt::Error if it has none.
+TokenId require_eot(const Tokenizer& tok);
+
+// Generation prompts, ending where the model's answer starts.
+std::string instruction_prompt(const std::string& instruction, const std::string& input = "");
+std::string summarize_prompt(const std::string& text);
+// The conversation so far (any assistant turns closed with <|endoftext|>), then "### Assistant:\n".
+std::vector<Segment> chat_prompt_segments(const std::vector<ChatMessage>& messages);
+std::string chat_prompt(const std::vector<ChatMessage>& messages);
+// The ids to feed the model: use these rather than encoding chat_prompt()'s text, which can split
+// differently at segment boundaries.
+std::vector<TokenId> chat_prompt_ids(const Tokenizer& tok, const std::vector<ChatMessage>& messages);
+
+}  // namespace gpt
