@@ -173,7 +173,7 @@ def main():
         prompt.clear()
         prompt.send_keys(PROMPT)
         for field, value in (("max-tokens", MAX_TOKENS), ("seed", 3), ("candidates-k", K), ("temperature", 1.0),
-                             ("top-k", 0)):
+                             ("top-k", K)):  # top-k = K: the sampled token is among the K shown
             e = driver.find_element(By.ID, field)
             e.clear()
             e.send_keys(str(value))
