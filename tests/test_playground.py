@@ -153,11 +153,12 @@ def main():
     os.makedirs(work, exist_ok=True)
 
     text = os.path.join(work, "chars.txt")
+    chars = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'\n"
     with open(text, "w") as f:
-        f.write("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'\n")
+        f.write(chars)
     vocab, model = os.path.join(work, "vocab"), os.path.join(work, "model")
     run([a.gpt, "char-vocab", "--input", text, "--out", vocab])
-    run([a.gpt, "init", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--context", "128",
+    run([a.gpt, "init", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--context", "128", "--vocab-size", str(len(set(chars))),
          "--tokenizer", "char:" + vocab, "--seed", "5", "--out", model])
     server = Server(a.gpt, model)
     driver = None
