@@ -158,26 +158,31 @@ SchedulerMetrics Scheduler::metrics() const {
   return metrics_;
 }
 
-void Scheduler::emit(Seq& s, Event ev) {
-  Job& j = *s.job;
-  ev.choice = s.choice;
-  bool done = false;
+void Scheduler::emit(Job& j, Event ev) {
+  bool done;
   {
     std::lock_guard lk(j.mu_);
-    if (ev.last) done = --j.running_ == 0;
+    done = ev.last && j.running_ == 1;
+  }
+  {
+    // The figures first, so a consumer that sees its job end also sees it counted.
+    std::lock_guard lk(mu_);
+    if (!j.first_token_) {
+      j.first_token_ = true;
+      metrics_.ttft.add(seconds_since(j.submitted_));
+    }
+    if (done) {
+      metrics_.latency.add(seconds_since(j.submitted_));
+      metrics_.requests_active--;
+    }
+  }
+  {
+    std::lock_guard lk(j.mu_);
+    if (ev.last) j.running_--;
     j.events_.push_back(std::move(ev));
     if (done) j.done_ = true;
   }
   j.cv_.notify_all();
-  std::lock_guard lk(mu_);
-  if (!j.first_token_) {
-    j.first_token_ = true;
-    metrics_.ttft.add(seconds_since(j.submitted_));
-  }
-  if (done) {
-    metrics_.latency.add(seconds_since(j.submitted_));
-    metrics_.requests_active--;
-  }
 }
 
 // Frees seqs_[i]'s slot and removes it (the order of the others does not matter).
@@ -185,6 +190,8 @@ void Scheduler::retire(size_t i) {
   free_.push_back(seqs_[i]->slot);
   seqs_[i] = std::move(seqs_.back());
   seqs_.pop_back();
+  std::lock_guard lk(mu_);
+  metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
 }
 
 void Scheduler::admit(const std::shared_ptr<Job>& job) {
@@ -212,6 +219,7 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
   std::lock_guard lk(mu_);
   metrics_.prefill_seconds += seconds_since(t0);
   metrics_.prompt_tokens += static_cast<uint64_t>(job->prompt_tokens_);
+  metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
   metrics_.requests_active++;
 }
 
@@ -249,20 +257,24 @@ void Scheduler::loop() {
     // A client that has gone frees its slots now.
     for (size_t i = seqs_.size(); i-- > 0;) {
       if (!seqs_[i]->job->cancelled()) continue;
-      Job& j = *seqs_[i]->job;
+      const std::shared_ptr<Job> job = seqs_[i]->job;
+      retire(i);
       bool last;
       {
-        std::lock_guard jl(j.mu_);
-        last = --j.running_ == 0;
-        if (last) j.done_ = true;
+        std::lock_guard jl(job->mu_);
+        last = job->running_ == 1;
       }
       if (last) {
-        j.cv_.notify_all();
         std::lock_guard lk(mu_);
         metrics_.requests_cancelled++;
         metrics_.requests_active--;
       }
-      retire(i);
+      {
+        std::lock_guard jl(job->mu_);
+        job->running_--;
+        if (last) job->done_ = true;
+      }
+      job->cv_.notify_all();
     }
     for (const auto& j : admitted) admit(j);
 
@@ -299,12 +311,14 @@ void Scheduler::loop() {
           ev.finish_reason = "length";
         }
       }
-      const bool last = ev.last;
-      emit(s, std::move(ev));
-      if (last) {
-        retire(i);
+      ev.choice = s.choice;
+      if (ev.last) {
+        const std::shared_ptr<Job> job = s.job;
+        retire(i);  // the slot is free before the consumer hears of the end
+        emit(*job, std::move(ev));
         continue;
       }
+      emit(*s.job, std::move(ev));
       rows.push_back(s.slot);
       next.push_back(id);
       i++;
@@ -318,7 +332,6 @@ void Scheduler::loop() {
       metrics_.step_rows += rows.size();
       metrics_.step_seconds += seconds_since(t0);
     }
-    metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
   }
 }
 

@@ -114,7 +114,7 @@ class Scheduler {
   void loop();
   void wake();
   void admit(const std::shared_ptr<Job>& job);
-  void emit(Seq& s, Event ev);
+  void emit(Job& j, Event ev);
   void retire(size_t i);
 
   const PackedModel& model_;

@@ -102,7 +102,7 @@ void Server::Impl::completions(const httplib::Request& hreq, httplib::Response& 
   EngineRequest er;
   const char* input = ep == Endpoint::Chat ? "messages" : "prompt";
   if (ep == Endpoint::Chat) {
-    er.prompts.push_back(tokenizer().encode(chat_prompt(r.messages), AllowedSpecial::everything(), 1));
+    er.prompts.push_back(chat_prompt_ids(*tok, r.messages));
   } else if (!r.prompt_texts.empty()) {
     for (const auto& t : r.prompt_texts)
       er.prompts.push_back(tokenizer().encode(t, AllowedSpecial::everything(), 1));
