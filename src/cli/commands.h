@@ -18,6 +18,7 @@ void add_train_command(CLI::App& app);       // train
 void add_prepare_command(CLI::App& app);     // prepare
 void add_quantize_command(CLI::App& app);    // quantize
 void add_packed_bench(CLI::App* bench);      // bench packed
+void add_attention_command(CLI::App& app);   // attention
 void add_serve_command(CLI::App& app);       // serve
 
 }  // namespace gpt::cli

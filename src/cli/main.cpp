@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   gpt::cli::add_train_command(app);
   gpt::cli::add_prepare_command(app);
   gpt::cli::add_quantize_command(app);
+  gpt::cli::add_attention_command(app);
   gpt::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);

@@ -1,6 +1,7 @@
 #include "serve/scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -224,9 +225,6 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
 }
 
 void Scheduler::loop() {
-  const int V = model_.config.vocab_size;
-  std::vector<int> rows;
-  std::vector<TokenId> next;
   std::vector<std::shared_ptr<Job>> admitted;
   for (;;) {
     admitted.clear();
@@ -254,84 +252,116 @@ void Scheduler::loop() {
       }
       metrics_.requests_queued = static_cast<int>(queue_.size());
     }
-    // A client that has gone frees its slots now.
-    for (size_t i = seqs_.size(); i-- > 0;) {
-      if (!seqs_[i]->job->cancelled()) continue;
-      const std::shared_ptr<Job> job = seqs_[i]->job;
-      retire(i);
-      bool last;
-      {
-        std::lock_guard jl(job->mu_);
-        last = job->running_ == 1;
+    try {
+      step_once(admitted);
+    } catch (const std::exception& e) {
+      // Nothing a request does should get here; if something does, its requests end with an
+      // error and the server goes on.
+      std::fprintf(stderr, "gpt serve: error: %s\n", e.what());
+      while (!seqs_.empty()) {
+        const std::shared_ptr<Job> job = seqs_.back()->job;
+        Event ev;
+        ev.choice = seqs_.back()->choice;
+        ev.last = true;
+        ev.finish_reason = "error";
+        retire(seqs_.size() - 1);
+        emit(*job, std::move(ev));
       }
-      if (last) {
-        std::lock_guard lk(mu_);
-        metrics_.requests_cancelled++;
-        metrics_.requests_active--;
+      for (const auto& j : admitted) {  // admitted only in part, or not at all
+        std::lock_guard jl(j->mu_);
+        j->done_ = true;
+        j->cv_.notify_all();
       }
-      {
-        std::lock_guard jl(job->mu_);
-        job->running_--;
-        if (last) job->done_ = true;
-      }
-      job->cv_.notify_all();
     }
-    for (const auto& j : admitted) admit(j);
+  }
+}
 
-    // Sample every row's next token; the rows that go on take one decoder step together.
-    rows.clear();
-    next.clear();
-    uint64_t emitted = 0;
-    for (size_t i = 0; i < seqs_.size();) {
-      Seq& s = *seqs_[i];
-      const EngineRequest& r = s.job->req_;
-      const float* lg = dec_.logits(s.slot);
-      const std::span<const float> own(lg, V);
-      std::memcpy(work_.data(), lg, V * sizeof(float));
-      const TokenId id = s.sampler.sample(work_, s.context);
-      s.context.push_back(id);
-      s.generated++;
-      emitted++;
-      Event ev;
-      ev.token.id = id;
-      if (r.logprobs >= 0) ev.token.logprob = token_logprob(own, id);
-      if (r.logprobs > 0) ev.token.top = top_logprobs(own, r.logprobs);
-      if (eot_ && id == *eot_) {
-        ev.token.text = s.text.finish();
+// One token boundary: cancelled rows leave, admitted jobs prefill, every row samples a token,
+// and the rows that go on run one decoder step together.
+void Scheduler::step_once(const std::vector<std::shared_ptr<Job>>& admitted) {
+  // Only tokens the vocabulary can turn into text are candidates: a model may have more rows
+  // than its vocabulary (a small character vocabulary in a model of GPT-2's width).
+  const int V = tok_ ? static_cast<int>(std::min<size_t>(model_.config.vocab_size, tok_->vocab_size()))
+                     : model_.config.vocab_size;
+  std::vector<int>& rows = rows_;
+  std::vector<TokenId>& next = next_;
+  // A client that has gone frees its slots now.
+  for (size_t i = seqs_.size(); i-- > 0;) {
+    if (!seqs_[i]->job->cancelled()) continue;
+    const std::shared_ptr<Job> job = seqs_[i]->job;
+    retire(i);
+    bool last;
+    {
+      std::lock_guard jl(job->mu_);
+      last = job->running_ == 1;
+    }
+    if (last) {
+      std::lock_guard lk(mu_);
+      metrics_.requests_cancelled++;
+      metrics_.requests_active--;
+    }
+    {
+      std::lock_guard jl(job->mu_);
+      job->running_--;
+      if (last) job->done_ = true;
+    }
+    job->cv_.notify_all();
+  }
+  for (const auto& j : admitted) admit(j);
+
+  // Sample every row's next token; the rows that go on take one decoder step together.
+  rows.clear();
+  next.clear();
+  uint64_t emitted = 0;
+  for (size_t i = 0; i < seqs_.size();) {
+    Seq& s = *seqs_[i];
+    const EngineRequest& r = s.job->req_;
+    const float* lg = dec_.logits(s.slot);
+    const std::span<const float> own(lg, V);
+    std::memcpy(work_.data(), lg, V * sizeof(float));
+    const TokenId id = s.sampler.sample(std::span<float>(work_.data(), V), s.context);
+    s.context.push_back(id);
+    s.generated++;
+    emitted++;
+    Event ev;
+    ev.token.id = id;
+    if (r.logprobs >= 0) ev.token.logprob = token_logprob(own, id);
+    if (r.logprobs > 0) ev.token.top = top_logprobs(own, r.logprobs);
+    if (eot_ && id == *eot_) {
+      ev.token.text = s.text.finish();
+      ev.last = true;
+      ev.finish_reason = "stop";
+    } else {
+      ev.token.text = s.text.add(id);
+      if (s.text.stopped()) {
         ev.last = true;
         ev.finish_reason = "stop";
-      } else {
-        ev.token.text = s.text.add(id);
-        if (s.text.stopped()) {
-          ev.last = true;
-          ev.finish_reason = "stop";
-        } else if (s.generated >= r.max_tokens) {
-          ev.token.text += s.text.finish();
-          ev.last = true;
-          ev.finish_reason = "length";
-        }
+      } else if (s.generated >= r.max_tokens) {
+        ev.token.text += s.text.finish();
+        ev.last = true;
+        ev.finish_reason = "length";
       }
-      ev.choice = s.choice;
-      if (ev.last) {
-        const std::shared_ptr<Job> job = s.job;
-        retire(i);  // the slot is free before the consumer hears of the end
-        emit(*job, std::move(ev));
-        continue;
-      }
-      emit(*s.job, std::move(ev));
-      rows.push_back(s.slot);
-      next.push_back(id);
-      i++;
     }
-    const auto t0 = Clock::now();
-    if (!rows.empty()) dec_.step(rows, next);
-    std::lock_guard lk(mu_);
-    metrics_.generated_tokens += emitted;
-    if (!rows.empty()) {
-      metrics_.steps++;
-      metrics_.step_rows += rows.size();
-      metrics_.step_seconds += seconds_since(t0);
+    ev.choice = s.choice;
+    if (ev.last) {
+      const std::shared_ptr<Job> job = s.job;
+      retire(i);  // the slot is free before the consumer hears of the end
+      emit(*job, std::move(ev));
+      continue;
     }
+    emit(*s.job, std::move(ev));
+    rows.push_back(s.slot);
+    next.push_back(id);
+    i++;
+  }
+  const auto t0 = Clock::now();
+  if (!rows.empty()) dec_.step(rows, next);
+  std::lock_guard lk(mu_);
+  metrics_.generated_tokens += emitted;
+  if (!rows.empty()) {
+    metrics_.steps++;
+    metrics_.step_rows += rows.size();
+    metrics_.step_seconds += seconds_since(t0);
   }
 }
 
