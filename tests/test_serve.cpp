@@ -12,6 +12,7 @@
 #include "model/packed_model.h"
 #include "serve/openai_api.h"
 #include "serve/scheduler.h"
+#include "tokenizer/char_tokenizer.h"
 
 namespace gpt::serve {
 namespace {
@@ -123,7 +124,7 @@ TEST(ServeApi, DeepNestingIsRefused) {
 // ---- the scheduler ----------------------------------------------------------------------------------
 
 // A tiny model over the GPT-2 vocabulary with decisive logits (large embeddings), packed.
-PackedModel tiny_model() {
+PackedModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer()) {
   ModelConfig c;
   c.n_layer = 2;
   c.n_head = 2;
@@ -135,7 +136,7 @@ PackedModel tiny_model() {
   for (const auto& p : m.layout())
     if (p.name == "wte.weight")
       for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] *= 8.0f;
-  return pack_model(m, ops::WeightType::F32, gpt2_tokenizer());
+  return pack_model(m, ops::WeightType::F32, std::move(tok));
 }
 
 struct JobOutput {
@@ -279,6 +280,22 @@ TEST(ServeScheduler, RefusesWhatCanNeverRun) {
   EXPECT_THROW(sched.submit(request(std::vector<TokenId>(60, 1), 10)), Error);   // beyond the context
   EXPECT_THROW(sched.submit(request({50257}, 4)), Error);                        // outside the vocabulary
   EXPECT_EQ(drain(*sched.submit(request({1}, 63))).ids[0].size() <= 63u, true);  // exactly fits
+}
+
+// A model with more rows than its vocabulary (a character vocabulary in a GPT-2-wide model) only
+// ever emits tokens the vocabulary can decode.
+TEST(ServeScheduler, SamplesOnlyTokensTheVocabularyHas) {
+  auto chars = std::make_shared<CharTokenizer>(CharTokenizer::from_text("abcdefgh "));
+  const PackedModel pm = tiny_model(chars);
+  Scheduler sched(pm, 2);
+  EngineRequest r = request({0, 1, 2}, 30, 1.5f, 2, 9);
+  r.logprobs = 3;
+  const JobOutput out = drain(*sched.submit(r));
+  for (const auto& ids : out.ids) {
+    EXPECT_EQ(ids.size(), 30u);
+    for (TokenId id : ids) EXPECT_LT(id, chars->vocab_size());
+  }
+  EXPECT_EQ(out.text[0].size(), 30u);  // one character per token
 }
 
 }  // namespace
