@@ -288,13 +288,6 @@ CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLim
   return r;
 }
 
-std::string chat_prompt(const std::vector<ChatMessage>& messages) {
-  // TODO(lead): use FT's documented template (src/finetune/template.h) once wt-finetune lands.
-  std::string p;
-  for (const auto& m : messages) p += "<|" + m.role + "|>\n" + m.content + "\n";
-  return p + "<|assistant|>\n";
-}
-
 std::string token_text(const Tokenizer& tok, TokenId id) {
   if (id >= tok.vocab_size()) return fmt::format("<|{}|>", id);
   return sanitize_utf8(tok.token_bytes(id));

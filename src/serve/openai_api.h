@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "finetune/template.h"
 #include "generate/generator.h"
 #include "tokenizer/tokenizer.h"
 
@@ -33,16 +34,14 @@ nlohmann::json error_json(const ApiError& e);
 
 enum class Endpoint { Completions, Chat };
 
-struct ChatMessage {
-  std::string role, content;
-};
+using gpt::ChatMessage;  // finetune/template.h: role and content
 
 // One validated request of either endpoint.
 struct CompletionRequest {
   Endpoint endpoint = Endpoint::Completions;
   std::string model;
   // Completions: one prompt per entry (a string, a list of strings, token ids or lists of ids);
-  // chat: the messages, rendered into one prompt by chat_prompt().
+  // chat: the messages, rendered by chat_prompt_ids().
   std::vector<std::string> prompt_texts;
   std::vector<std::vector<TokenId>> prompt_ids;  // used when prompt_texts is empty
   std::vector<ChatMessage> messages;
@@ -66,9 +65,8 @@ struct ApiLimits {
 // presence/frequency penalties at 0, ...).
 CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLimits& limits = {});
 
-// The prompt a chat is generated from: the messages in the chat template, ending with the
-// assistant's turn header.
-std::string chat_prompt(const std::vector<ChatMessage>& messages);
+// Chat prompts: finetune/template.h's chat template (chat_prompt_ids), ending with the assistant's
+// turn header; the reply ends at <|endoftext|>.
 
 // A token as OpenAI's logprobs show it: its text (invalid UTF-8 bytes replaced).
 std::string token_text(const Tokenizer& tok, TokenId id);

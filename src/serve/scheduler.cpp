@@ -1,6 +1,7 @@
 #include "serve/scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -158,26 +159,31 @@ SchedulerMetrics Scheduler::metrics() const {
   return metrics_;
 }
 
-void Scheduler::emit(Seq& s, Event ev) {
-  Job& j = *s.job;
-  ev.choice = s.choice;
-  bool done = false;
+void Scheduler::emit(Job& j, Event ev) {
+  bool done;
   {
     std::lock_guard lk(j.mu_);
-    if (ev.last) done = --j.running_ == 0;
+    done = ev.last && j.running_ == 1;
+  }
+  {
+    // The figures first, so a consumer that sees its job end also sees it counted.
+    std::lock_guard lk(mu_);
+    if (!j.first_token_) {
+      j.first_token_ = true;
+      metrics_.ttft.add(seconds_since(j.submitted_));
+    }
+    if (done) {
+      metrics_.latency.add(seconds_since(j.submitted_));
+      metrics_.requests_active--;
+    }
+  }
+  {
+    std::lock_guard lk(j.mu_);
+    if (ev.last) j.running_--;
     j.events_.push_back(std::move(ev));
     if (done) j.done_ = true;
   }
   j.cv_.notify_all();
-  std::lock_guard lk(mu_);
-  if (!j.first_token_) {
-    j.first_token_ = true;
-    metrics_.ttft.add(seconds_since(j.submitted_));
-  }
-  if (done) {
-    metrics_.latency.add(seconds_since(j.submitted_));
-    metrics_.requests_active--;
-  }
 }
 
 // Frees seqs_[i]'s slot and removes it (the order of the others does not matter).
@@ -185,6 +191,8 @@ void Scheduler::retire(size_t i) {
   free_.push_back(seqs_[i]->slot);
   seqs_[i] = std::move(seqs_.back());
   seqs_.pop_back();
+  std::lock_guard lk(mu_);
+  metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
 }
 
 void Scheduler::admit(const std::shared_ptr<Job>& job) {
@@ -212,13 +220,11 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
   std::lock_guard lk(mu_);
   metrics_.prefill_seconds += seconds_since(t0);
   metrics_.prompt_tokens += static_cast<uint64_t>(job->prompt_tokens_);
+  metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
   metrics_.requests_active++;
 }
 
 void Scheduler::loop() {
-  const int V = model_.config.vocab_size;
-  std::vector<int> rows;
-  std::vector<TokenId> next;
   std::vector<std::shared_ptr<Job>> admitted;
   for (;;) {
     admitted.clear();
@@ -246,79 +252,116 @@ void Scheduler::loop() {
       }
       metrics_.requests_queued = static_cast<int>(queue_.size());
     }
-    // A client that has gone frees its slots now.
-    for (size_t i = seqs_.size(); i-- > 0;) {
-      if (!seqs_[i]->job->cancelled()) continue;
-      Job& j = *seqs_[i]->job;
-      bool last;
-      {
-        std::lock_guard jl(j.mu_);
-        last = --j.running_ == 0;
-        if (last) j.done_ = true;
+    try {
+      step_once(admitted);
+    } catch (const std::exception& e) {
+      // Nothing a request does should get here; if something does, its requests end with an
+      // error and the server goes on.
+      std::fprintf(stderr, "gpt serve: error: %s\n", e.what());
+      while (!seqs_.empty()) {
+        const std::shared_ptr<Job> job = seqs_.back()->job;
+        Event ev;
+        ev.choice = seqs_.back()->choice;
+        ev.last = true;
+        ev.finish_reason = "error";
+        retire(seqs_.size() - 1);
+        emit(*job, std::move(ev));
       }
-      if (last) {
-        j.cv_.notify_all();
-        std::lock_guard lk(mu_);
-        metrics_.requests_cancelled++;
-        metrics_.requests_active--;
+      for (const auto& j : admitted) {  // admitted only in part, or not at all
+        std::lock_guard jl(j->mu_);
+        j->done_ = true;
+        j->cv_.notify_all();
       }
-      retire(i);
     }
-    for (const auto& j : admitted) admit(j);
+  }
+}
 
-    // Sample every row's next token; the rows that go on take one decoder step together.
-    rows.clear();
-    next.clear();
-    uint64_t emitted = 0;
-    for (size_t i = 0; i < seqs_.size();) {
-      Seq& s = *seqs_[i];
-      const EngineRequest& r = s.job->req_;
-      const float* lg = dec_.logits(s.slot);
-      const std::span<const float> own(lg, V);
-      std::memcpy(work_.data(), lg, V * sizeof(float));
-      const TokenId id = s.sampler.sample(work_, s.context);
-      s.context.push_back(id);
-      s.generated++;
-      emitted++;
-      Event ev;
-      ev.token.id = id;
-      if (r.logprobs >= 0) ev.token.logprob = token_logprob(own, id);
-      if (r.logprobs > 0) ev.token.top = top_logprobs(own, r.logprobs);
-      if (eot_ && id == *eot_) {
-        ev.token.text = s.text.finish();
+// One token boundary: cancelled rows leave, admitted jobs prefill, every row samples a token,
+// and the rows that go on run one decoder step together.
+void Scheduler::step_once(const std::vector<std::shared_ptr<Job>>& admitted) {
+  // Only tokens the vocabulary can turn into text are candidates: a model may have more rows
+  // than its vocabulary (a small character vocabulary in a model of GPT-2's width).
+  const int V = tok_ ? static_cast<int>(std::min<size_t>(model_.config.vocab_size, tok_->vocab_size()))
+                     : model_.config.vocab_size;
+  std::vector<int>& rows = rows_;
+  std::vector<TokenId>& next = next_;
+  // A client that has gone frees its slots now.
+  for (size_t i = seqs_.size(); i-- > 0;) {
+    if (!seqs_[i]->job->cancelled()) continue;
+    const std::shared_ptr<Job> job = seqs_[i]->job;
+    retire(i);
+    bool last;
+    {
+      std::lock_guard jl(job->mu_);
+      last = job->running_ == 1;
+    }
+    if (last) {
+      std::lock_guard lk(mu_);
+      metrics_.requests_cancelled++;
+      metrics_.requests_active--;
+    }
+    {
+      std::lock_guard jl(job->mu_);
+      job->running_--;
+      if (last) job->done_ = true;
+    }
+    job->cv_.notify_all();
+  }
+  for (const auto& j : admitted) admit(j);
+
+  // Sample every row's next token; the rows that go on take one decoder step together.
+  rows.clear();
+  next.clear();
+  uint64_t emitted = 0;
+  for (size_t i = 0; i < seqs_.size();) {
+    Seq& s = *seqs_[i];
+    const EngineRequest& r = s.job->req_;
+    const float* lg = dec_.logits(s.slot);
+    const std::span<const float> own(lg, V);
+    std::memcpy(work_.data(), lg, V * sizeof(float));
+    const TokenId id = s.sampler.sample(std::span<float>(work_.data(), V), s.context);
+    s.context.push_back(id);
+    s.generated++;
+    emitted++;
+    Event ev;
+    ev.token.id = id;
+    if (r.logprobs >= 0) ev.token.logprob = token_logprob(own, id);
+    if (r.logprobs > 0) ev.token.top = top_logprobs(own, r.logprobs);
+    if (eot_ && id == *eot_) {
+      ev.token.text = s.text.finish();
+      ev.last = true;
+      ev.finish_reason = "stop";
+    } else {
+      ev.token.text = s.text.add(id);
+      if (s.text.stopped()) {
         ev.last = true;
         ev.finish_reason = "stop";
-      } else {
-        ev.token.text = s.text.add(id);
-        if (s.text.stopped()) {
-          ev.last = true;
-          ev.finish_reason = "stop";
-        } else if (s.generated >= r.max_tokens) {
-          ev.token.text += s.text.finish();
-          ev.last = true;
-          ev.finish_reason = "length";
-        }
+      } else if (s.generated >= r.max_tokens) {
+        ev.token.text += s.text.finish();
+        ev.last = true;
+        ev.finish_reason = "length";
       }
-      const bool last = ev.last;
-      emit(s, std::move(ev));
-      if (last) {
-        retire(i);
-        continue;
-      }
-      rows.push_back(s.slot);
-      next.push_back(id);
-      i++;
     }
-    const auto t0 = Clock::now();
-    if (!rows.empty()) dec_.step(rows, next);
-    std::lock_guard lk(mu_);
-    metrics_.generated_tokens += emitted;
-    if (!rows.empty()) {
-      metrics_.steps++;
-      metrics_.step_rows += rows.size();
-      metrics_.step_seconds += seconds_since(t0);
+    ev.choice = s.choice;
+    if (ev.last) {
+      const std::shared_ptr<Job> job = s.job;
+      retire(i);  // the slot is free before the consumer hears of the end
+      emit(*job, std::move(ev));
+      continue;
     }
-    metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
+    emit(*s.job, std::move(ev));
+    rows.push_back(s.slot);
+    next.push_back(id);
+    i++;
+  }
+  const auto t0 = Clock::now();
+  if (!rows.empty()) dec_.step(rows, next);
+  std::lock_guard lk(mu_);
+  metrics_.generated_tokens += emitted;
+  if (!rows.empty()) {
+    metrics_.steps++;
+    metrics_.step_rows += rows.size();
+    metrics_.step_seconds += seconds_since(t0);
   }
 }
 

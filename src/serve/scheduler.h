@@ -112,9 +112,10 @@ class Scheduler {
   friend class Job;
   struct Seq;
   void loop();
+  void step_once(const std::vector<std::shared_ptr<Job>>& admitted);
   void wake();
   void admit(const std::shared_ptr<Job>& job);
-  void emit(Seq& s, Event ev);
+  void emit(Job& j, Event ev);
   void retire(size_t i);
 
   const PackedModel& model_;
@@ -133,6 +134,8 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> seqs_;
   std::vector<int> free_;
   std::vector<float> work_;
+  std::vector<int> rows_;
+  std::vector<TokenId> next_;
   std::thread thread_;
 };
 

@@ -11,7 +11,9 @@
 
 #include "core/error.h"
 #include "generate/utf8_stream.h"
+#include "serve/attention.h"
 #include "serve/openai_api.h"
+#include "serve/playground.h"
 #include "serve/scheduler.h"
 
 namespace gpt::serve {
@@ -102,7 +104,7 @@ void Server::Impl::completions(const httplib::Request& hreq, httplib::Response& 
   EngineRequest er;
   const char* input = ep == Endpoint::Chat ? "messages" : "prompt";
   if (ep == Endpoint::Chat) {
-    er.prompts.push_back(tokenizer().encode(chat_prompt(r.messages), AllowedSpecial::everything(), 1));
+    er.prompts.push_back(chat_prompt_ids(*tok, r.messages));
   } else if (!r.prompt_texts.empty()) {
     for (const auto& t : r.prompt_texts)
       er.prompts.push_back(tokenizer().encode(t, AllowedSpecial::everything(), 1));
@@ -264,7 +266,9 @@ std::string Server::Impl::metrics_text() const {
 void Server::Impl::routes() {
   const std::string bearer = "Bearer " + opt.api_key;
   http.set_pre_routing_handler([this, bearer](const httplib::Request& req, httplib::Response& res) {
-    if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    // The health check and the playground's static files are public; the API needs the key.
+    const bool open = req.path == "/health" || (req.method == "GET" && playground_asset(req.path));
+    if (opt.api_key.empty() || open) return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == bearer) return httplib::Server::HandlerResponse::Unhandled;
     ApiError e;
     e.status = 401;
@@ -347,8 +351,21 @@ void Server::Impl::routes() {
       send_json(res, {{"content", sanitize_utf8(tok.decode(ids))}});
     });
   });
-  // TODO(lead): the playground assets (GET /, /index.html, /app.js, /style.css) and POST /v1/attention
-  // from wt-play are wired here once that branch has landed.
+  // The playground page (serve/playground.h, embedded in the binary) and its attention view.
+  for (const char* path : {"/", "/index.html", "/app.js", "/style.css"})
+    http.Get(path, [](const httplib::Request& req, httplib::Response& res) {
+      const auto asset = playground_asset(req.path);
+      if (!asset) return;  // the error handler answers 404
+      res.set_content(std::string(asset->first), std::string(asset->second).c_str());
+    });
+  http.Post("/v1/attention", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&] {
+      const json j = json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) throw_api(400, "", "the body must be a JSON object");
+      // PackedModel's weights are read-only: the HTTP thread runs its own prefill on them.
+      send_json(res, attention_response(model, tokenizer(), j));
+    });
+  });
 }
 
 Server::Server(const PackedModel& model, ServerOptions opt)
