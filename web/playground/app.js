@@ -116,6 +116,14 @@ function selectToken(i) {
     row.addEventListener("click", () => continueFrom(i, tok, lp));
     box.appendChild(row);
   });
+  // top-k larger than K (or top-p) can draw a token outside the K shown: say so
+  if (t.top.length && t.logprob !== null && !t.top.some(([tok]) => tok === t.sampled)) {
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = `The sampled token "${showToken(t.sampled)}" (${(100 * Math.exp(t.logprob)).toFixed(2)}%) ` +
+      `is not among the top ${t.top.length}.`;
+    box.appendChild(note);
+  }
 }
 
 // Replace token i by a candidate and generate again from the text up to it.
@@ -298,8 +306,9 @@ function drawHeatmap() {
   ctx.fillStyle = "#1d232b";
   ctx.textBaseline = "middle";
   ctx.textAlign = "right";
-  for (let i = 0; i < T; i++) ctx.fillText(label(a.tokens[i]), left - 5, top + i * cell + cell / 2);
-  for (let j = 0; j < T; j++) {  // keys along the top, written upwards
+  const every = Math.ceil(11 / cell);  // small cells: label every n-th token so labels do not overlap
+  for (let i = 0; i < T; i += every) ctx.fillText(label(a.tokens[i]), left - 5, top + i * cell + cell / 2);
+  for (let j = 0; j < T; j += every) {  // keys along the top, written upwards
     ctx.save();
     ctx.translate(left + j * cell + cell / 2, top - 5);
     ctx.rotate(-Math.PI / 2);
