@@ -1,7 +1,8 @@
 // The playground's attention view (serve/attention.h) and the Decoder's attention capture: layer 0
 // against a float64 recomputation from the raw weights, every layer's rows being probabilities
 // with the causal (and GPT-3 band) mask, chunked prefills, unchanged logits, and bad requests.
-// The other layers are checked against PyTorch in tests/torch_attention.py.
+// The other layers are checked against PyTorch in tests/torch_attention.py. Also: the playground's
+// files as linked into the binary.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +14,8 @@
 #include "model/gpt.h"
 #include "model/packed_model.h"
 #include "serve/attention.h"
+#include "serve/playground.h"
+#include "test_util.h"
 #include "tokenizer/char_tokenizer.h"
 
 namespace gpt {
@@ -234,6 +237,23 @@ TEST(Attention, ResponseShapeAndBadRequests) {
   fails({{"prompt", "abc"}, {"layer", 0.5}}, "'layer' must be an integer");
   fails({{"prompt", std::string(49, 'a')}}, "49 tokens, more than the 48");
   fails({{"prompt", std::string(100000, 'a')}}, "too long");
+}
+
+// The linked-in bytes are the files in web/playground/, byte for byte, with their content types.
+TEST(Playground, AssetsAreTheFiles) {
+  const std::pair<const char*, const char*> files[] = {
+      {"/index.html", "index.html"}, {"/app.js", "app.js"}, {"/style.css", "style.css"}};
+  for (const auto& [path, file] : files) {
+    const auto asset = playground_asset(path);
+    ASSERT_TRUE(asset) << path;
+    EXPECT_EQ(asset->first, test::read_source(std::string("web/playground/") + file)) << path;
+  }
+  EXPECT_EQ(playground_asset("/")->first, playground_asset("/index.html")->first);
+  EXPECT_EQ(playground_asset("/")->second, "text/html; charset=utf-8");
+  EXPECT_EQ(playground_asset("/app.js")->second, "text/javascript; charset=utf-8");
+  EXPECT_EQ(playground_asset("/style.css")->second, "text/css; charset=utf-8");
+  for (const char* other : {"", "/index", "/app.js/", "/../CMakeLists.txt", "/favicon.ico", "/v1/models"})
+    EXPECT_FALSE(playground_asset(other)) << other;
 }
 
 }  // namespace
