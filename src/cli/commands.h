@@ -23,5 +23,7 @@ void add_finetune_classify(CLI::App* finetune);  // finetune classify (finetune/
 void add_chat_command(CLI::App& app);            // chat
 void add_lora_commands(CLI::App& app);       // lora init, lora merge
 void add_classify_command(CLI::App& app);     // classify
+void add_attention_command(CLI::App& app);   // attention
+void add_serve_command(CLI::App& app);       // serve
 
 }  // namespace gpt::cli

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   gpt::cli::add_finetune_classify(finetune);
   gpt::cli::add_classify_command(app);
   gpt::cli::add_lora_commands(app);
+  gpt::cli::add_attention_command(app);
+  gpt::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

@@ -176,7 +176,8 @@ void Decoder::attention(int l, int n, const int* prow, const int* pos) {
     const char* Kc = k_cache(l, r, h) + static_cast<size_t>(k0) * row_bytes;
     const char* Vc = v_cache(l, r, h) + static_cast<size_t>(k0) * row_bytes;
     float* O = atty_ + static_cast<size_t>(i0) * C_ + h * hs_;
-    if (rows == 1) {  // a decode step: one query, one pass over the row's keys and values
+    const bool capture = cap_T_ > 0 && l == cap_layer_ && h == cap_head_;
+    if (rows == 1 && !capture) {  // a decode step: one query, one pass over the row's keys and values
       if (kv_f16_) {
         kern.attend_f16(O, Q, reinterpret_cast<const uint16_t*>(Kc), reinterpret_cast<const uint16_t*>(Vc),
                         kn, hs_, scale, S);
@@ -201,6 +202,10 @@ void Decoder::attention(int l, int n, const int* prow, const int* pos) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kn, hs_, scale, Q, C3, K, hs_, 0.0f, S, kn);
     for (int q = 0; q < rows; q++)
       kern.masked_softmax(S + static_cast<size_t>(q) * kn, kn, first_key(p0 + q, band) - k0, p0 + q - k0);
+    if (capture)  // the probabilities, before they weight the values; keys outside [k0, p1] stay 0
+      for (int q = 0; q < rows; q++)
+        std::memcpy(cap_out_ + static_cast<size_t>(p0 + q) * cap_T_ + k0, S + static_cast<size_t>(q) * kn,
+                    static_cast<size_t>(kn) * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs_, kn, 1.0f, S, kn, V, hs_, 0.0f, O, C_);
   }
 }
@@ -297,7 +302,29 @@ void Decoder::prefill(int row, std::span<const TokenId> tokens, float* all_logit
   if (tokens.size() > static_cast<size_t>(cfg_.n_ctx)) tokens = tokens.subspan(tokens.size() - cfg_.n_ctx);
   for (TokenId t : tokens)
     if (t >= static_cast<TokenId>(V_)) fail("token id {} is out of range for a vocabulary of {}", t, V_);
-  run_prefill(phys_[row], tokens, logits(row), all_logits);
+  if (cap_out_) {
+    cap_T_ = static_cast<int>(tokens.size());
+    std::fill(cap_out_, cap_out_ + static_cast<size_t>(cap_T_) * cap_T_, 0.0f);
+  }
+  try {
+    run_prefill(phys_[row], tokens, logits(row), all_logits);
+  } catch (...) {
+    cap_out_ = nullptr;
+    cap_T_ = 0;
+    throw;
+  }
+  cap_out_ = nullptr;  // armed for one prefill only (a step or a rebuild never captures)
+  cap_T_ = 0;
+}
+
+void Decoder::capture_attention(int layer, int head, float* out) {
+  if (layer < 0 || layer >= cfg_.n_layer)
+    fail("decoder: layer {} is out of range (0..{})", layer, cfg_.n_layer - 1);
+  if (head < 0 || head >= H_) fail("decoder: head {} is out of range (0..{})", head, H_ - 1);
+  if (!out) fail("decoder: capture_attention needs an output buffer");
+  cap_layer_ = layer;
+  cap_head_ = head;
+  cap_out_ = out;
 }
 
 void Decoder::step(std::span<const int> rows, std::span<const TokenId> tokens) {

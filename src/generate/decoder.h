@@ -67,6 +67,11 @@ class Decoder final : public RowDecoder {
   KvCacheType cache_type() const { return kv_f16_ ? KvCacheType::F16 : KvCacheType::F32; }
   size_t activation_bytes() const { return acts_.bytes() + logits_.bytes(); }
 
+  // Arms a capture for the next prefill only: the attention probabilities of (layer, head) go to
+  // out [T, T] (T = the tokens the prefill keeps; row i = query i over keys 0..T-1, zero where the
+  // mask hides a key). For the playground's attention view (serve/attention.h).
+  void capture_attention(int layer, int head, float* out);
+
  private:
   struct Layer {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -112,6 +117,9 @@ class Decoder final : public RowDecoder {
   std::vector<TokenId> s_ids_;
   std::vector<char> s_used_;
   size_t rebuilds_ = 0;
+  // the armed attention capture (capture_attention): layer, head, [T, T] output and its T
+  int cap_layer_ = -1, cap_head_ = -1, cap_T_ = 0;
+  float* cap_out_ = nullptr;
 };
 
 }  // namespace gpt

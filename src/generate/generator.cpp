@@ -145,8 +145,7 @@ std::vector<SampleResult> Generator::sample(std::span<const TokenId> prompt, con
   std::vector<Sampler> samplers;
   for (int k = 0; k < K; k++) {
     SamplingSettings ss = s.sampling;
-    uint64_t x = s.sampling.seed + static_cast<uint64_t>(k);  // sample k's own stream, the same for any K
-    ss.seed = splitmix64(x);
+    ss.seed = sample_seed(s.sampling.seed, k);
     samplers.emplace_back(ss);
   }
   std::vector<TextAssembler> text;

@@ -34,6 +34,13 @@ struct SamplingSettings {
   void validate() const;
 };
 
+// The seed of sample k of a request seeded with `seed`: each sample its own random stream, the
+// same whatever the number of samples (gpt generate --num-samples and the server's n agree).
+inline uint64_t sample_seed(uint64_t seed, int k) {
+  uint64_t x = seed + static_cast<uint64_t>(k);
+  return splitmix64(x);
+}
+
 // Top-p compares cumulative probabilities with p up to this slack, so a distribution written as
 // round decimals (0.5, 0.3, 0.2) is not tipped past p by float rounding of its logits.
 inline constexpr double kTopPSlack = 1e-6;

@@ -1,0 +1,113 @@
+// The OpenAI-compatible request and response formats of `gpt serve` (docs/serving.md): request
+// JSON parsed and validated into a CompletionRequest, errors as OpenAI's error object, and the
+// builders of completion, chat.completion and streaming chunk objects. No HTTP here: the parser
+// is fuzzed on its own (fuzz/fuzz_openai_request.cpp).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "finetune/template.h"
+#include "generate/generator.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gpt::serve {
+
+// A request the server refuses: HTTP status, OpenAI error type, the offending parameter (may be
+// empty) and one line of explanation.
+struct ApiError {
+  int status = 400;
+  std::string type = "invalid_request_error";
+  std::string param;
+  std::string message;
+  std::string code;  // OpenAI's "code" (e.g. "invalid_api_key"); empty = null
+};
+
+// {"error": {"message", "type", "param", "code"}}
+nlohmann::json error_json(const ApiError& e);
+[[noreturn]] void throw_api(int status, std::string param, std::string message);
+
+enum class Endpoint { Completions, Chat };
+
+using gpt::ChatMessage;  // finetune/template.h: role and content
+
+// One validated request of either endpoint.
+struct CompletionRequest {
+  Endpoint endpoint = Endpoint::Completions;
+  std::string model;
+  // Completions: one prompt per entry (a string, a list of strings, token ids or lists of ids);
+  // chat: the messages, rendered by chat_prompt_ids().
+  std::vector<std::string> prompt_texts;
+  std::vector<std::vector<TokenId>> prompt_ids;  // used when prompt_texts is empty
+  std::vector<ChatMessage> messages;
+  std::optional<int> max_tokens;  // absent: 16 for completions, the rest of the context for chat
+  SamplingSettings sampling;      // temperature 0 = greedy; top_k 0 = off
+  bool seeded = false;            // seed given
+  int n = 1;
+  std::vector<std::string> stop;
+  int logprobs = -1;  // -1: none; else the number of alternatives per token (0..20)
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+};
+
+// Limits the parser enforces beside the types: most choices per request (the server's slots).
+struct ApiLimits {
+  int max_choices = 64;
+};
+
+// Parses a request body. Throws ApiError (400) on malformed JSON, wrong types, out-of-range
+// values and unknown fields; ignores the fields OpenAI accepts that change nothing here (user,
+// presence/frequency penalties at 0, ...).
+CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLimits& limits = {});
+
+// Chat prompts: finetune/template.h's chat template (chat_prompt_ids), ending with the assistant's
+// turn header; the reply ends at <|endoftext|>.
+
+// A token as OpenAI's logprobs show it: its text (invalid UTF-8 bytes replaced).
+std::string token_text(const Tokenizer& tok, TokenId id);
+
+// One generated token of one choice, as the responses need it.
+struct ChoiceToken {
+  TokenId id = 0;
+  std::string text;  // what it adds to the choice's text (maybe empty)
+  float logprob = 0;
+  std::vector<std::pair<TokenId, float>> top;  // alternatives when logprobs were asked
+};
+
+// A finished choice.
+struct Choice {
+  std::string text;
+  std::vector<ChoiceToken> tokens;
+  std::string finish_reason;  // "stop" | "length"
+};
+
+struct Usage {
+  int prompt_tokens = 0, completion_tokens = 0;
+};
+
+// Response ids ("cmpl-..." / "chatcmpl-...") and the creation time, fixed per request.
+struct ResponseMeta {
+  std::string id, model;
+  int64_t created = 0;
+};
+ResponseMeta make_meta(Endpoint ep, const std::string& model);
+
+// The non-streamed response object.
+nlohmann::json completion_response(const CompletionRequest& r, const ResponseMeta& m,
+                                   const std::vector<Choice>& choices, const Usage& u, const Tokenizer& tok);
+// One streamed chunk: the token(s) of one choice (finish_reason null unless finish given).
+// text_offset is the choice's text length before this chunk (completions logprobs).
+nlohmann::json chunk_response(const CompletionRequest& r, const ResponseMeta& m, int index,
+                              const std::vector<ChoiceToken>& tokens, const std::string& text,
+                              const std::string* finish, size_t text_offset, const Tokenizer& tok);
+// Chat streams start with a chunk carrying the assistant role.
+nlohmann::json chat_role_chunk(const ResponseMeta& m, int index);
+// The last chunk when stream_options.include_usage: no choices, the usage.
+nlohmann::json usage_chunk(const CompletionRequest& r, const ResponseMeta& m, const Usage& u);
+
+}  // namespace gpt::serve

@@ -1,0 +1,302 @@
+// gpt serve without HTTP: the request parser's validation table, and the continuous-batching
+// scheduler against the single-request Generator (the same greedy tokens whatever else runs),
+// requests joining mid-flight and queueing beyond the slots, cancellation freeing a slot.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "core/error.h"
+#include "generate/generator.h"
+#include "model/gpt.h"
+#include "model/packed_model.h"
+#include "serve/openai_api.h"
+#include "serve/scheduler.h"
+#include "tokenizer/char_tokenizer.h"
+
+namespace gpt::serve {
+namespace {
+
+// ---- parsing ----------------------------------------------------------------------------------------
+
+struct Case {
+  Endpoint ep;
+  const char* body;
+  int status;         // 0: accepted
+  const char* param;  // the error's param when refused
+};
+
+TEST(ServeApi, ValidationTable) {
+  const auto C = Endpoint::Completions, H = Endpoint::Chat;
+  const Case cases[] = {
+      {C, R"({"model":"m","prompt":"hi"})", 0, ""},
+      {C, R"({"prompt":["a","b"],"n":2})", 0, ""},
+      {C, R"({"prompt":[1,2,3],"max_tokens":4,"temperature":0,"stop":"x","seed":7,"logprobs":3})", 0, ""},
+      {C, R"({"prompt":[[1,2],[3]],"stream":true,"stream_options":{"include_usage":true}})", 0, ""},
+      {C, R"({"prompt":"hi","user":"u","presence_penalty":0,"logit_bias":{},"echo":false,"top_k":5})", 0, ""},
+      {C, R"({"prompt":"hi","max_tokens":null,"temperature":null})", 0, ""},
+      {H, R"({"messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":2})", 0, ""},
+      {H,
+       R"({"messages":[{"role":"system","content":[{"type":"text","text":"a"}]}],"max_completion_tokens":3})",
+       0, ""},
+      {C, R"({"prompt":"hi")", 400, ""},            // malformed JSON
+      {C, R"([1,2])", 400, ""},                     // not an object
+      {C, R"({"model":"m"})", 400, "prompt"},       // no prompt
+      {C, R"({"prompt":5})", 400, "prompt"},        // wrong type
+      {C, R"({"prompt":[]})", 400, "prompt"},       // empty list
+      {C, R"({"prompt":[1,"a"]})", 400, "prompt"},  // mixed list
+      {C, R"({"prompt":[-1]})", 400, "prompt"},     // negative id
+      {C, R"({"prompt":"hi","max_tokens":"8"})", 400, "max_tokens"},
+      {C, R"({"prompt":"hi","max_tokens":0})", 400, "max_tokens"},
+      {C, R"({"prompt":"hi","max_tokens":1.5})", 400, "max_tokens"},
+      {C, R"({"prompt":"hi","temperature":3})", 400, "temperature"},
+      {C, R"({"prompt":"hi","temperature":"hot"})", 400, "temperature"},
+      {C, R"({"prompt":"hi","top_p":0})", 400, "top_p"},
+      {C, R"({"prompt":"hi","n":0})", 400, "n"},
+      {C, R"({"prompt":"hi","n":9})", 400, "n"},  // more choices than the 8 slots below
+      {C, R"({"prompt":["a","b","c"],"n":3})", 400, "n"},
+      {C, R"({"prompt":"hi","stop":["a","b","c","d","e"]})", 400, "stop"},
+      {C, R"({"prompt":"hi","stop":""})", 400, "stop"},
+      {C, R"({"prompt":"hi","stop":3})", 400, "stop"},
+      {C, R"({"prompt":"hi","logprobs":21})", 400, "logprobs"},
+      {C, R"({"prompt":"hi","logprobs":true})", 400, "logprobs"},
+      {C, R"({"prompt":"hi","stream":"yes"})", 400, "stream"},
+      {C, R"({"prompt":"hi","echo":true})", 400, "echo"},
+      {C, R"({"prompt":"hi","presence_penalty":0.5})", 400, "presence_penalty"},
+      {C, R"({"prompt":"hi","frobnicate":1})", 400, "frobnicate"},
+      {C, R"({"prompt":"hi","stream_options":{"include_usage":true}})", 400, "stream_options"},
+      {C, R"({"prompt":"hi","seed":"s"})", 400, "seed"},
+      {C, R"({"messages":[{"role":"user","content":"hi"}]})", 400, "messages"},  // chat body, completions
+      {H, R"({"prompt":"hi"})", 400, "prompt"},
+      {H, R"({"messages":[]})", 400, "messages"},
+      {H, R"({"messages":"hi"})", 400, "messages"},
+      {H, R"({"messages":[{"role":"wizard","content":"hi"}]})", 400, "messages.role"},
+      {H, R"({"messages":[{"content":"hi"}]})", 400, "messages.role"},
+      {H, R"({"messages":[{"role":"user","content":5}]})", 400, "messages.content"},
+      {H, R"({"messages":[{"role":"user","content":"hi","tool_calls":[]}]})", 400, "messages.tool_calls"},
+      {H, R"({"messages":[{"role":"user","content":"hi"}],"top_logprobs":2})", 400, "top_logprobs"},
+      {H, R"({"messages":[{"role":"user","content":"hi"}],"logprobs":3})", 400, "logprobs"},
+      {H, R"({"messages":[{"role":"user","content":"hi"}],"tools":[]})", 400, "tools"},
+  };
+  ApiLimits limits;
+  limits.max_choices = 8;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body);
+    try {
+      const CompletionRequest r = parse_request(c.body, c.ep, limits);
+      EXPECT_EQ(c.status, 0) << "accepted";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, c.status) << e.message;
+      EXPECT_EQ(e.param, c.param) << e.message;
+      const auto j = error_json(e);
+      EXPECT_TRUE(j["error"].contains("message") && j["error"].contains("type") &&
+                  j["error"].contains("code"));
+    }
+  }
+}
+
+TEST(ServeApi, ParsedValues) {
+  const auto r = parse_request(
+      R"({"prompt":"hi","max_tokens":5,"temperature":0.5,"top_p":0.9,"n":2,"stop":["a","b"],"seed":3,"logprobs":2})",
+      Endpoint::Completions);
+  EXPECT_EQ(r.prompt_texts, std::vector<std::string>{"hi"});
+  EXPECT_EQ(*r.max_tokens, 5);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r.sampling.top_p, 0.9f);
+  EXPECT_EQ(r.sampling.top_k, 0);  // OpenAI has no top-k
+  EXPECT_EQ(r.n, 2);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r.sampling.seed, 3u);
+  EXPECT_EQ(r.logprobs, 2);
+  const auto c =
+      parse_request(R"({"messages":[{"role":"user","content":"hi"}],"logprobs":true})", Endpoint::Chat);
+  EXPECT_EQ(c.logprobs, 0);
+  ASSERT_EQ(c.messages.size(), 1u);
+  EXPECT_EQ(c.messages[0].role, "user");
+  EXPECT_FALSE(c.max_tokens.has_value());
+}
+
+TEST(ServeApi, DeepNestingIsRefused) {
+  const std::string deep = R"({"prompt":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_THROW(parse_request(deep, Endpoint::Completions), ApiError);
+}
+
+// ---- the scheduler ----------------------------------------------------------------------------------
+
+// A tiny model over the GPT-2 vocabulary with decisive logits (large embeddings), packed.
+PackedModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer()) {
+  ModelConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 32;
+  c.n_ctx = 64;
+  c.vocab_size = 50257;
+  GPT m(c);
+  m.init_gpt2(11);
+  for (const auto& p : m.layout())
+    if (p.name == "wte.weight")
+      for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] *= 8.0f;
+  return pack_model(m, ops::WeightType::F32, std::move(tok));
+}
+
+struct JobOutput {
+  std::vector<std::vector<TokenId>> ids;
+  std::vector<std::string> text, finish;
+};
+
+JobOutput drain(Job& job) {
+  JobOutput r;
+  r.ids.resize(job.choices());
+  r.text.resize(job.choices());
+  r.finish.resize(job.choices());
+  std::vector<Event> evs;
+  for (bool more = true; more;) {
+    evs.clear();
+    more = job.wait(evs, std::chrono::milliseconds(100));
+    for (const auto& ev : evs) {
+      r.ids[ev.choice].push_back(ev.token.id);
+      r.text[ev.choice] += ev.token.text;
+      if (ev.last) r.finish[ev.choice] = ev.finish_reason;
+    }
+  }
+  return r;
+}
+
+EngineRequest request(const std::vector<TokenId>& prompt, int max_tokens, float temperature = 0, int n = 1,
+                      uint64_t seed = 0) {
+  EngineRequest r;
+  r.prompts = {prompt};
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = temperature;
+  r.sampling.top_k = 0;
+  r.sampling.seed = seed;
+  r.n = n;
+  return r;
+}
+
+std::vector<std::vector<TokenId>> prompts() {
+  return {{464, 2068, 7586},
+          {15496, 11, 995, 0, 314},
+          {40},
+          {1212, 318, 257, 1332, 286, 262, 6801, 1080},
+          {50256, 464, 3290},
+          {2215, 345},
+          {3666, 1438, 318}};
+}
+
+TEST(ServeScheduler, ConcurrentGreedyMatchesGeneratorOneAtATime) {
+  const PackedModel pm = tiny_model();
+  const auto ps = prompts();
+  const int max_tokens[] = {12, 5, 20, 9, 15, 3, 18};
+  // The reference: each request alone through the single-request Generator.
+  Generator gen(pm);
+  std::vector<SampleResult> want;
+  for (size_t i = 0; i < ps.size(); i++) {
+    GenerateSettings s;
+    s.max_new_tokens = max_tokens[i];
+    s.sampling.greedy = true;
+    want.push_back(gen.generate(ps[i], s)[0]);
+  }
+  // All at once through 3 slots: 4 wait in the queue and join as others finish (mid-flight).
+  Scheduler sched(pm, 3);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (size_t i = 0; i < ps.size(); i++) jobs.push_back(sched.submit(request(ps[i], max_tokens[i])));
+  for (size_t i = 0; i < ps.size(); i++) {
+    const JobOutput r = drain(*jobs[i]);
+    EXPECT_EQ(r.ids[0], want[i].ids) << "request " << i;
+    EXPECT_EQ(r.text[0], want[i].text) << "request " << i;
+    EXPECT_EQ(r.finish[0], want[i].finish == FinishReason::Length ? "length" : "stop");
+  }
+  const SchedulerMetrics m = sched.metrics();
+  EXPECT_EQ(m.requests_total, ps.size());
+  EXPECT_EQ(m.requests_active, 0);
+  EXPECT_EQ(m.slots_busy, 0);
+  EXPECT_GT(m.step_rows, m.steps);  // steps did run several rows at once
+  EXPECT_EQ(m.ttft.count, ps.size());
+}
+
+TEST(ServeScheduler, SeededSamplesMatchGenerator) {
+  const PackedModel pm = tiny_model();
+  const std::vector<TokenId> p = {464, 2068, 7586};
+  Generator gen(pm);
+  GenerateSettings s;
+  s.max_new_tokens = 10;
+  s.num_samples = 2;
+  s.sampling.temperature = 1.0f;
+  s.sampling.top_k = 0;
+  s.sampling.seed = 42;
+  const auto want = gen.generate(p, s);
+  Scheduler sched(pm, 4);
+  // Another request runs beside it: a row's random stream is its own.
+  auto other = sched.submit(request({40, 588}, 10, 0.8f, 1, 7));
+  auto job = sched.submit(request(p, 10, 1.0f, 2, 42));
+  const JobOutput r = drain(*job);
+  drain(*other);
+  ASSERT_EQ(r.ids.size(), 2u);
+  EXPECT_EQ(r.ids[0], want[0].ids);
+  EXPECT_EQ(r.ids[1], want[1].ids);
+  EXPECT_NE(r.ids[0], r.ids[1]);
+}
+
+TEST(ServeScheduler, StopStringEndsTheChoice) {
+  const PackedModel pm = tiny_model();
+  const std::vector<TokenId> p = {15496, 11, 995};
+  Scheduler sched(pm, 2);
+  const JobOutput full = drain(*sched.submit(request(p, 12)));
+  ASSERT_GE(full.text[0].size(), 8u);
+  const std::string stop = full.text[0].substr(full.text[0].size() / 2, 3);
+  EngineRequest r = request(p, 12);
+  r.stop = {stop};
+  const JobOutput cut = drain(*sched.submit(r));
+  EXPECT_EQ(cut.finish[0], "stop");
+  EXPECT_EQ(cut.text[0], full.text[0].substr(0, full.text[0].find(stop)));
+}
+
+TEST(ServeScheduler, CancellationFreesTheSlot) {
+  const PackedModel pm = tiny_model();
+  Scheduler sched(pm, 1);
+  auto a = sched.submit(request({464}, 60));
+  std::vector<Event> evs;
+  while (evs.empty()) a->wait(evs, std::chrono::milliseconds(100));  // a is running
+  auto b = sched.submit(request({40}, 4));                           // queued behind a's one slot
+  a->cancel();
+  const auto t0 = std::chrono::steady_clock::now();
+  const JobOutput rb = drain(*b);
+  EXPECT_EQ(rb.ids[0].size(), 4u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  while (a->wait(evs, std::chrono::milliseconds(100))) {
+  }
+  const SchedulerMetrics m = sched.metrics();
+  EXPECT_EQ(m.requests_cancelled, 1u);
+  EXPECT_EQ(m.slots_busy, 0);
+  EXPECT_EQ(m.requests_active, 0);
+  EXPECT_LT(m.generated_tokens, 60u + 4u);  // a did not run to its end
+}
+
+TEST(ServeScheduler, RefusesWhatCanNeverRun) {
+  const PackedModel pm = tiny_model();
+  Scheduler sched(pm, 2);
+  EXPECT_THROW(sched.submit(request({1}, 10, 0, 3)), Error);                     // 3 choices, 2 slots
+  EXPECT_THROW(sched.submit(request(std::vector<TokenId>(60, 1), 10)), Error);   // beyond the context
+  EXPECT_THROW(sched.submit(request({50257}, 4)), Error);                        // outside the vocabulary
+  EXPECT_EQ(drain(*sched.submit(request({1}, 63))).ids[0].size() <= 63u, true);  // exactly fits
+}
+
+// A model with more rows than its vocabulary (a character vocabulary in a GPT-2-wide model) only
+// ever emits tokens the vocabulary can decode.
+TEST(ServeScheduler, SamplesOnlyTokensTheVocabularyHas) {
+  auto chars = std::make_shared<CharTokenizer>(CharTokenizer::from_text("abcdefgh "));
+  const PackedModel pm = tiny_model(chars);
+  Scheduler sched(pm, 2);
+  EngineRequest r = request({0, 1, 2}, 30, 1.5f, 2, 9);
+  r.logprobs = 3;
+  const JobOutput out = drain(*sched.submit(r));
+  for (const auto& ids : out.ids) {
+    EXPECT_EQ(ids.size(), 30u);
+    for (TokenId id : ids) EXPECT_LT(id, chars->vocab_size());
+  }
+  EXPECT_EQ(out.text[0].size(), 30u);  // one character per token
+}
+
+}  // namespace
+}  // namespace gpt::serve

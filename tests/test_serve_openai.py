@@ -1,0 +1,283 @@
+"""gpt serve against a client nobody here wrote: the official `openai` Python package (pinned in
+requirements-dev.txt), plus raw HTTP for what a client library will not send (malformed bodies,
+oversized bodies, a client vanishing mid-stream). The greedy text must equal `gpt generate
+--greedy`'s, streamed or not.
+
+Usage: .venv/bin/python tests/test_serve_openai.py --gpt build/gpt
+Prints "ok - NAME" / "not ok - NAME: WHY" per check and exits 1 if any failed.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import openai
+
+KEY = "sk-test-key"
+FAILED = []
+
+
+def check(name, cond, why=""):
+    if cond:
+        print(f"ok - {name}")
+    else:
+        print(f"not ok - {name}: {why}")
+        FAILED.append(name)
+
+
+def run(gpt, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([gpt, *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        raise RuntimeError(f"gpt {' '.join(args)} failed: {p.stderr}")
+    return p.stdout
+
+
+def start_server(gpt, model, parallel):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([gpt, "serve", "--model", model, "--port", "0", "--parallel", str(parallel),
+                             "--api-key", KEY, "--threads", "1"],
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        m = re.match(r"listening on http://([\d.]+):(\d+)", line)
+        if m:
+            return proc, int(m.group(2))
+    proc.kill()
+    raise RuntimeError("gpt serve did not print 'listening on'")
+
+
+def raw(port, method, path, body=None, headers=None, auth=True):
+    """One HTTP request; returns (status, parsed JSON or text)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = dict(headers or {})
+    if auth:
+        h["Authorization"] = f"Bearer {KEY}"
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h["Content-Type"] = "application/json"
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read().decode("utf-8", "replace")
+    c.close()
+    try:
+        return r.status, json.loads(data)
+    except ValueError:
+        return r.status, data
+
+
+def metrics(port):
+    _, text = raw(port, "GET", "/metrics")
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def is_error(status, body, want_status, param=None):
+    ok = status == want_status and isinstance(body, dict) and "error" in body and "message" in body["error"] \
+        and "type" in body["error"]
+    if ok and param is not None:
+        ok = body["error"].get("param") == param
+    return ok, f"status {status}, body {str(body)[:300]}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpt", required=True)
+    gpt = ap.parse_args().gpt
+    tmp = tempfile.mkdtemp(prefix="gpt_serve_")
+    model = os.path.join(tmp, "model")
+    # Long context so a stream can outlive the client that started it.
+    run(gpt, "init", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--context", "2048", "--seed", "3",
+        "--out", model)
+    proc, port = start_server(gpt, model, 4)
+    base = f"http://127.0.0.1:{port}/v1"
+    client = openai.OpenAI(base_url=base, api_key=KEY, max_retries=0)
+    try:
+        tests(gpt, model, port, base, client)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = None
+        check("SIGTERM shuts the server down cleanly", rc == 0, f"exit status {rc}")
+    print(f"{len(FAILED)} failed" + (f": {FAILED}" if FAILED else ""))
+    sys.exit(1 if FAILED else 0)
+
+
+def tests(gpt, model, port, base, client):
+    prompt = "The quick brown fox"
+    # gpt generate's text: stdout minus the newline it ends the sample with.
+    want = run(gpt, "generate", "--model", model, "--prompt", prompt, "-n", "12", "--greedy")[:-1]
+    r = client.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0)
+    check("completion (greedy) == gpt generate --greedy", r.choices[0].text == want,
+          f"{r.choices[0].text!r} != {want!r}")
+    check("completion object, usage", r.object == "text_completion" and r.id.startswith("cmpl-") and
+          r.usage.prompt_tokens == 4 and r.usage.completion_tokens == 12 and r.usage.total_tokens == 16 and
+          r.choices[0].finish_reason == "length", str(r)[:300])
+    streamed = client.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, stream=True)
+    pieces, finish = [], None
+    for ch in streamed:
+        pieces.append(ch.choices[0].text)
+        finish = ch.choices[0].finish_reason or finish
+    check("streamed completion == non-streamed == gpt generate", "".join(pieces) == want and finish == "length",
+          f"{''.join(pieces)!r} ({finish})")
+
+    # Chat: the template's prompt; streamed and not streamed agree.
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
+    c = client.chat.completions.create(model="m", messages=msgs, max_tokens=10, temperature=0)
+    text = c.choices[0].message.content
+    check("chat completion", c.object == "chat.completion" and c.choices[0].message.role == "assistant" and
+          c.usage.completion_tokens == 10 and text, str(c)[:300])
+    chunks = list(client.chat.completions.create(model="m", messages=msgs, max_tokens=10, temperature=0,
+                                                 stream=True))
+    deltas = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    check("streamed chat == non-streamed chat", deltas == text and chunks[0].choices[0].delta.role == "assistant"
+          and chunks[-1].choices[0].finish_reason == "length", f"{deltas!r} != {text!r}")
+    cu = list(client.chat.completions.create(model="m", messages=msgs, max_tokens=3, stream=True,
+                                             stream_options={"include_usage": True}))
+    check("stream_options.include_usage", cu[-1].usage is not None and cu[-1].usage.completion_tokens == 3,
+          str(cu[-1])[:200])
+
+    # n, seeds, stop, logprobs.
+    a = client.completions.create(model="m", prompt=prompt, max_tokens=8, n=2, seed=5, temperature=1.0)
+    b = client.completions.create(model="m", prompt=prompt, max_tokens=8, n=2, seed=5, temperature=1.0)
+    check("n=2 gives two choices", len(a.choices) == 2 and {c.index for c in a.choices} == {0, 1})
+    check("same seed, same samples", [c.text for c in a.choices] == [c.text for c in b.choices],
+          f"{[c.text for c in a.choices]} vs {[c.text for c in b.choices]}")
+    check("two samples differ", a.choices[0].text != a.choices[1].text, str([c.text for c in a.choices]))
+    want_seeded = run(gpt, "generate", "--model", model, "--prompt", prompt, "-n", "8", "--seed", "5",
+                      "--top-k", "0")[:-1]
+    check("seeded sample == gpt generate --seed (top-k off)", a.choices[0].text == want_seeded,
+          f"{a.choices[0].text!r} != {want_seeded!r}")
+    stop = want[len(want) // 2:len(want) // 2 + 3]
+    s = client.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, stop=[stop])
+    check("stop string cuts the text", s.choices[0].text == want[:want.find(stop)] and
+          s.choices[0].finish_reason == "stop", f"{s.choices[0].text!r}, stop {stop!r}")
+    lp = client.completions.create(model="m", prompt=prompt, max_tokens=6, temperature=0, logprobs=3)
+    L = lp.choices[0].logprobs
+    ok = len(L.tokens) == 6 and len(L.token_logprobs) == 6 and all(len(t) == 3 for t in L.top_logprobs)
+    ok = ok and all(abs(max(t.values()) - v) < 1e-5 and t.get(tok) == v
+                    for t, tok, v in zip(L.top_logprobs, L.tokens, L.token_logprobs))
+    ok = ok and "".join(L.tokens) == lp.choices[0].text and all(v <= 0 for v in L.token_logprobs)
+    check("completions logprobs: greedy tokens are the top alternative", ok, str(L)[:300])
+    sl = list(client.completions.create(model="m", prompt=prompt, max_tokens=4, temperature=0, logprobs=2,
+                                        stream=True))
+    ok = all(len(ch.choices[0].logprobs.tokens) == 1 and len(ch.choices[0].logprobs.top_logprobs[0]) == 2
+             for ch in sl)
+    check("streamed logprobs in the completions format", ok and len(sl) == 4,
+          str(sl[0].choices[0].logprobs)[:200] if sl else "no chunks")
+    cl = client.chat.completions.create(model="m", messages=msgs, max_tokens=4, temperature=0, logprobs=True,
+                                        top_logprobs=2)
+    cont = cl.choices[0].logprobs.content
+    check("chat logprobs", len(cont) == 4 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in cont),
+          str(cont)[:300])
+
+    # Auth.
+    try:
+        openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).completions.create(model="m", prompt="x")
+        check("wrong API key -> AuthenticationError", False, "no exception")
+    except openai.AuthenticationError as e:
+        check("wrong API key -> AuthenticationError", e.status_code == 401)
+    st, body = raw(port, "POST", "/v1/completions", {"prompt": "x"}, auth=False)
+    check("no Authorization header -> 401 error object", *is_error(st, body, 401))
+    st, body = raw(port, "GET", "/health", auth=False)
+    check("/health needs no key", st == 200 and body == {"status": "ok"}, str(body))
+
+    # Bad requests: 4xx with an OpenAI error object, and the server lives on.
+    for name, body, param in [
+        ("malformed JSON", '{"prompt": "x", ', None),
+        ("not an object", "[1, 2]", None),
+        ("prompt of the wrong type", {"prompt": 5}, "prompt"),
+        ("max_tokens of the wrong type", {"prompt": "x", "max_tokens": "5"}, "max_tokens"),
+        ("max_tokens beyond the context", {"prompt": "x", "max_tokens": 5000}, "max_tokens"),
+        ("temperature out of range", {"prompt": "x", "temperature": -1}, "temperature"),
+        ("unknown field", {"prompt": "x", "best_frobs": 2}, "best_frobs"),
+        ("more choices than slots", {"prompt": "x", "n": 5}, "n"),
+        ("token id outside the vocabulary", {"prompt": [99999]}, "prompt"),
+    ]:
+        st, resp = raw(port, "POST", "/v1/completions", body)
+        check(f"400: {name}", *is_error(st, resp, 400, param))
+    st, resp = raw(port, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": 3}]})
+    check("400: chat content of the wrong type", *is_error(st, resp, 400, "messages.content"))
+    try:
+        client.completions.create(model="m", prompt="x", max_tokens=100000)
+        check("openai client: BadRequestError", False, "no exception")
+    except openai.BadRequestError as e:
+        check("openai client: BadRequestError", e.status_code == 400 and "context" in str(e))
+    st, resp = raw(port, "POST", "/v1/completions", '{"prompt": "' + "a" * (2 << 20) + '"}')
+    check("oversized body -> 413 error object", *is_error(st, resp, 413))
+    st, resp = raw(port, "GET", "/no/such/route")
+    check("unknown route -> 404 error object", *is_error(st, resp, 404))
+
+    # Other endpoints.
+    st, m = raw(port, "GET", "/v1/models")
+    check("/v1/models", st == 200 and m["object"] == "list" and m["data"][0]["object"] == "model", str(m))
+    st, t = raw(port, "POST", "/tokenize", {"content": "Hello world"})
+    check("/tokenize (GPT-2 ids)", st == 200 and t["tokens"] == [15496, 995], str(t))
+    st, d = raw(port, "POST", "/detokenize", {"tokens": [15496, 995]})
+    check("/detokenize", st == 200 and d["content"] == "Hello world", str(d))
+
+    # Concurrency beyond the slots: 6 streams through 4 slots all finish, with the same greedy text.
+    before = metrics(port)
+    outs = [None] * 6
+
+    def worker(i):
+        try:
+            ch = client.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, stream=True)
+            outs[i] = "".join(c.choices[0].text for c in ch)
+        except Exception as e:  # noqa: BLE001 - reported below
+            outs[i] = f"error: {e}"
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    after = metrics(port)
+    check("6 concurrent streams through 4 slots: all greedy == gpt generate", all(o == want for o in outs),
+          str(outs))
+    check("/metrics counts them", after["gpt_requests_total"] - before["gpt_requests_total"] == 6 and
+          after["gpt_slots_busy"] == 0 and after["gpt_requests_active"] == 0, str(after))
+
+    # A client that vanishes mid-stream frees its slot at once.
+    before = metrics(port)
+    sock = socket.create_connection(("127.0.0.1", port))
+    body = json.dumps({"prompt": prompt, "max_tokens": 2000, "stream": True})
+    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+    got = b""
+    while b"data: " not in got:
+        got += sock.recv(4096)
+    busy = metrics(port)["gpt_slots_busy"]
+    sock.close()
+    freed = False
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        m = metrics(port)
+        if m["gpt_slots_busy"] == 0 and m["gpt_requests_cancelled_total"] == before["gpt_requests_cancelled_total"] + 1:
+            freed = True
+            break
+        time.sleep(0.05)
+    gen = m["gpt_generated_tokens_total"] - before["gpt_generated_tokens_total"]
+    check("disconnect mid-stream frees the slot (cancelled, not run to the end)", busy == 1 and freed and gen < 2000,
+          f"busy while streaming {busy}, after {m}")
+
+
+if __name__ == "__main__":
+    main()
