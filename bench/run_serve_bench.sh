@@ -6,7 +6,8 @@
 #
 # Environment: PRESET (gpt2; random weights: throughput does not depend on them), THREADS (2),
 # PARALLEL (8 slots), DURATION (10 s per client count), CLIENTS ("1 2 4 8"), MAX_TOKENS (32),
-# LOAD_CLIENTS (32), LOAD_DURATION (10; the issue's figure is 60), WEIGHTS (as stored: f32).
+# LOAD_CLIENTS (32), LOAD_DURATION (10; the issue's figure is 60), WEIGHTS (as stored: f32),
+# SWEEP (1; 0 runs the load test only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ MAX_TOKENS=${MAX_TOKENS:-32}
 LOAD_CLIENTS=${LOAD_CLIENTS:-32}
 LOAD_DURATION=${LOAD_DURATION:-10}
 WEIGHTS=${WEIGHTS:-}
+SWEEP=${SWEEP:-1}
 GPT=${GPT:-build/gpt}
 PYTHON=${PYTHON:-python3}
 
@@ -42,7 +44,7 @@ echo "model: $PRESET (random weights${WEIGHTS:+, $WEIGHTS}), $PARALLEL slots, $T
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Everything below runs under the lock, in one shell: the server and its clients.
-export GPT MODEL THREADS PARALLEL DURATION CLIENTS MAX_TOKENS LOAD_CLIENTS LOAD_DURATION WEIGHTS PYTHON tmp
+export GPT MODEL THREADS PARALLEL DURATION CLIENTS MAX_TOKENS LOAD_CLIENTS LOAD_DURATION WEIGHTS PYTHON SWEEP tmp
 flock /tmp/cpu.lock bash -c '
   set -euo pipefail
   OMP_NUM_THREADS=$THREADS "$GPT" serve --model "$MODEL" --port 0 --parallel "$PARALLEL" --threads "$THREADS" \
@@ -55,9 +57,11 @@ flock /tmp/cpu.lock bash -c '
     sleep 0.1
   done
   PORT=$(grep -o "listening on http://[0-9.]*:[0-9]*" "$tmp/server.err" | grep -o "[0-9]*$")
-  echo "== sweep: aggregate decode throughput against concurrent clients"
-  "$PYTHON" bench/serve_load.py sweep --port "$PORT" --clients $CLIENTS --duration "$DURATION" \
-    --max-tokens "$MAX_TOKENS" | tee "$tmp/sweep.out"
+  if [[ $SWEEP != 0 ]]; then
+    echo "== sweep: aggregate decode throughput against concurrent clients"
+    "$PYTHON" bench/serve_load.py sweep --port "$PORT" --clients $CLIENTS --duration "$DURATION" \
+      --max-tokens "$MAX_TOKENS" | tee "$tmp/sweep.out"
+  fi
   echo "== load: $LOAD_CLIENTS concurrent streams for $LOAD_DURATION s"
   "$PYTHON" bench/serve_load.py load --port "$PORT" --clients "$LOAD_CLIENTS" --duration "$LOAD_DURATION" \
     --max-tokens "$MAX_TOKENS" | tee "$tmp/load.out"

@@ -49,6 +49,9 @@ TEST(ServeApi, ValidationTable) {
       {C, R"({"prompt":"hi","max_tokens":"8"})", 400, "max_tokens"},
       {C, R"({"prompt":"hi","max_tokens":0})", 400, "max_tokens"},
       {C, R"({"prompt":"hi","max_tokens":1.5})", 400, "max_tokens"},
+      {C, R"({"prompt":"hi","max_tokens":1e300})", 400, "max_tokens"},
+      {C, R"({"prompt":"hi","seed":18446744073709551615})", 400, "seed"},
+      {C, R"({"prompt":"hi","seed":-5,"max_tokens":4.0})", 0, ""},
       {C, R"({"prompt":"hi","temperature":3})", 400, "temperature"},
       {C, R"({"prompt":"hi","temperature":"hot"})", 400, "temperature"},
       {C, R"({"prompt":"hi","top_p":0})", 400, "top_p"},
@@ -124,11 +127,11 @@ TEST(ServeApi, DeepNestingIsRefused) {
 // ---- the scheduler ----------------------------------------------------------------------------------
 
 // A tiny model over the GPT-2 vocabulary with decisive logits (large embeddings), packed.
-PackedModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer()) {
+PackedModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), int width = 32) {
   ModelConfig c;
   c.n_layer = 2;
   c.n_head = 2;
-  c.n_embd = 32;
+  c.n_embd = width;
   c.n_ctx = 64;
   c.vocab_size = 50257;
   GPT m(c);
@@ -213,6 +216,26 @@ TEST(ServeScheduler, ConcurrentGreedyMatchesGeneratorOneAtATime) {
   EXPECT_EQ(m.slots_busy, 0);
   EXPECT_GT(m.step_rows, m.steps);  // steps did run several rows at once
   EXPECT_EQ(m.ttft.count, ps.size());
+}
+
+TEST(ServeScheduler, JoiningMidFlightChangesNothing) {
+  const PackedModel pm = tiny_model(gpt2_tokenizer(), 256);  // slow enough that b joins a running a
+  const std::vector<TokenId> pa = {464, 2068, 7586}, pb = {40, 588, 257};
+  Generator gen(pm);
+  GenerateSettings s;
+  s.max_new_tokens = 55;
+  s.sampling.greedy = true;
+  const auto wa = gen.generate(pa, s)[0], wb = gen.generate(pb, s)[0];
+  Scheduler sched(pm, 2);
+  auto a = sched.submit(request(pa, 55));
+  std::vector<Event> first;
+  while (first.size() < 5) a->wait(first, std::chrono::milliseconds(100));  // a is mid-flight
+  auto b = sched.submit(request(pb, 55));
+  JobOutput ra = drain(*a);
+  for (auto it = first.rbegin(); it != first.rend(); ++it) ra.ids[0].insert(ra.ids[0].begin(), it->token.id);
+  EXPECT_EQ(ra.ids[0], wa.ids);
+  EXPECT_EQ(drain(*b).ids[0], wb.ids);
+  EXPECT_GT(sched.metrics().step_rows, sched.metrics().steps);  // they shared steps
 }
 
 TEST(ServeScheduler, SeededSamplesMatchGenerator) {

@@ -87,6 +87,24 @@ def metrics(port):
     return out
 
 
+def open_stream(port, prompt, max_tokens=2000):
+    """A streamed completion on a raw socket, so the test can drop the connection."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "stream": True})
+    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+    return sock
+
+
+def wait_metrics(port, cond, seconds=5):
+    deadline = time.time() + seconds
+    while True:
+        m = metrics(port)
+        if cond(m) or time.time() > deadline:
+            return m
+        time.sleep(0.05)
+
+
 def is_error(status, body, want_status, param=None):
     ok = status == want_status and isinstance(body, dict) and "error" in body and "message" in body["error"] \
         and "type" in body["error"]
@@ -102,7 +120,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="gpt_serve_")
     model = os.path.join(tmp, "model")
     # Long context so a stream can outlive the client that started it.
-    run(gpt, "init", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--context", "2048", "--seed", "3",
+    run(gpt, "init", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--context", "8192", "--seed", "3",
         "--out", model)
     proc, port = start_server(gpt, model, 4)
     base = f"http://127.0.0.1:{port}/v1"
@@ -206,7 +224,7 @@ def tests(gpt, model, port, base, client):
         ("not an object", "[1, 2]", None),
         ("prompt of the wrong type", {"prompt": 5}, "prompt"),
         ("max_tokens of the wrong type", {"prompt": "x", "max_tokens": "5"}, "max_tokens"),
-        ("max_tokens beyond the context", {"prompt": "x", "max_tokens": 5000}, "max_tokens"),
+        ("max_tokens beyond the context", {"prompt": "x", "max_tokens": 9000}, "max_tokens"),
         ("temperature out of range", {"prompt": "x", "temperature": -1}, "temperature"),
         ("unknown field", {"prompt": "x", "best_frobs": 2}, "best_frobs"),
         ("more choices than slots", {"prompt": "x", "n": 5}, "n"),
@@ -257,10 +275,7 @@ def tests(gpt, model, port, base, client):
 
     # A client that vanishes mid-stream frees its slot at once.
     before = metrics(port)
-    sock = socket.create_connection(("127.0.0.1", port))
-    body = json.dumps({"prompt": prompt, "max_tokens": 2000, "stream": True})
-    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
-                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+    sock = open_stream(port, prompt)
     got = b""
     while b"data: " not in got:
         got += sock.recv(4096)
@@ -277,6 +292,23 @@ def tests(gpt, model, port, base, client):
     gen = m["gpt_generated_tokens_total"] - before["gpt_generated_tokens_total"]
     check("disconnect mid-stream frees the slot (cancelled, not run to the end)", busy == 1 and freed and gen < 2000,
           f"busy while streaming {busy}, after {m}")
+
+    # A client that vanishes while its request waits in the queue leaves the queue.
+    before = metrics(port)
+    holders = [open_stream(port, prompt, 8000) for _ in range(4)]  # seconds of work: they outlive the checks
+    m = wait_metrics(port, lambda m: m["gpt_slots_busy"] == 4)
+    queued = open_stream(port, prompt, 5)
+    m = wait_metrics(port, lambda m: m["gpt_requests_queued"] == 1)
+    queued_seen = m["gpt_requests_queued"] == 1
+    queued.close()
+    m = wait_metrics(port, lambda m: m["gpt_requests_queued"] == 0)
+    left_queue = m["gpt_requests_queued"] == 0 and m["gpt_slots_busy"] == 4
+    for h in holders:
+        h.close()
+    m = wait_metrics(port, lambda m: m["gpt_slots_busy"] == 0 and m["gpt_requests_active"] == 0)
+    check("disconnect while queued leaves the queue; all 5 cancelled",
+          queued_seen and left_queue and m["gpt_slots_busy"] == 0 and
+          m["gpt_requests_cancelled_total"] - before["gpt_requests_cancelled_total"] == 5, str(m))
 
 
 if __name__ == "__main__":

@@ -83,8 +83,18 @@ int64_t get_int(const std::string& key, const json& v, int64_t lo, int64_t hi) {
   if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == std::floor(v.get<double>())))
     wrong_type(key, v, "an integer");
   const double d = v.get<double>();
-  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)))
-    throw_api(400, key, fmt::format("'{}' must be in [{}, {}], got {}", key, lo, hi, v.dump()));
+  // A float stands for an integer only where doubles are exact (and converting it is defined).
+  bool ok;
+  if (v.is_number_float()) {
+    ok = std::fabs(d) < 0x1p53 && d >= static_cast<double>(lo) && d <= static_cast<double>(hi);
+  } else if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    ok = hi >= 0 && u <= static_cast<uint64_t>(hi) && (lo <= 0 || u >= static_cast<uint64_t>(lo));
+  } else {
+    ok = v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  }
+  if (!ok) throw_api(400, key, fmt::format("'{}' must be in [{}, {}], got {}", key, lo, hi, v.dump()));
+  if (v.is_number_float()) return static_cast<int64_t>(d);
   return v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
 }
 

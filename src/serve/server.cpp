@@ -186,6 +186,16 @@ void Server::Impl::completions(const httplib::Request& hreq, httplib::Response& 
           st->job->cancel();
           return false;
         }
+        if (evs.empty() && more) {
+          // Nothing yet (queued, or a long prefill): an SSE comment, which clients ignore, finds
+          // out whether the client is still there.
+          const char ping[] = ": waiting\n\n";
+          if (!sink.write(ping, sizeof(ping) - 1)) {
+            st->job->cancel();
+            return false;
+          }
+          return true;
+        }
         for (const auto& ev : evs) {
           st->completion_tokens++;
           const std::vector<ChoiceToken> toks{ev.token};
