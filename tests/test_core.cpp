@@ -3,6 +3,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/cpu.h"
 #include "core/error.h"
@@ -36,6 +41,29 @@ TEST(AtomicWrite, FailuresAreErrorsNamingThePath) {
   }
   EXPECT_THROW(read_file("/nonexistent-file"), Error);
   EXPECT_THROW(read_file("/tmp"), Error);  // a directory
+}
+
+// `--out /dev/null` and friends: a target that is a device or a pipe is written into, never
+// replaced by a renamed temp file (which, run as root, would turn /dev/null into a plain file).
+TEST(AtomicWrite, WritesIntoAFifoInsteadOfReplacingIt) {
+  const std::string dir = test::temp_dir("atomic-fifo");
+  const std::string fifo = dir + "/pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // a reader, so the writer can open
+  ASSERT_GE(rd, 0);
+  write_file_atomic(fifo, "through the pipe");
+  char buf[64] = {};
+  const ssize_t n = ::read(rd, buf, sizeof buf);
+  ::close(rd);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "through the pipe");
+  struct stat st;
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced by a regular file";
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) entries += !e.path().empty();
+  EXPECT_EQ(entries, 1u);  // no temp file left beside it
+  EXPECT_THROW(write_file_atomic(dir, "x"), Error);  // a directory is not a file to write
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cpu, LevelIsConsistentWithTheFeaturesAndTheCap) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -45,6 +46,17 @@ std::string read_stdin() { return read_fd(0, "standard input"); }
 
 AtomicFileWriter::AtomicFileWriter(const std::string& path)
     : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
+  // A target that exists and is not a regular file (/dev/null, /dev/stdout, a FIFO) is written in
+  // place: renaming a temp file over it would replace the device or pipe with a plain file.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) fail("cannot write {}: it is a directory", path);
+    direct_ = true;
+    tmp_ = path;
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) fail("cannot write {}: {}", path, std::strerror(errno));
+    return;
+  }
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) fail("cannot create {}: {}", tmp_, std::strerror(errno));
 }
@@ -52,7 +64,7 @@ AtomicFileWriter::AtomicFileWriter(const std::string& path)
 AtomicFileWriter::~AtomicFileWriter() {
   if (fd_ >= 0) {
     ::close(fd_);
-    ::unlink(tmp_.c_str());
+    if (!direct_) ::unlink(tmp_.c_str());
   }
 }
 
@@ -88,6 +100,10 @@ void AtomicFileWriter::write_at(size_t offset, const void* data, size_t n) {
 void AtomicFileWriter::commit() {
   if (fd_ < 0) fail("cannot write {}: already committed", path_);
   int fd = std::exchange(fd_, -1);
+  if (direct_) {  // a device or pipe: nothing to rename, nothing to sync
+    if (::close(fd) != 0) fail("cannot write {}: {}", path_, std::strerror(errno));
+    return;
+  }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     int e = errno;
     ::unlink(tmp_.c_str());

@@ -18,7 +18,8 @@ void write_file_atomic(const std::string& path, std::string_view data);
 
 // A file written in pieces that appears at `path` all at once: bytes go to PATH.tmp.<pid>;
 // commit() fsyncs, renames over `path` and fsyncs the directory. Destroyed without commit()
-// (an error on the way), the temp file is removed and `path` is untouched.
+// (an error on the way), the temp file is removed and `path` is untouched. A `path` that exists
+// and is not a regular file (/dev/null, /dev/stdout, a FIFO) is written in place instead.
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(const std::string& path);
@@ -35,6 +36,7 @@ class AtomicFileWriter {
  private:
   std::string path_, tmp_;
   int fd_ = -1;
+  bool direct_ = false;  // writing straight into a device or pipe
 };
 
 // Creates a directory (and parents) if missing; throws gpt::Error if that fails.
