@@ -252,4 +252,24 @@ done
 [[ -z $why ]] && ! grep -q '^decode: *batch 3:' "$TMP/benchd.out" && why="no batch-3 decode line: $(excerpt "$TMP/benchd.out")"
 report "bench generate --device: decode tokens/s at batch 1 and at --batch, JSON last" "$why"
 
+# A model with more output rows than its vocabulary has tokens (--vocab-size beyond a character
+# vocabulary) samples only tokens the vocabulary can decode, with sampling and with beams.
+printf 'abcdefgh ' > "$TMP/chars.txt"
+x "$TMP/cv.out" "$TMP/cv.err" char-vocab --input "$TMP/chars.txt" --out "$TMP/cv"
+x "$TMP/wide.out" "$TMP/wide.err" init --n-layer 1 --n-head 2 --n-embd 16 --context 32 --vocab-size 500 \
+  --tokenizer "char:$TMP/cv" --seed 3 --out "$TMP/wide"
+why=$(why_run "$TMP/wide.err")
+for mode in "--seed 1" "--greedy" "--beam 3"; do
+  x "$TMP/w.out" "$TMP/w.err" generate --model "$TMP/wide" --prompt "abc" -n 20 --format ids $mode
+  w=$(why_run "$TMP/w.err")
+  [[ -z $w ]] && awk '{for (i = 1; i <= NF; i++) if ($i + 0 >= 9) bad = 1} END {exit bad}' "$TMP/w.out" ||
+    w="${w}ids outside the 9-token vocabulary: $(excerpt "$TMP/w.out")"
+  why="$why$w"
+done
+report "a model wider than its vocabulary generates only decodable tokens" "$why"
+x "$TMP/cw.out" "$TMP/cw.err" init --n-layer 1 --n-head 2 --n-embd 16 --context 32 --tokenizer "char:$TMP/cv" --out "$TMP/cw"
+why=$(why_run "$TMP/cw.err")
+grep -Eq '"vocab_size": 9(,|$)' "$TMP/cw/config.json" || why="${why}config.json: $(grep vocab_size "$TMP/cw/config.json")"
+report "gpt init --tokenizer sizes the model to the vocabulary" "$why"
+
 cli_finish

@@ -106,6 +106,11 @@ RowDecoder& Generator::decoder_for(int rows) {
   return *dec_;
 }
 
+int decodable_vocab(const ModelConfig& cfg, const Tokenizer* tok) {
+  if (!tok) return cfg.vocab_size;
+  return static_cast<int>(std::min<size_t>(static_cast<size_t>(cfg.vocab_size), tok->vocab_size()));
+}
+
 std::vector<SampleResult> Generator::generate(std::span<const TokenId> prompt, const GenerateSettings& s,
                                               const Callback& on_token) {
   s.validate();
@@ -135,7 +140,7 @@ std::span<const TokenId> last_window(std::span<const TokenId> seq, int n_ctx) {
 
 std::vector<SampleResult> Generator::sample(std::span<const TokenId> prompt, const GenerateSettings& s,
                                             const Callback& cb) {
-  const int K = s.num_samples, V = cfg_.vocab_size, n_ctx = cfg_.n_ctx;
+  const int K = s.num_samples, V = decodable_vocab(cfg_, tok_.get()), n_ctx = cfg_.n_ctx;
   RowDecoder& dec = decoder_for(K);
   const auto eot = tok_ ? tok_->eot_token() : std::nullopt;
 
@@ -232,15 +237,15 @@ namespace {
 // Beam search over decoder rows; the repetition penalty applies to each beam's own sequence.
 struct DecoderBeamModel : BeamModel {
   RowDecoder& dec;
+  int V;  // the tokens beams may take: those the vocabulary can decode
   float penalty;
   bool kv_cache;
   std::vector<std::vector<TokenId>> seq, next_seq;
   std::vector<TokenId> scratch;
   std::vector<int> rows;
-  DecoderBeamModel(RowDecoder& d, float r, bool kv) : dec(d), penalty(r), kv_cache(kv) {}
-  int vocab() const override { return dec.vocab(); }
+  DecoderBeamModel(RowDecoder& d, int v, float r, bool kv) : dec(d), V(v), penalty(r), kv_cache(kv) {}
+  int vocab() const override { return V; }
   void fill(int row, float* lp) {
-    const int V = dec.vocab();
     std::span<float> out(lp, V);
     std::memcpy(lp, dec.logits(row), V * sizeof(float));
     apply_repetition_penalty(out, seq[row], penalty, &scratch);
@@ -268,7 +273,7 @@ struct DecoderBeamModel : BeamModel {
     } else {
       for (int i = 0; i < n; i++) dec.prefill(i, last_window(seq[i], dec.config().n_ctx));
     }
-    for (int i = 0; i < n; i++) fill(i, lp + static_cast<size_t>(i) * dec.vocab());
+    for (int i = 0; i < n; i++) fill(i, lp + static_cast<size_t>(i) * V);
   }
 };
 
@@ -293,7 +298,7 @@ std::vector<SampleResult> Generator::beam(std::span<const TokenId> prompt, const
       }
       return false;
     };
-  DecoderBeamModel m(dec, s.sampling.repetition_penalty, s.kv_cache);
+  DecoderBeamModel m(dec, decodable_vocab(cfg_, tok_.get()), s.sampling.repetition_penalty, s.kv_cache);
   const auto hyps = beam_search(m, prompt, bs);
 
   std::vector<SampleResult> results;

@@ -18,6 +18,11 @@
 
 namespace gpt {
 
+// The tokens generation may produce: the model's output rows that the vocabulary can decode. A
+// model may have more rows than its vocabulary has tokens (a small character vocabulary on a model
+// of GPT-2's width, or a vocabulary padded to a round size); the extra rows are never sampled.
+int decodable_vocab(const ModelConfig& cfg, const Tokenizer* tok);
+
 struct GenerateSettings {
   int max_new_tokens = 100;
   SamplingSettings sampling;  // ignored by beam search, except the repetition penalty

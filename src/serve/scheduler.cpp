@@ -281,8 +281,7 @@ void Scheduler::loop() {
 void Scheduler::step_once(const std::vector<std::shared_ptr<Job>>& admitted) {
   // Only tokens the vocabulary can turn into text are candidates: a model may have more rows
   // than its vocabulary (a small character vocabulary in a model of GPT-2's width).
-  const int V = tok_ ? static_cast<int>(std::min<size_t>(model_.config.vocab_size, tok_->vocab_size()))
-                     : model_.config.vocab_size;
+  const int V = decodable_vocab(model_.config, tok_.get());
   std::vector<int>& rows = rows_;
   std::vector<TokenId>& next = next_;
   // A client that has gone frees its slots now.
