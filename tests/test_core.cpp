@@ -61,7 +61,7 @@ TEST(AtomicWrite, WritesIntoAFifoInsteadOfReplacingIt) {
   EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced by a regular file";
   size_t entries = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) entries += !e.path().empty();
-  EXPECT_EQ(entries, 1u);  // no temp file left beside it
+  EXPECT_EQ(entries, 1u);                            // no temp file left beside it
   EXPECT_THROW(write_file_atomic(dir, "x"), Error);  // a directory is not a file to write
   std::filesystem::remove_all(dir);
 }

@@ -36,7 +36,8 @@ void run_init(const InitArgs& a) {
     tok = gpt2_tokenizer();
   }
   // A vocabulary given without --vocab-size sizes the model: one output row per token.
-  if (tok && !a.tokenizer.empty() && !a.model.vocab_size) cfg.vocab_size = static_cast<int>(tok->vocab_size());
+  if (tok && !a.tokenizer.empty() && !a.model.vocab_size)
+    cfg.vocab_size = static_cast<int>(tok->vocab_size());
   if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
     fail("the tokenizer has {} tokens but --vocab-size is {}", tok->vocab_size(), cfg.vocab_size);
   GPT model(cfg);
