@@ -297,11 +297,7 @@ void Decoder::run_prefill(int prow, std::span<const TokenId> tokens, float* last
 }
 
 void Decoder::prefill(int row, std::span<const TokenId> tokens, float* all_logits) {
-  if (row < 0 || row >= max_batch_) fail("decoder: row {} is out of range (max batch {})", row, max_batch_);
-  if (tokens.empty()) fail("decoder: a prefill needs at least one token");
-  if (tokens.size() > static_cast<size_t>(cfg_.n_ctx)) tokens = tokens.subspan(tokens.size() - cfg_.n_ctx);
-  for (TokenId t : tokens)
-    if (t >= static_cast<TokenId>(V_)) fail("token id {} is out of range for a vocabulary of {}", t, V_);
+  tokens = prefill_window(row, tokens, max_batch_, cfg_.n_ctx, V_);
   if (cap_out_) {
     cap_T_ = static_cast<int>(tokens.size());
     std::fill(cap_out_, cap_out_ + static_cast<size_t>(cap_T_) * cap_T_, 0.0f);
@@ -328,29 +324,13 @@ void Decoder::capture_attention(int layer, int head, float* out) {
 }
 
 void Decoder::step(std::span<const int> rows, std::span<const TokenId> tokens) {
+  check_step(rows, tokens, max_batch_, V_, phys_, len_, s_used_);
   const int n = static_cast<int>(rows.size());
-  if (tokens.size() != rows.size()) fail("decoder: step() needs one token per row");
   if (n == 0) return;
-  if (n > max_batch_) fail("decoder: {} rows in a step, max batch {}", n, max_batch_);
-  std::fill(s_used_.begin(), s_used_.end(), 0);
-  for (int i = 0; i < n; i++) {
-    const int r = rows[i];
-    if (r < 0 || r >= max_batch_) fail("decoder: row {} is out of range (max batch {})", r, max_batch_);
-    if (len_[phys_[r]] == 0) fail("decoder: row {} has not been prefilled", r);
-    if (tokens[i] >= static_cast<TokenId>(V_))
-      fail("token id {} is out of range for a vocabulary of {}", tokens[i], V_);
-    if (s_used_[r]) fail("decoder: row {} appears twice in one step", r);
-    s_used_[r] = 1;
-  }
-  // Full rows slide first: rebuilt from their last n_ctx - 1 tokens (see the header).
-  for (int i = 0; i < n; i++) {
-    const int p = phys_[rows[i]];
-    if (len_[p] == cfg_.n_ctx) {
-      const TokenId* w = tokens_.data() + static_cast<size_t>(p) * cfg_.n_ctx;
-      run_prefill(p, std::span<const TokenId>(w + 1, cfg_.n_ctx - 1), nullptr, nullptr);
-      rebuilds_++;
-    }
-  }
+  // Full rows slide first (see the header).
+  rebuilds_ +=
+      slide_full_rows(rows, phys_, len_, tokens_, cfg_.n_ctx,
+                      [&](int p, std::span<const TokenId> w) { run_prefill(p, w, nullptr, nullptr); });
   for (int i = 0; i < n; i++) {
     const int p = phys_[rows[i]];
     s_prow_[i] = p;
