@@ -13,6 +13,7 @@
 #include "generate/decoder.h"
 #include "model/gpt.h"
 #include "model/packed_model.h"
+#include "model_test_util.h"
 #include "serve/attention.h"
 #include "serve/playground.h"
 #include "test_util.h"
@@ -21,34 +22,14 @@
 namespace gpt {
 namespace {
 
-ModelConfig small(int L, int H, int C, int T, int V) {
-  ModelConfig c;
-  c.n_layer = L;
-  c.n_head = H;
-  c.n_embd = C;
-  c.n_ctx = T;
-  c.vocab_size = V;
-  return c;
-}
+using test::small;
 
 // GPT-2 initialisation with larger embeddings and perturbed LayerNorms and biases, so the
 // attention is far from uniform and every parameter matters.
 GPT make_model(const ModelConfig& cfg, uint64_t seed) {
-  GPT m(cfg);
-  m.init_gpt2(seed);
-  std::mt19937 g(static_cast<uint32_t>(seed));
-  std::normal_distribution<float> n(0.0f, 0.2f);
-  for (const auto& p : m.layout()) {
-    float* x = m.params() + p.offset;
-    const bool vec = p.shape.size() == 1;
-    const bool big =
-        p.name == "wte.weight" || p.name == "wpe.weight" || p.name.find("c_attn.weight") != std::string::npos;
-    for (size_t i = 0; i < p.numel; i++) {
-      if (vec) x[i] += n(g);
-      if (big) x[i] *= 20.0f;
-    }
-  }
-  return m;
+  return test::perturbed_model(cfg, seed, 0.2f, 20.0f, [](const std::string& n) {
+    return n == "wte.weight" || n == "wpe.weight" || n.find("c_attn.weight") != std::string::npos;
+  });
 }
 
 std::vector<TokenId> random_ids(int T, int V, uint32_t seed) {

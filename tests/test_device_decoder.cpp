@@ -23,60 +23,18 @@
 #include "generate/sampling.h"
 #include "model/gpt.h"
 #include "model/packed_model.h"
+#include "model_test_util.h"
 
 namespace gpt {
 namespace {
 
-ModelConfig small(int L, int H, int C, int T, int V) {
-  ModelConfig c;
-  c.n_layer = L;
-  c.n_head = H;
-  c.n_embd = C;
-  c.n_ctx = T;
-  c.vocab_size = V;
-  return c;
-}
-
-struct Shape {
-  const char* name;
-  ModelConfig cfg;
-};
-
-std::vector<Shape> shapes() {
-  std::vector<Shape> s;
-  s.push_back({"gpt2-like", small(2, 4, 32, 48, 101)});
-  ModelConfig banded = small(4, 4, 32, 48, 101);  // GPT-3's layout: odd layers banded
-  banded.attention = AttentionKind::AlternatingBanded;
-  banded.band = 8;
-  s.push_back({"gpt3-banded", banded});
-  ModelConfig post = small(2, 2, 24, 40, 97);  // GPT-1: post-LN, no final LayerNorm
-  post.ln = LnPlacement::Post;
-  s.push_back({"gpt1-post-ln", post});
-  ModelConfig plain = small(3, 4, 32, 48, 89);
-  plain.bias = false;
-  plain.tied_head = false;
-  s.push_back({"no-bias-untied", plain});
-  return s;
-}
-
-// GPT-2 initialisation with the biases and LayerNorm parameters perturbed and larger embeddings
-// (decisive logits), as the Decoder's tests make their models.
-GPT make_model(const ModelConfig& cfg, uint64_t seed) {
-  GPT m(cfg);
-  m.init_gpt2(seed);
-  std::mt19937 g(static_cast<uint32_t>(seed));
-  std::normal_distribution<float> n(0.0f, 0.1f);
-  for (const auto& p : m.layout()) {
-    float* x = m.params() + p.offset;
-    const bool vec = p.shape.size() == 1;
-    const bool emb = p.name == "wte.weight" || p.name == "lm_head.weight";
-    for (size_t i = 0; i < p.numel; i++) {
-      if (vec) x[i] += n(g);
-      if (emb) x[i] *= 8.0f;
-    }
-  }
-  return m;
-}
+using test::make_model;
+using test::max_diff;
+using test::penalised_greedy;
+using test::random_tokens;
+using test::reference_logits;
+using test::shapes;
+using test::small;
 
 // The same weights on another backend.
 GPT on_backend(const GPT& m, Backend& be) {
@@ -85,40 +43,10 @@ GPT on_backend(const GPT& m, Backend& be) {
   return d;
 }
 
-// Logits of the last position of GPT::forward on the last n_ctx tokens: the uncached reference.
-std::vector<float> reference_logits(GPT& m, const std::vector<TokenId>& seq) {
-  const int n_ctx = m.config().n_ctx, V = m.config().vocab_size;
-  const size_t start = seq.size() > static_cast<size_t>(n_ctx) ? seq.size() - n_ctx : 0;
-  const int T = static_cast<int>(seq.size() - start);
-  m.forward(seq.data() + start, nullptr, 1, T);
-  const float* l = m.logits() + static_cast<size_t>(T - 1) * V;
-  return std::vector<float>(l, l + V);
-}
-
-float max_diff(const float* a, const float* b, size_t n) {
-  float d = 0;
-  for (size_t i = 0; i < n; i++) d = std::max(d, std::abs(a[i] - b[i]));
-  return d;
-}
 float max_abs(const float* a, size_t n) {
   float d = 0;
   for (size_t i = 0; i < n; i++) d = std::max(d, std::abs(a[i]));
   return d;
-}
-
-// Greedy with a repetition penalty over the last 16 tokens: a randomly initialised model's plain
-// greedy output soon repeats one token, which would prove little.
-TokenId penalised_greedy(const float* logits, int V, const std::vector<TokenId>& seq) {
-  std::vector<float> l(logits, logits + V);
-  const size_t from = seq.size() > 16 ? seq.size() - 16 : 0;
-  apply_repetition_penalty(l, std::span<const TokenId>(seq.data() + from, seq.size() - from), 4.0f);
-  return greedy_pick(l);
-}
-
-std::vector<TokenId> random_tokens(std::mt19937& g, int n, int V) {
-  std::vector<TokenId> t(n);
-  for (auto& x : t) x = g() % V;
-  return t;
 }
 
 void step1(RowDecoder& dec, int row, TokenId t) {

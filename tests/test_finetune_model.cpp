@@ -8,10 +8,14 @@
 #include "core/error.h"
 #include "grad_check.h"
 #include "model/gpt.h"
+#include "model_test_util.h"
 #include "train/adamw.h"
 
 namespace gpt {
 namespace {
+
+using test::Batch;
+using test::randomize;
 
 ModelConfig tiny(LnPlacement ln = LnPlacement::Pre, bool tied = true, float dropout = 0.0f) {
   ModelConfig c;
@@ -25,20 +29,6 @@ ModelConfig tiny(LnPlacement ln = LnPlacement::Pre, bool tied = true, float drop
   c.dropout = dropout;
   return c;
 }
-
-void randomize(GPT& m, uint64_t seed) {
-  auto r = test::randn(m.num_parameters(), seed, 0.3f);
-  std::copy(r.begin(), r.end(), m.params());
-  for (const auto& p : m.layout())
-    if (p.name.find("ln_") != std::string::npos && p.name.ends_with(".weight"))
-      for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] += 1.0f;
-}
-
-struct Batch {
-  int B = 2, T = 6;
-  std::vector<TokenId> x = {1, 4, 7, 2, 10, 3, 0, 0, 5, 9, 1, 8};
-  std::vector<int32_t> y = {4, 7, 2, 10, 3, -1, 0, 5, 9, 1, 8, 6};
-};
 
 // forward() then the LM head == forward_hidden() then hidden @ head^T.
 TEST(HiddenStates, FeedTheLmHead) {

@@ -1,0 +1,124 @@
+// Small models and checks shared by the model, decoder and attention tests.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "generate/sampling.h"
+#include "grad_check.h"
+#include "model/gpt.h"
+
+namespace gpt::test {
+
+inline ModelConfig small(int L, int H, int C, int T, int V) {
+  ModelConfig c;
+  c.n_layer = L;
+  c.n_head = H;
+  c.n_embd = C;
+  c.n_ctx = T;
+  c.vocab_size = V;
+  return c;
+}
+
+struct Shape {
+  const char* name;
+  ModelConfig cfg;
+};
+
+// The decoders' model shapes: GPT-2 like, GPT-3's banded layers, GPT-1's post-LN, no biases.
+inline std::vector<Shape> shapes() {
+  std::vector<Shape> s;
+  s.push_back({"gpt2-like", small(2, 4, 32, 48, 101)});
+  ModelConfig banded = small(4, 4, 32, 48, 101);  // GPT-3's layout: odd layers banded
+  banded.attention = AttentionKind::AlternatingBanded;
+  banded.band = 8;
+  s.push_back({"gpt3-banded", banded});
+  ModelConfig post = small(2, 2, 24, 40, 97);  // GPT-1: post-LN, no final LayerNorm
+  post.ln = LnPlacement::Post;
+  s.push_back({"gpt1-post-ln", post});
+  ModelConfig plain = small(3, 4, 32, 48, 89);
+  plain.bias = false;
+  plain.tied_head = false;
+  s.push_back({"no-bias-untied", plain});
+  return s;
+}
+
+// GPT-2 initialisation, then every bias and LayerNorm parameter perturbed by N(0, noise) (they
+// start at 0 and 1, which would hide mistakes in their use), and the parameters big(name) picks
+// scaled by `scale` (decisive logits, attention far from uniform).
+template <class Big>
+GPT perturbed_model(const ModelConfig& cfg, uint64_t seed, float noise, float scale, Big&& big) {
+  GPT m(cfg);
+  m.init_gpt2(seed);
+  std::mt19937 g(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> n(0.0f, noise);
+  for (const auto& p : m.layout()) {
+    float* x = m.params() + p.offset;
+    const bool vec = p.shape.size() == 1;
+    const bool emb = big(p.name);
+    for (size_t i = 0; i < p.numel; i++) {
+      if (vec) x[i] += n(g);
+      if (emb) x[i] *= scale;
+    }
+  }
+  return m;
+}
+
+// The decoders' test model: biases and LayerNorms perturbed, embeddings 8 times larger.
+inline GPT make_model(const ModelConfig& cfg, uint64_t seed) {
+  return perturbed_model(cfg, seed, 0.1f, 8.0f,
+                         [](const std::string& n) { return n == "wte.weight" || n == "lm_head.weight"; });
+}
+
+// Logits of the last position of GPT::forward on the last n_ctx tokens: the uncached reference.
+inline std::vector<float> reference_logits(GPT& m, const std::vector<TokenId>& seq) {
+  const int n_ctx = m.config().n_ctx, V = m.config().vocab_size;
+  const size_t start = seq.size() > static_cast<size_t>(n_ctx) ? seq.size() - n_ctx : 0;
+  const int T = static_cast<int>(seq.size() - start);
+  m.forward(seq.data() + start, nullptr, 1, T);
+  const float* l = m.logits() + static_cast<size_t>(T - 1) * V;
+  return std::vector<float>(l, l + V);
+}
+
+inline float max_diff(const float* a, const float* b, size_t n) {
+  float d = 0;
+  for (size_t i = 0; i < n; i++) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+// Greedy with a repetition penalty over the last 16 tokens: a randomly initialised model's plain
+// greedy output soon repeats one token, which would prove little.
+inline TokenId penalised_greedy(const float* logits, int V, const std::vector<TokenId>& seq) {
+  std::vector<float> l(logits, logits + V);
+  const size_t from = seq.size() > 16 ? seq.size() - 16 : 0;
+  apply_repetition_penalty(l, std::span<const TokenId>(seq.data() + from, seq.size() - from), 4.0f);
+  return greedy_pick(l);
+}
+
+inline std::vector<TokenId> random_tokens(std::mt19937& g, int n, int V) {
+  std::vector<TokenId> t(n);
+  for (auto& x : t) x = g() % V;
+  return t;
+}
+
+// Random weights big enough that every path carries gradient; LayerNorm gains near 1.
+inline void randomize(GPT& m, uint64_t seed) {
+  auto r = randn(m.num_parameters(), seed, 0.3f);
+  std::copy(r.begin(), r.end(), m.params());
+  for (const auto& p : m.layout())
+    if (p.name.find("ln_") != std::string::npos && p.name.ends_with(".weight"))
+      for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] += 1.0f;
+}
+
+// Two rows of six tokens with next-token targets (one ignored, -1), for the tiny models.
+struct Batch {
+  int B = 2, T = 6;
+  std::vector<TokenId> x = {1, 4, 7, 2, 10, 3, 0, 0, 5, 9, 1, 8};
+  std::vector<int32_t> y = {4, 7, 2, 10, 3, -1, 0, 5, 9, 1, 8, 6};
+};
+
+}  // namespace gpt::test
