@@ -10,15 +10,6 @@ G=$1
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 cli_tmpdir gpt_cli_classify
 
-x() {
-  local out=$1 err=$2
-  shift 2
-  "$G" "$@" </dev/null >"$out" 2>"$err"
-  RC=$?
-}
-why_run() {
-  if [[ $RC -ne 0 ]]; then echo "exit status $RC, stderr: $(excerpt "$1")"; elif [[ -s $1 ]]; then echo "unexpected stderr: $(excerpt "$1")"; fi
-}
 expect_error() {
   local name=$1 sub=$2 why=""
   shift 2

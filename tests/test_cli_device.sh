@@ -11,18 +11,6 @@ G=$1
 SRC=$2
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 cli_tmpdir gpt_device_test
-why_ok() { [[ $1 -ne 0 ]] && echo "exit status $1, stderr: $(excerpt "$2")"; }
-# why_error RC ERR SUBSTRING: non-zero, not a signal, one line "gpt: error: ...SUBSTRING...".
-why_error() {
-  local rc=$1 err=$2 sub=$3
-  if [[ $rc -eq 0 ]]; then echo "exit status 0, expected an error"; return; fi
-  if [[ $rc -ge 128 ]]; then echo "killed by a signal ($rc): $(excerpt "$err")"; return; fi
-  if [[ $(grep -c . "$err") -ne 1 ]]; then echo "expected one stderr line, got: $(excerpt "$err")"; return; fi
-  if ! grep -q "^gpt: error: " "$err"; then echo "not a gpt: error line: $(excerpt "$err")"; return; fi
-  if ! grep -qE -- "$sub" "$err"; then echo "error does not match '$sub': $(excerpt "$err")"; fi
-}
-# metrics.jsonl without the timing fields.
-losses() { sed -E 's/"elapsed_s":[^,]*,//; s/,"tokens_per_s":[^,}]*//' "$1"; }
 # The samples a training run printed (the text between the sample markers).
 samples() { sed -n '/^---- sample at step/,/^----$/p' "$@"; }
 
@@ -62,7 +50,7 @@ report "cpu-staged resumed equals cpu: losses, norms, val losses, weights, momen
 
 # A NaN on a device: the host copy is brought down before it is poisoned, and the run stops cleanly.
 GPT_TEST_POISON_AT_STEP=3 "$G" train "${RUN[@]}" --out "$TMP/nan" --device cpu-staged -q >"$TMP/o" 2>"$TMP/e"
-report "a NaN loss on cpu-staged stops with one error line" "$(why_error $? "$TMP/e" "the loss became nan at step 3")"
+report "a NaN loss on cpu-staged stops with one error line" "$(why_error_re $? "$TMP/e" "the loss became nan at step 3")"
 
 # ---- eval and logits ------------------------------------------------------------------------------
 head -c 3000 "$SRC/tests/data/mpi/shakespeare_24k.txt" >"$TMP/e.txt"
@@ -122,12 +110,12 @@ for dev in tpu cuda; do
       report "$cmd --device cuda (a GPU is present: it ran)" ""
       continue
     fi
-    why=$(why_error $rc "$TMP/e" "$sub")
+    why=$(why_error_re $rc "$TMP/e" "$sub")
     [[ -z $why && -e $TMP/badout ]] && why="$TMP/badout was created"
     report "$cmd --device $dev: one error line, nothing written" "$why"
   done
 done
 "$G" eval -m "$TMP/cpu" --text "$TMP/e.txt" --weights bf16 --device cpu-staged >"$TMP/o" 2>"$TMP/e"
-report "eval of packed weights on a device: one error line" "$(why_error $? "$TMP/e" "run on the CPU")"
+report "eval of packed weights on a device: one error line" "$(why_error_re $? "$TMP/e" "run on the CPU")"
 
 cli_finish

@@ -17,13 +17,7 @@ D=$2/tests/data/finetune
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 cli_tmpdir gpt_cli_finetune
 
-# x OUT ERR ARGS...: runs gpt ARGS with empty stdin; sets RC.
-x() {
-  local out=$1 err=$2
-  shift 2
-  "$G" "$@" </dev/null >"$out" 2>"$err"
-  RC=$?
-}
+# x, why_error and why_ok come from cli_lib.sh; these two override why_ok and why_error.
 why_fail() { [[ $RC -eq 0 ]] && echo "exit status 0"; }
 why_ok() { [[ $RC -ne 0 ]] && echo "exit status $RC, stderr: $(excerpt "$1")"; }
 # why_error ERR TEXT: the run failed with exactly one "gpt: error:" line containing TEXT.

@@ -19,22 +19,6 @@ G=$1
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 cli_tmpdir gpt_cli_generate
 
-
-# x OUT ERR ARGS...: runs gpt ARGS with empty stdin; sets RC.
-x() {
-  local out=$1 err=$2
-  shift 2
-  "$G" "$@" </dev/null >"$out" 2>"$err"
-  RC=$?
-}
-# why_run ERR: why the last x call did not succeed cleanly (empty if it did).
-why_run() {
-  if [[ $RC -ne 0 ]]; then
-    echo "exit status $RC, stderr: $(excerpt "$1")"
-  elif [[ -s $1 ]]; then
-    echo "unexpected stderr: $(excerpt "$1")"
-  fi
-}
 why_same() { cmp -s "$1" "$2" || echo "$(basename "$1") and $(basename "$2") differ: $(excerpt "$1") | $(excerpt "$2")"; }
 why_differ() { cmp -s "$1" "$2" && echo "$(basename "$1") and $(basename "$2") are identical"; }
 

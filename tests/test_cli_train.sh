@@ -8,19 +8,6 @@ G=$1
 SRC=$2
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 cli_tmpdir gpt_train_test
-# why_ok RC ERR: a clean success.
-why_ok() { [[ $1 -ne 0 ]] && echo "exit status $1, stderr: $(excerpt "$2")"; }
-# why_error RC ERR SUBSTRING: a clean failure: non-zero, not a signal, one line "gpt: error: ...SUBSTRING...".
-why_error() {
-  local rc=$1 err=$2 sub=$3
-  if [[ $rc -eq 0 ]]; then echo "exit status 0, expected an error"; return; fi
-  if [[ $rc -ge 128 ]]; then echo "killed by a signal ($rc): $(excerpt "$err")"; return; fi
-  if [[ $(grep -c . "$err") -ne 1 ]]; then echo "expected one stderr line, got: $(excerpt "$err")"; return; fi
-  if ! grep -q "^gpt: error: " "$err"; then echo "not a gpt: error line: $(excerpt "$err")"; return; fi
-  if ! grep -qF -- "$sub" "$err"; then echo "error does not mention '$sub': $(excerpt "$err")"; fi
-}
-# The losses of metrics.jsonl without the timing fields (which differ run to run).
-losses() { sed -E 's/"elapsed_s":[^,]*,//; s/,"tokens_per_s":[^,}]*//' "$1"; }
 
 # ---- data: the first 40 kB of Tiny Shakespeare, character level ---------------------------------
 head -c 40000 "$SRC/data/tinyshakespeare.txt" >"$TMP/ts.txt"
