@@ -429,9 +429,13 @@ class Reference:
         position = torch.where(scored, -picked, torch.zeros_like(picked))
         return position.sum() / scored.sum(), position
 
+    def trainable(self):
+        """The tensors run() gives gradients of (grad.NAME): every parameter; a subclass may narrow it."""
+        return self.params
+
     def run(self, ids, targets=None, grads=False):
         """Everything `gpt logits` writes, as float64 tensors: logits, loss, position_losses, grad.*"""
-        for p in self.params.values():
+        for p in self.trainable().values():
             p.grad = None
         logits = self.logits(ids)
         out = {"logits": logits.detach()}
@@ -441,7 +445,7 @@ class Reference:
             out["position_losses"] = position.detach()
             if grads:
                 loss.backward()
-                for name, p in self.params.items():
+                for name, p in self.trainable().items():
                     out["grad." + name] = p.grad.detach().clone()
         elif grads:
             raise ValueError("--grads needs --targets")

@@ -103,20 +103,8 @@ class LoraReference(torch_gpt.Reference):
         B = self.adapters[p + "lora_B.weight"]
         return y + self.scale * ((x @ A.t()) @ B.t())
 
-    def run(self, ids, targets=None, grads=False):
-        for a in self.adapters.values():
-            a.grad = None
-        logits = self.logits(ids)
-        out = {"logits": logits.detach()}
-        if targets is not None:
-            loss, position = self.losses(logits, targets)
-            out["loss"] = loss.detach().reshape(1)
-            out["position_losses"] = position.detach()
-            if grads:
-                loss.backward()
-                for name, a in self.adapters.items():
-                    out["grad." + name] = a.grad.detach().clone()
-        return out
+    def trainable(self):
+        return self.adapters  # the base stays frozen: gradients of the adapters only
 
 
 def self_validate():
