@@ -1,5 +1,6 @@
 # The harness the CLI contract scripts (tests/test_cli*.sh) share. Source it after setting
 # nothing; it gives:
+#   cli_gpt_arg "$@"  G=PATH_TO_gpt, the script's one argument (else the usage line, exit 2)
 #   cli_tmpdir NAME   a fresh $TMP (removed at exit; Ctrl-C exits 130)
 #   report NAME WHY   "ok - NAME" when WHY is empty, else "not ok - NAME: WHY"; counts both
 #   excerpt FILE      a one-line excerpt of a file for diagnostics
@@ -15,6 +16,14 @@ export LC_ALL=C # byte semantics for ${#var}, grep and sort
 
 PASS=0
 FAIL=0
+
+cli_gpt_arg() {
+  if [[ $# -ne 1 ]]; then
+    echo "usage: bash $0 PATH_TO_gpt" >&2
+    exit 2
+  fi
+  G=$1
+}
 
 cli_tmpdir() {
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 1

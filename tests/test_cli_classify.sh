@@ -2,12 +2,8 @@
 # gpt finetune classify and gpt classify end to end on a tiny crafted task (label: whether the text
 # holds a 'z'), learnt to 100%; outputs, files, pair inputs and one-line errors for bad input.
 # Usage: bash tests/test_cli_classify.sh PATH_TO_gpt
-if [[ $# -ne 1 ]]; then
-  echo "usage: bash $0 PATH_TO_gpt" >&2
-  exit 2
-fi
-G=$1
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_gpt_arg "$@"
 cli_tmpdir gpt_cli_classify
 
 expect_error() {

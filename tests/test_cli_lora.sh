@@ -6,13 +6,9 @@
 # Usage: bash tests/test_cli_lora.sh PATH_TO_gpt
 # Prints "ok - NAME" / "not ok - NAME: DETAILS" per check and "N passed, M failed"; exits 1 on failure.
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: bash $0 PATH_TO_gpt" >&2
-  exit 2
-fi
-export GPT_NO_PROGRESS=1
-G=$1
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+export GPT_NO_PROGRESS=1
+cli_gpt_arg "$@"
 cli_tmpdir gpt_cli_lora
 
 run() {

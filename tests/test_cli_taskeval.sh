@@ -2,12 +2,8 @@
 # gpt eval --choices (multiple choice, zero- and few-shot) and gpt eval --rouge: the JSON lines,
 # the predictions file, hand-computed ROUGE values, and one-line errors for bad input.
 # Usage: bash tests/test_cli_taskeval.sh PATH_TO_gpt
-if [[ $# -ne 1 ]]; then
-  echo "usage: bash $0 PATH_TO_gpt" >&2
-  exit 2
-fi
-G=$1
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_gpt_arg "$@"
 cli_tmpdir gpt_cli_taskeval
 
 # expect_error NAME SUBSTRING ARGS...: non-zero exit, no stdout, one "gpt: error:" line naming SUBSTRING.
