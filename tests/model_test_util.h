@@ -105,6 +105,37 @@ inline std::vector<TokenId> random_tokens(std::mt19937& g, int n, int V) {
   return t;
 }
 
+// Greedy decoding (penalised_greedy) on row 0 of a decoder prefilled with seq, for `steps` tokens
+// appended to seq, each step's logits against the uncached reference_logits of m.
+struct GreedyRun {
+  float worst = 0;     // the largest logit difference
+  int mismatches = 0;  // steps where the reference would have picked another token
+  int longest = 0;     // the row's longest length (never above n_ctx)
+};
+template <class Dec>
+GreedyRun greedy_against_reference(Dec& dec, GPT& m, std::vector<TokenId>& seq, int steps) {
+  const int V = m.config().vocab_size, row = 0;
+  GreedyRun r;
+  for (int step = 0; step < steps; step++) {
+    const auto ref = reference_logits(m, seq);
+    r.worst = std::max(r.worst, max_diff(dec.logits(row), ref.data(), V));
+    const TokenId a = penalised_greedy(dec.logits(row), V, seq);
+    r.mismatches += a != penalised_greedy(ref.data(), V, seq);
+    seq.push_back(a);
+    dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&a, 1));
+    r.longest = std::max(r.longest, dec.length(row));
+  }
+  return r;
+}
+
+// How many distinct tokens seq has from `from` on: a degenerate model repeating one token would
+// prove little.
+inline long distinct_tokens(const std::vector<TokenId>& seq, size_t from) {
+  std::vector<TokenId> uniq(seq.begin() + from, seq.end());
+  std::sort(uniq.begin(), uniq.end());
+  return std::unique(uniq.begin(), uniq.end()) - uniq.begin();
+}
+
 // Random weights big enough that every path carries gradient; LayerNorm gains near 1.
 inline void randomize(GPT& m, uint64_t seed) {
   auto r = randn(m.num_parameters(), seed, 0.3f);

@@ -27,6 +27,8 @@
 namespace gpt {
 namespace {
 
+using test::distinct_tokens;
+using test::greedy_against_reference;
 using test::make_model;
 using test::max_diff;
 using test::penalised_greedy;
@@ -63,31 +65,15 @@ TEST(Decoder, CachedGreedyEqualsUncachedOver200TokensWithSlidingWindow) {
     std::vector<TokenId> seq = random_tokens(g, 5, V);
     Decoder dec(pm, 1);
     dec.prefill(0, seq);
-    float worst = 0;
-    int greedy_mismatch = 0;
-    for (int step = 0; step < 200; step++) {
-      const auto ref = reference_logits(m, seq);
-      worst = std::max(worst, max_diff(dec.logits(0), ref.data(), V));
-      // Greedy with a repetition penalty over the last 16 tokens: a randomly initialised model's
-      // plain greedy output soon repeats one token, which would prove little.
-      const TokenId a = penalised_greedy(dec.logits(0), V, seq);
-      const TokenId b = penalised_greedy(ref.data(), V, seq);
-      greedy_mismatch += a != b;
-      seq.push_back(a);
-      const int row = 0;
-      dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&a, 1));
-      EXPECT_LE(dec.length(0), sh.cfg.n_ctx);
-    }
-    EXPECT_LT(worst, 1e-5f) << sh.name;
-    EXPECT_EQ(greedy_mismatch, 0) << sh.name;
+    const auto run = greedy_against_reference(dec, m, seq, 200);
+    EXPECT_LE(run.longest, sh.cfg.n_ctx) << sh.name;
+    EXPECT_LT(run.worst, 1e-5f) << sh.name;
+    EXPECT_EQ(run.mismatches, 0) << sh.name;
     EXPECT_GT(dec.rebuilds(), 0u) << sh.name << ": the window should have slid";
     // the window is the last n_ctx tokens of the sequence
     const auto w = dec.window(0);
     EXPECT_TRUE(std::equal(w.begin(), w.end(), seq.end() - w.size())) << sh.name;
-    // distinct tokens: a degenerate model repeating one token would prove little
-    std::vector<TokenId> uniq(seq.begin() + 5, seq.end());
-    std::sort(uniq.begin(), uniq.end());
-    EXPECT_GT(std::unique(uniq.begin(), uniq.end()) - uniq.begin(), 10) << sh.name;
+    EXPECT_GT(distinct_tokens(seq, 5), 10) << sh.name;
   }
 }
 

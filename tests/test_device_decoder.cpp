@@ -28,6 +28,8 @@
 namespace gpt {
 namespace {
 
+using test::distinct_tokens;
+using test::greedy_against_reference;
 using test::make_model;
 using test::max_diff;
 using test::penalised_greedy;
@@ -90,26 +92,15 @@ TEST(DeviceDecoder, CachedGreedyEqualsUncachedOver150TokensWithSlidingWindow) {
     DeviceDecoder dec(d, 1);
     dec.prefill(0, seq);
     const size_t live = be.live_bytes;
-    float worst = 0;
-    int greedy_mismatch = 0;
-    for (int step = 0; step < 150; step++) {
-      const auto ref = reference_logits(m, seq);
-      worst = std::max(worst, max_diff(dec.logits(0), ref.data(), V));
-      const TokenId a = penalised_greedy(dec.logits(0), V, seq);
-      greedy_mismatch += a != penalised_greedy(ref.data(), V, seq);
-      seq.push_back(a);
-      step1(dec, 0, a);
-      EXPECT_LE(dec.length(0), sh.cfg.n_ctx);
-    }
-    EXPECT_LT(worst, 1e-5f) << sh.name;
-    EXPECT_EQ(greedy_mismatch, 0) << sh.name;
+    const auto run = greedy_against_reference(dec, m, seq, 150);
+    EXPECT_LE(run.longest, sh.cfg.n_ctx) << sh.name;
+    EXPECT_LT(run.worst, 1e-5f) << sh.name;
+    EXPECT_EQ(run.mismatches, 0) << sh.name;
     EXPECT_GT(dec.rebuilds(), 0u) << sh.name << ": the window should have slid";
     EXPECT_EQ(be.live_bytes, live) << sh.name << ": steps allocate nothing";
     const auto w = dec.window(0);
     EXPECT_TRUE(std::equal(w.begin(), w.end(), seq.end() - w.size())) << sh.name;
-    std::vector<TokenId> uniq(seq.begin() + 5, seq.end());
-    std::sort(uniq.begin(), uniq.end());
-    EXPECT_GT(std::unique(uniq.begin(), uniq.end()) - uniq.begin(), 10) << sh.name;
+    EXPECT_GT(distinct_tokens(seq, 5), 10) << sh.name;
   }
 }
 
