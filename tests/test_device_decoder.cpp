@@ -28,6 +28,7 @@
 namespace gpt {
 namespace {
 
+using test::check_copy_and_reorder;
 using test::distinct_tokens;
 using test::greedy_against_reference;
 using test::make_model;
@@ -141,38 +142,9 @@ TEST(DeviceDecoder, CopyAndReorderRows) {
   StagedCpuBackend be;
   GPT m = make_model(sh.cfg, 9);
   GPT d = on_backend(m, be);
-  const int V = sh.cfg.vocab_size;
   std::mt19937 g(10);
   DeviceDecoder dec(d, 4);
-  std::vector<std::vector<TokenId>> seqs(4);
-  for (int r = 0; r < 4; r++) {
-    seqs[r] = random_tokens(g, 4 + 3 * r, V);
-    dec.prefill(r, seqs[r]);
-  }
-  dec.copy_row(3, 1);
-  seqs[3] = seqs[1];
-  EXPECT_EQ(max_diff(dec.logits(3), dec.logits(1), V), 0.0f);
-  for (const std::vector<int>& parents : {std::vector<int>{1, 1, 0, 1}, std::vector<int>{3, 2, 2},
-                                          std::vector<int>{0, 0, 0}, std::vector<int>{2, 0, 1}}) {
-    std::vector<std::vector<TokenId>> next(parents.size());
-    std::vector<TokenId> toks;
-    std::vector<int> rows;
-    for (size_t i = 0; i < parents.size(); i++) {
-      next[i] = seqs[parents[i]];
-      toks.push_back(g() % V);
-      next[i].push_back(toks.back());
-      rows.push_back(static_cast<int>(i));
-    }
-    dec.reorder(parents);
-    dec.step(rows, toks);
-    seqs = next;
-    for (size_t i = 0; i < seqs.size(); i++) {
-      const auto ref = reference_logits(m, seqs[i]);
-      EXPECT_LT(max_diff(dec.logits(static_cast<int>(i)), ref.data(), V), 1e-5f) << "row " << i;
-      const auto w = dec.window(static_cast<int>(i));
-      EXPECT_TRUE(std::equal(w.begin(), w.end(), seqs[i].end() - w.size()));
-    }
-  }
+  check_copy_and_reorder(dec, m, g);
 }
 
 TEST(DeviceDecoder, RejectsBadCalls) {
