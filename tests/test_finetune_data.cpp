@@ -49,6 +49,19 @@ TEST(Records, JsonlBadLinesRejectOrSkip) {
   EXPECT_EQ(rep.bad[1], "d.jsonl:3: expected a JSON object, got array");
 }
 
+// A number beyond double's range is the JSON library's out_of_range, not a parse_error: it is a
+// bad line like any other (the fuzzer found it), in JSONL and in JSON arrays.
+TEST(Records, NumbersOutOfRangeAreBadLines) {
+  EXPECT_EQ(error_of("{\"a\": 1}\n{\"a\": 1e999}\n", "d.jsonl")
+                .rfind("d.jsonl:2: invalid JSON (number overflow", 0),
+            0u)
+      << error_of("{\"a\": 1}\n{\"a\": 1e999}\n", "d.jsonl");
+  EXPECT_EQ(error_of("[{\"a\": 1},\n {\"a\": 6666666E66666666666666}]", "d.json")
+                .rfind("d.json:2: invalid JSON in the record starting here (number overflow", 0),
+            0u)
+      << error_of("[{\"a\": 1},\n {\"a\": 6666666E66666666666666}]", "d.json");
+}
+
 TEST(Records, EmptyAndRecordless) {
   EXPECT_EQ(error_of("", "e.jsonl"), "e.jsonl: the file is empty");
   EXPECT_EQ(error_of("\xEF\xBB\xBF \n\n", "e.csv"), "e.csv: the file is empty");

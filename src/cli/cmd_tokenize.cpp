@@ -34,8 +34,8 @@ void run_batch_jsonl(const Tokenizer& tok, const std::string& input, const Allow
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
-      fail("--batch-jsonl: line {} is not valid JSON", line_no);
+    } catch (const nlohmann::json::exception& e) {
+      fail("--batch-jsonl: line {} is not valid JSON ({})", line_no, json_error_text(e));
     }
     if (!j.is_string()) fail("--batch-jsonl: line {} is not a JSON string", line_no);
     out += nlohmann::json(tok.encode(j.get_ref<const std::string&>(), allowed)).dump();

@@ -46,6 +46,8 @@ DatasetInfo read_dataset_info(const std::string& dir) {
     j = json::parse(read_file(path));
   } catch (const json::parse_error& e) {
     fail("{}: not valid JSON (byte {})", path, e.byte);
+  } catch (const json::exception& e) {
+    fail("{}: not valid JSON ({})", path, json_error_text(e));
   }
   if (!j.is_object()) fail("{}: expected a JSON object", path);
   if (j.value("format", "") != "llmc-shards") fail("{}: \"format\" must be \"llmc-shards\"", path);

@@ -209,6 +209,8 @@ std::string jsonl_text(const JsonLine& line, const std::string& field, const std
     j = nlohmann::json::parse(line.text);
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}:{}: not valid JSON (byte {} of the line)", path, line.number, e.byte);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}:{}: not valid JSON ({})", path, line.number, json_error_text(e));
   }
   if (!j.is_object())
     fail("{}:{}: expected a JSON object with a string field \"{}\"", path, line.number, field);

@@ -51,14 +51,6 @@ std::string_view strip_bom(std::string_view s) {
   return s;
 }
 
-// nlohmann's parse_error text without its "[json.exception...] parse error at " prefix.
-std::string json_error(const nlohmann::json::parse_error& e) {
-  std::string w = e.what();
-  size_t p = w.find("parse error at ");
-  if (p != std::string::npos) return w.substr(p + 15);
-  return w;
-}
-
 // Collects bad lines and turns them into one error or one warning at the end.
 struct BadLines {
   const std::string& path;
@@ -84,8 +76,8 @@ void parse_jsonl(std::string_view text, BadLines& bad, std::vector<Record>& out)
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::parse_error& e) {
-      bad.add(line, "invalid JSON (" + json_error(e) + ")");
+    } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
+      bad.add(line, "invalid JSON (" + json_error_text(e) + ")");
       continue;
     }
     if (!j.is_object()) {
@@ -152,8 +144,8 @@ void parse_json_array(std::string_view text, const std::string& path, BadLines& 
         out.push_back({std::move(j), start_line});
       else
         bad.add(start_line, fmt::format("expected a JSON object, got {}", j.type_name()));
-    } catch (const nlohmann::json::parse_error& e) {
-      bad.add(start_line, "invalid JSON in the record starting here (" + json_error(e) + ")");
+    } catch (const nlohmann::json::exception& e) {
+      bad.add(start_line, "invalid JSON in the record starting here (" + json_error_text(e) + ")");
     }
     char c = text[pos++];
     if (c == ']') break;

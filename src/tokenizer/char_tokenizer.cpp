@@ -61,6 +61,8 @@ CharTokenizer CharTokenizer::load(const std::string& dir) {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: not valid JSON (byte {})", path, e.byte);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON ({})", path, json_error_text(e));
   }
   if (!j.is_object() || !j.contains("chars") || !j["chars"].is_array())
     fail("{}: expected an object with a \"chars\" array", path);

@@ -111,6 +111,8 @@ std::pair<std::vector<std::string>, std::vector<std::pair<std::string, std::stri
     j = nlohmann::json::parse(json.begin(), json.end());
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: not valid JSON (byte {})", source, e.byte);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON ({})", source, json_error_text(e));
   }
   const auto* model = j.is_object() && j.contains("model") ? &j["model"] : nullptr;
   if (!model || !model->is_object() || model->value("type", std::string("BPE")) != "BPE" ||
