@@ -21,6 +21,10 @@ if(gpt_system_torch_rc EQUAL 0)
   add_test(NAME torch_train_conformance
            COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_train_conformance.py --gpt $<TARGET_FILE:gpt>)
   set_tests_properties(torch_train_conformance PROPERTIES LABELS torch TIMEOUT 900)
+  # A trained model's peaked distributions: the cross-entropy over 50,257 logits to 1e-6 per token.
+  add_test(NAME trained_conformance
+           COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/trained_conformance.py --gpt $<TARGET_FILE:gpt>)
+  set_tests_properties(trained_conformance PROPERTIES LABELS torch TIMEOUT 900)
   # LoRA adapters (gpt logits --adapter, gpt lora merge) against tools/torch_lora.py.
   add_test(NAME torch_lora_conformance
            COMMAND ${GPT_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_lora_conformance.py --gpt $<TARGET_FILE:gpt>)

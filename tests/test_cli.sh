@@ -582,7 +582,7 @@ report "eval --text: JSON result on the last line" "$why"
 # the same tokens as ids give the same result; tokens = ids - 1
 "$G" tokenize --input "$TMP/ts3k.txt" >"$TMP/ts3k.ids" 2>/dev/null
 n=$(wc -l <"$TMP/ts3k.ids")
-x "$EMPTY" "$TMP/eval2.out" "$TMP/eval2.err" eval --model "$M" --ids "$TMP/ts3k.ids" --seq-len 32 --stride 16
+x "$EMPTY" "$TMP/eval2.out" "$TMP/eval2.err" eval --model "$M" --ids "$TMP/ts3k.ids" --seq-len 32 --stride 16 -b 3
 why=$(why_run "$TMP/eval2.err")
 [[ -z $why && $(tail -n 1 "$TMP/eval2.out") != "$last" ]] && why="ids and text differ: $(tail -n 1 "$TMP/eval2.out") vs $last"
 [[ -z $why ]] && ! grep -q "\"tokens\":$((n - 1))[,}]" <<<"$last" && why="expected $((n - 1)) scored tokens: $last"

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "generate/attention_kernels.h"
 #include "generate/row_map.h"
+#include "io/safetensors.h"
 #include "ops/ops.h"
 
 namespace gpt {
@@ -177,13 +178,28 @@ void Decoder::attention(int l, int n, const int* prow, const int* pos) {
     const char* Vc = v_cache(l, r, h) + static_cast<size_t>(k0) * row_bytes;
     float* O = atty_ + static_cast<size_t>(i0) * C_ + h * hs_;
     const bool capture = cap_T_ > 0 && l == cap_layer_ && h == cap_head_;
-    if (rows == 1 && !capture) {  // a decode step: one query, one pass over the row's keys and values
+    if (rows == 1) {  // a decode step: one query, one pass over the row's keys and values
       if (kv_f16_) {
         kern.attend_f16(O, Q, reinterpret_cast<const uint16_t*>(Kc), reinterpret_cast<const uint16_t*>(Vc),
                         kn, hs_, scale, S);
       } else {
         kern.attend_f32(O, Q, reinterpret_cast<const float*>(Kc), reinterpret_cast<const float*>(Vc), kn, hs_,
                         scale, S);
+      }
+      if (capture) {  // the probabilities again, on the side: the output above stays the uncaptured one
+        float* P = cap_out_ + static_cast<size_t>(p0) * cap_T_ + k0;
+        for (int j = 0; j < kn; j++) {
+          float dot = 0.0f;
+          if (kv_f16_) {
+            const uint16_t* k = reinterpret_cast<const uint16_t*>(Kc) + static_cast<size_t>(j) * hs;
+            for (int c = 0; c < hs_; c++) dot += Q[c] * f16_to_f32(k[c]);
+          } else {
+            const float* k = reinterpret_cast<const float*>(Kc) + static_cast<size_t>(j) * hs;
+            for (int c = 0; c < hs_; c++) dot += Q[c] * k[c];
+          }
+          P[j] = scale * dot;
+        }
+        kern.masked_softmax(P, kn, 0, kn - 1);
       }
       continue;
     }

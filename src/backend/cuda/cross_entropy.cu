@@ -47,10 +47,12 @@ __global__ void cross_entropy_forward_kernel(float* losses, float* lse, const E*
   if (threadIdx.x == 0) {
     float M = sm[0], S = ss[0];
     for (int w = 1; w < kThreads / 32; w++) merge(M, S, sm[w], ss[w]);
-    const float z = M + logf(S);
-    lse[n] = z;
+    // The log and the difference in double: the loss keeps its own float precision, not that of
+    // the larger log-sum-exp.
+    const double z = static_cast<double>(M) + log(static_cast<double>(S));
+    lse[n] = static_cast<float>(z);
     const int32_t t = targets ? targets[n] : -1;
-    losses[n] = t >= 0 ? z - to_f(l[t]) : 0.0f;
+    losses[n] = t >= 0 ? static_cast<float>(z - static_cast<double>(to_f(l[t]))) : 0.0f;
   }
 }
 
