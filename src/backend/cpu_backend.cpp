@@ -197,16 +197,8 @@ class CpuBackend final : public Backend {
                     const ops::AdamWStep& s) override {
     ops::adamw_update(param, grad, m, v, n, s);
   }
-  double sum_squares(const float* x, size_t n) override {
-    double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-    for (size_t i = 0; i < n; i++) sum += static_cast<double>(x[i]) * x[i];
-    return sum;
-  }
-  void scale(float* x, size_t n, float factor) override {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] *= factor;
-  }
+  double sum_squares(const float* x, size_t n) override { return ops::sum_squares(x, n); }
+  void scale(float* x, size_t n, float factor) override { ops::scale(x, n, factor); }
 };
 
 }  // namespace

@@ -1,12 +1,35 @@
-// Thread count shared by every parallel part of the engine (OpenMP underneath, and OpenBLAS,
-// which is the OpenMP build and so shares the same pool of threads).
+// Thread count shared by every parallel part of the engine (OpenMP underneath, and OpenBLAS and
+// oneDNN, which are OpenMP builds and so share the same pool of threads).
+//
+// Two numbers: the ceiling (all the CPUs this process may run on, OMP_NUM_THREADS, or --threads) and
+// the team size the engine runs with now, which adapt_threads() lowers while other programs keep
+// CPUs busy and raises again when they stop (docs/threads.md). A team of parallel threads runs at
+// the speed of its slowest member: on a machine shared with another CPU-bound program, a thread
+// that has to share its core makes every other thread wait for it at each barrier, and a step can
+// become many times slower than with fewer threads. Results never depend on the team size (the
+// kernels and GEMMs split their work the same way for any thread count; tests/test_threads.cpp).
 #pragma once
 
 namespace gpt {
 
-// Threads the engine uses by default: all logical cores, or OMP_NUM_THREADS if set.
+// The ceiling: threads the engine may use, sizing every per-thread buffer.
 int num_threads();
-// Sets the thread count for the engine's loops and its GEMMs (n >= 1).
+// Sets the ceiling (n >= 1) and the team size to it.
 void set_num_threads(int n);
+// The team size now (1 <= active_threads() <= num_threads()).
+int active_threads();
+// Sets the team size, clamped to [1, num_threads()], as adapt_threads() would (tests, benchmarks).
+void set_active_threads(int n);
+
+// A step boundary (a training step, a decode step, a prefill chunk, an evaluation batch): at most
+// every 100 ms, measures how much CPU other programs used since the last look (/proc/stat over the
+// CPUs this process may use, minus this process's own CPU time) and sets the team size to the CPUs
+// they leave free, at least 1 and at most the ceiling. Costs a clock read between looks.
+// GPT_ADAPTIVE_THREADS=0 turns it off (the team size stays at the ceiling).
+void adapt_threads();
+
+// The arithmetic of adapt_threads(), for tests: the team size for `cpus` usable CPUs of which
+// `others` (an average, in CPUs) are busy with other programs, given the current size.
+int adapted_team_size(int cpus, double others, int current, int ceiling);
 
 }  // namespace gpt

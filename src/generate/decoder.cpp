@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "generate/attention_kernels.h"
 #include "generate/row_map.h"
 #include "io/safetensors.h"
@@ -77,7 +78,7 @@ Decoder::Decoder(const PackedModel& model, int max_batch, int chunk, KvCacheType
   logits_.resize(2 * B * V_);  // per logical row, then the head's output of one step
 
   rows_cap_ = std::max(chunk_, max_batch);
-  threads_ = std::max(1, omp_get_max_threads());
+  threads_ = std::max(1, num_threads());  // the ceiling: the team may shrink and grow
   const size_t R = rows_cap_;
   // per thread: a block's scores [kBlock, n_ctx], then keys and values as fp32 [2, n_ctx, hs]
   work_per_thread_ = static_cast<size_t>(kBlock) * T + 2 * T * static_cast<size_t>(hs_) + hs_;
@@ -290,6 +291,7 @@ void Decoder::run_prefill(int prow, std::span<const TokenId> tokens, float* last
   std::memmove(row_tokens, tokens.data(), tokens.size() * sizeof(TokenId));
   len_[prow] = 0;
   for (int t0 = 0; t0 < T; t0 += chunk_) {
+    adapt_threads();  // a step boundary (core/parallel.h)
     const int n = std::min(chunk_, T - t0);
     for (int i = 0; i < n; i++) {
       s_prow_[i] = prow;
@@ -343,6 +345,7 @@ void Decoder::step(std::span<const int> rows, std::span<const TokenId> tokens) {
   check_step(rows, tokens, max_batch_, V_, phys_, len_, s_used_);
   const int n = static_cast<int>(rows.size());
   if (n == 0) return;
+  adapt_threads();  // a step boundary (core/parallel.h)
   // Full rows slide first (see the header).
   rebuilds_ +=
       slide_full_rows(rows, phys_, len_, tokens_, cfg_.n_ctx,

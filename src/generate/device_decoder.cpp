@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "generate/row_map.h"
 
 namespace gpt {
@@ -111,6 +112,7 @@ void DeviceDecoder::forward(int n, const int* prow, const int* pos, const TokenI
   const float eps = cfg_.ln_eps;
   const bool pre = cfg_.ln == LnPlacement::Pre;
   const ops::Dropout none{};
+  adapt_threads();  // a step boundary (core/parallel.h)
   // One upload per pass: ids, positions, cache rows.
   std::memcpy(s_io_.data(), ids, n * sizeof(int32_t));
   std::copy(pos, pos + n, s_io_.begin() + n);

@@ -15,6 +15,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "model/lora.h"
 #include "ops/ops.h"
 
@@ -383,6 +384,7 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
         fail("target id {} is out of range for a vocabulary of {}", targets[i], cfg_.vocab_size);
 
   Backend& be = *be_;
+  adapt_threads();  // a step boundary (core/parallel.h)
   if (host_changed_ && !be.host_memory()) upload_parameters();
   plan(B, T, training);
   Activations& a = *acts_;

@@ -40,12 +40,7 @@ namespace gpt {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-double sum_of_squares(const float* g, size_t n) {
-  double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-  for (size_t i = 0; i < n; i++) sum += static_cast<double>(g[i]) * g[i];
-  return sum;
-}
+double sum_of_squares(const float* g, size_t n) { return ops::sum_squares(g, n); }
 
 double gradient_norm(const float* g, size_t n) { return std::sqrt(sum_of_squares(g, n)); }
 
@@ -57,9 +52,7 @@ float clip_factor(double norm, float max_norm) {
 
 float clip_gradients(float* g, size_t n, double norm, float max_norm) {
   const float c = clip_factor(norm, max_norm);
-  if (c == 1.0f) return c;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) g[i] *= c;
+  if (c != 1.0f) ops::scale(g, n, c);
   return c;
 }
 

@@ -3,7 +3,10 @@
 // through OpenBLAS, everything else through the kernel table for this CPU's instruction-set level
 // (chosen once, at first use).
 #include <cblas.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+
+#include <algorithm>
 
 #include <cstdlib>
 #include <cstring>
@@ -50,6 +53,65 @@ const char* kernel_level() { return table().level; }
 
 const char* gemm_library() { return use_openblas() ? "openblas" : "onednn"; }
 
+namespace {
+
+// OpenBLAS splits one product over its threads in ways that depend on their number, and so do the
+// sums it makes. Here C is cut into as many tiles of whole columns as the engine's thread ceiling
+// (core/parallel.h), and each tile is one single-threaded call (OpenBLAS runs serially inside a
+// parallel region): every element of C is computed the same way whatever the size of the team that
+// runs the tiles, which adapt_threads() shrinks on a busy machine.
+void openblas_tiled(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                    int ldb, float beta, float* C, int ldc) {
+  const CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  constexpr int kAlign = 64;
+  const int units = (N + kAlign - 1) / kAlign;
+  const int tiles = std::max(1, std::min(num_threads(), units));
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1)
+  for (int t = 0; t < tiles; t++) {
+    const int n0 = static_cast<int>(static_cast<long>(units) * t / tiles) * kAlign;
+    const int n1 = std::min(N, static_cast<int>(static_cast<long>(units) * (t + 1) / tiles) * kAlign);
+    const float* b = tb ? B + static_cast<size_t>(n0) * ldb : B + n0;
+    cblas_sgemm(CblasRowMajor, TA, TB, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
+  }
+}
+
+void onednn_one(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                float beta, float* C, int ldc) {
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (st != dnnl_success) fail("oneDNN sgemm failed (status {}) on {}x{}x{}", static_cast<int>(st), M, N, K);
+}
+
+// C cut into as many tiles as the thread ceiling along its longer side, each one single-threaded
+// oneDNN call (it runs serially inside a parallel region), the tiles shared by the team.
+void onednn_tiled(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                  int ldb, float beta, float* C, int ldc) {
+  const bool by_cols = N > M;
+  const int len = by_cols ? N : M, align = by_cols ? 64 : 16;
+  const int units = (len + align - 1) / align;
+  const int tiles = std::max(1, std::min(num_threads(), units));
+  if (tiles == 1) {  // one thread: oneDNN would otherwise split it its own way
+    const int team = omp_get_max_threads();
+    if (team > 1) omp_set_num_threads(1);
+    onednn_one(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (team > 1) omp_set_num_threads(team);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int t = 0; t < tiles; t++) {
+    const int i0 = static_cast<int>(static_cast<long>(units) * t / tiles) * align;
+    const int n = std::min(len, static_cast<int>(static_cast<long>(units) * (t + 1) / tiles) * align) - i0;
+    if (by_cols) {
+      const float* b = tb ? B + static_cast<size_t>(i0) * ldb : B + i0;
+      onednn_one(ta, tb, M, n, K, alpha, A, lda, b, ldb, beta, C + i0, ldc);
+    } else {
+      const float* a = ta ? A + i0 : A + static_cast<size_t>(i0) * lda;
+      onednn_one(ta, tb, n, N, K, alpha, a, lda, B, ldb, beta, C + static_cast<size_t>(i0) * ldc, ldc);
+    }
+  }
+}
+
+}  // namespace
+
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc) {
   // Measured with `gpt bench gemm` on Zen 4: oneDNN is 10-110 % faster on every shape of the
@@ -57,12 +119,24 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
   // 256x768x3072: 139 vs 173 GFLOP/s), where OpenBLAS stays.
   const bool openblas_shape = !ta && tb && K >= 1024;
   if (use_openblas() || openblas_shape) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
+    openblas_tiled(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  if (st != dnnl_success) fail("oneDNN sgemm failed (status {}) on {}x{}x{}", static_cast<int>(st), M, N, K);
+  // oneDNN splits a product its own way, which depends on the number of threads (for a small C
+  // with a long inner dimension it splits K and adds the partial sums). A large product always gets
+  // the thread ceiling, whatever the team size now: its threads meet once, at its end, so on a busy
+  // machine it runs about as fast as on a smaller team (the thread that shares its core does half
+  // the work at half the speed). A small one would wait at that end for a whole time slice of the
+  // other program: it runs as tiles, one single-threaded call each, on the team. Either way the
+  // arithmetic depends on the shape and the ceiling only, never on the load.
+  if (2.0 * M * N * K >= 5e8) {
+    const int team = omp_get_max_threads(), ceiling = num_threads();
+    if (team != ceiling) omp_set_num_threads(ceiling);
+    onednn_one(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (team != ceiling) omp_set_num_threads(team);
+    return;
+  }
+  onednn_tiled(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 uint32_t dropout_seed(uint64_t step_seed, int layer, int site) {
@@ -151,6 +225,28 @@ void cross_entropy_backward(float* logits, const float* lse, const int32_t* targ
 
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, const AdamWStep& s) {
   table().adamw_update(param, grad, m, v, n, s);
+}
+
+double sum_squares(const float* x, size_t n) {
+  constexpr size_t kChunks = 64;
+  const size_t chunk = std::max<size_t>(4096, (n + kChunks - 1) / kChunks);
+  const size_t chunks = (n + chunk - 1) / chunk;
+  double part[kChunks] = {};
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (size_t c = 0; c < chunks; c++) {
+    const size_t i1 = std::min(n, (c + 1) * chunk);
+    double s = 0.0;
+    for (size_t i = c * chunk; i < i1; i++) s += static_cast<double>(x[i]) * x[i];
+    part[c] = s;
+  }
+  double total = 0.0;
+  for (size_t c = 0; c < chunks; c++) total += part[c];
+  return total;
+}
+
+void scale(float* x, size_t n, float factor) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) x[i] *= factor;
 }
 
 }  // namespace gpt::ops

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"  // f32_to_bf16, f32_to_f16 and back
 #include "ops/cpu/packed_kernels.h"
+#include "ops/ops.h"
 
 namespace gpt::ops {
 
@@ -311,7 +312,7 @@ void for_chunks(int n, int unit, Fn fn) {
   for (int c = 0; c < chunks; c++) fn(c * per * unit, std::min(n, (c + 1) * per * unit));
 }
 
-// From this many rows on, f32 goes to OpenBLAS's sgemm (with W^T as B).
+// From this many rows on, f32 goes to the engine's sgemm (ops::gemm, with W^T as B).
 constexpr int kSgemmRows = 16;
 
 }  // namespace
@@ -329,8 +330,7 @@ void packed_linear_using(const PackedKernels& k, float* y, const float* x, const
         if (bias)
           for (int n = 0; n < N; n++)
             std::memcpy(y + static_cast<size_t>(n) * out, bias, out * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in, wf, in,
-                    bias ? 1.0f : 0.0f, y, out);
+        ops::gemm(false, true, N, out, in, 1.0f, x, in, wf, in, bias ? 1.0f : 0.0f, y, out);
         return;
       }
 #pragma omp parallel
