@@ -25,6 +25,8 @@ APT_PACKAGES=(
 # Tests and benchmarks only: Python for the tiktoken peer, clang's libFuzzer.
 if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
   APT_PACKAGES+=(python3 python3-venv python3-pip clang-14 libclang-rt-14-dev clang-format util-linux)
+  # The docs' commands (tests/doc_commands.py) query the server with curl and dump bytes with xxd.
+  APT_PACKAGES+=(curl xxd)
   # The PyTorch reference (tests) and peer (benchmarks): Debian's torch, run in the tuned
   # environment of OpenMP OpenBLAS + tcmalloc for benchmarks.
   APT_PACKAGES+=(python3-torch python3-numpy libopenblas0-openmp libtcmalloc-minimal4)

@@ -10,8 +10,8 @@ What counts as a command:
 
 The commands of one file run in order, in one bash process (so a function, a `cd` or a model made
 by one command is there for the next), with `set -o pipefail`, stdin from /dev/null, in a scratch
-directory that looks like the repository root: build/ holds links to the build tree's files (so
-build/gpt is the binary under test; outputs written under build/ stay in the scratch), data/ links
+directory that looks like the repository root: build/ holds links to the binary under test
+(build/gpt) and build/tests (outputs written under build/ stay in the scratch), data/ links
 to the bundled data, tools/ tests/ bench/ web/ src/ fuzz/ .venv are linked, and `gpt` is on the
 PATH; the example input files the docs name (a.txt, hellaswag_val.jsonl, ...) are there as small
 stand-ins (STAND_INS below). Every `/tmp/` in a command becomes the scratch's own tmp/ (TMPDIR and HOME point into the
@@ -391,8 +391,10 @@ def make_scratch(root, build_dir, scratch):
     work = os.path.join(scratch, "work")
     for d in ("work", "work/build", "work/data", "tmp", "home", "bin", "out"):
         os.makedirs(os.path.join(scratch, d), exist_ok=True)
-    for name in os.listdir(build_dir):
-        os.symlink(os.path.join(build_dir, name), os.path.join(work, "build", name))
+    # Only what the docs run from build/: outputs they write there (build/sms-demo, ...) stay in the scratch.
+    for name in ("gpt", "tests", "CTestTestfile.cmake"):
+        if os.path.exists(os.path.join(build_dir, name)):
+            os.symlink(os.path.join(build_dir, name), os.path.join(work, "build", name))
     data = os.path.join(root, "data")
     for name in os.listdir(data):
         os.symlink(os.path.join(data, name), os.path.join(work, "data", name))
