@@ -11,11 +11,12 @@ What counts as a command:
 The commands of one file run in order, in one bash process (so a function, a `cd` or a model made
 by one command is there for the next), with `set -o pipefail`, stdin from /dev/null, in a scratch
 directory that looks like the repository root: build/ holds links to the binary under test
-(build/gpt) and build/tests (outputs written under build/ stay in the scratch), data/ links
-to the bundled data, tools/ tests/ bench/ web/ src/ fuzz/ .venv are linked, and `gpt` is on the
-PATH; the example input files the docs name (a.txt, hellaswag_val.jsonl, ...) are there as small
-stand-ins (STAND_INS below). Every `/tmp/` in a command becomes the scratch's own tmp/ (TMPDIR and HOME point into the
-scratch too), so runs never collide and nothing is left behind.
+(build/gpt) and build/tests (outputs written under build/ stay in the scratch), data/ links to the
+bundled data, tools/ tests/ bench/ web/ src/ fuzz/ .venv are linked, and `gpt` is on the PATH. The
+example input files the docs name as the reader's own (a.txt, hellaswag_val.jsonl, ...) are there
+as small stand-ins (STAND_INS below). Every `/tmp/` in a command becomes the scratch's own tmp/
+(TMPDIR and HOME point into the scratch too), so runs never collide and nothing is left behind.
+Run as root, Open MPI's OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM) are set, as docs/distributed.md says.
 
 Markers, HTML comments in the Markdown, each right before the block it applies to (blank lines
 between are allowed; the reason in parentheses is required and printed):
@@ -35,8 +36,8 @@ between are allowed; the reason in parentheses is required and printed):
                                                      (.venv/bin/python imports transformers)
 In quoted strings, {port} stands for a free TCP port picked for the file and \\" for a quote.
 Links between the files are checked too: a relative link must name a file that exists, and an
-#anchor a heading of it. A fenced block with no language whose first line looks like a command, or an indented code block
-of commands, is an error: tag it ```bash (or mark it) so that it is checked.
+#anchor a heading of it. A fenced block with no language whose first line looks like a command, or
+an indented code block of commands, is an error: tag it ```bash (or mark it) so that it is checked.
 
 Usage: doc_commands.py --gpt build/gpt [--repo ROOT] [--only README.md docs/x.md ...] [--list]
                        [--keep DIR] [--timeout SECONDS]
@@ -89,9 +90,10 @@ STAND_INS = {
     "refs.jsonl": '{"highlights": "the cat sat down"}\n{"highlights": "the dog barked"}\n',
     "news.jsonl": '{"text": "The council met on Monday and voted to open the new library.", '
                   '"summary": "The council voted to open the library."}\n',
-    "chats.jsonl": "".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
-                           + "\n" for q, a in [("Hi!", "Hello."), ("Name a colour.", "Blue."),
-                                               ("Two plus two?", "Four."), ("Bye.", "Goodbye.")] * 3),
+    "chats.jsonl": "".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                    {"role": "assistant", "content": a}]}) + "\n"
+                           for q, a in [("Hi!", "Hello."), ("Name a colour.", "Blue."),
+                                        ("Two plus two?", "Four."), ("Bye.", "Goodbye.")] * 3),
 }
 
 
@@ -243,7 +245,7 @@ def parse_markdown(root, path):
     prev_blank = True
     in_list = False
 
-    def take_pending(block_line):
+    def take_pending():
         nonlocal pending
         ds, pending = pending, []
         return ds
@@ -263,7 +265,7 @@ def parse_markdown(root, path):
             while j < len(lines) and not lines[j].strip().startswith(marker):
                 j += 1
             body = [l[len(indent):] if l.startswith(indent) else l for l in lines[i + 1:j]]
-            directives = take_pending(start)
+            directives = take_pending()
             i = j + 1
             prev_blank = False
             if lang in CODE_LANGS:
