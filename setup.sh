@@ -25,6 +25,8 @@ APT_PACKAGES=(
 # Tests and benchmarks only: Python for the tiktoken peer, clang's libFuzzer.
 if [ "$MODE" = test ] || [ "$MODE" = bench ] || [ "$MODE" = venv ]; then
   APT_PACKAGES+=(python3 python3-venv python3-pip clang-14 libclang-rt-14-dev clang-format util-linux)
+  # The docs' commands (tests/doc_commands.py) query the server with curl and dump bytes with xxd.
+  APT_PACKAGES+=(curl xxd)
   # The PyTorch reference (tests) and peer (benchmarks): Debian's torch, run in the tuned
   # environment of OpenMP OpenBLAS + tcmalloc for benchmarks.
   APT_PACKAGES+=(python3-torch python3-numpy libopenblas0-openmp libtcmalloc-minimal4)
@@ -68,10 +70,16 @@ build_tree() { # dir build-type extra-args...
   local dir=$1 type=$2; shift 2
   # Always (re)configure: cheap, and it picks up a .venv made since the last run.
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
-  cmake --build "$dir" -j "$JOBS"
+  cmake --build "$dir" -j "$JOBS" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
 }
-log "building build/ (Release)"
-build_tree build Release
+if [ "$MODE" = demo ]; then
+  # The main job runs only the gpt binary: build just that (no test suites).
+  log "building build/gpt (Release)"
+  BUILD_TARGET=gpt build_tree build Release
+else
+  log "building build/ (Release)"
+  build_tree build Release
+fi
 
 case "$MODE" in
   build|venv) ;;

@@ -557,6 +557,11 @@ expect_error "error: n_embd not a multiple of n_head" "multiple" "$EMPTY" info -
 expect_error "error: --ln sideways" "--ln" "$EMPTY" info --ln sideways
 expect_error "error: --band on a dense model" "--band" "$EMPTY" info --preset gpt2 --band 4
 
+# no shape at all would be GPT-2 124M (500 MB): an error naming the way to ask for it, nothing written
+expect_error "error: init without a shape or preset" "--preset" "$EMPTY" init --out "$TMP/noshape"
+why=""; [[ -e $TMP/noshape ]] && why="$TMP/noshape was written"
+report "init without a shape writes nothing" "$why"
+
 M=$TMP/tiny
 x "$EMPTY" "$TMP/init.out" "$TMP/init.err" init --n-layer 2 --n-head 2 --n-embd 16 --context 32 --seed 3 --out "$M"
 why=$(why_run "$TMP/init.err")

@@ -122,6 +122,9 @@ report "finetune classify --skip-bad-lines skips it" "$why"
 expect_error "error: --max-len beyond the context" "context" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --max-len 99
 expect_error "error: --trainable nonsense" "--trainable must be" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --trainable some
 expect_error "error: classify a plain model" "classifier.json" classify -m "$TMP/m" --text abc
+expect_error "error: --text-b on a single-text classifier" "single texts" classify -m "$C" --text ab --text-b ab
+expect_error "error: --text-b without --text" "--text-b" classify -m "$TMP/pc" --input "$TMP/pairs.tsv" --text-b ab
+expect_error "error: a pair classifier without --text-b" "--text-b" classify -m "$TMP/pc" --text ab
 x "$TMP/t.out" "$TMP/t.err" finetune classify -m "$TMP/m" --train "$TMP/train.tsv" --val "$TMP/val.tsv" --out "$TMP/o" --max-len 4 --epochs 1 -q
 why=$(why_run "$TMP/t.err")
 [[ -z $why ]] && ! grep -qE 'train.tsv: [0-9]+ of 96 texts longer than 4 tokens, truncated' "$TMP/t.out" && why="no truncation count: $(excerpt "$TMP/t.out")"

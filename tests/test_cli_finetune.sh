@@ -107,6 +107,12 @@ why=$(why_ok "$TMP/e6")
 [[ -z $why ]] && ! grep -q '(history cleared)' "$TMP/e6" && why="no reset: $(excerpt "$TMP/e6")"
 [[ -z $why && ! -s $TMP/o6 ]] && why="no reply"
 report "chat through a pipe, /reset, /exit" "$why"
+# without -n, a reply may take up to half of this model's context of 128 (the default 256 would not fit)
+printf 'Hello there\n' | "$G" chat --model "$TMP/chat" --seed 1 >"$TMP/o8" 2>"$TMP/e8"
+RC=$?
+report "chat's default reply length fits a short context" "$(why_ok "$TMP/e8")"
+x "$TMP/o" "$TMP/e" chat --model "$TMP/chat" -n 128
+report "chat -n as long as the context" "$(why_error "$TMP/e" "leaves no room")"
 long=$(printf 'word %.0s' {1..30})
 printf '%s\n' "$long" "$long" "$long" "$long" |
   "$G" chat --model "$TMP/chat" -n 20 --seed 1 >"$TMP/o7" 2>"$TMP/e7"

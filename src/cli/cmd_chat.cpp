@@ -5,6 +5,7 @@
 // /reset clears the history, /exit (or end of input) ends. See docs/instruction-tuning.md.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -25,6 +26,7 @@ struct ChatArgs {
   std::string model, system;
   GenerateSettings s;
   std::optional<uint64_t> seed;
+  std::optional<int> max_new;  // unset: 256, at most half the context
   int threads = 0;
 };
 
@@ -36,6 +38,7 @@ void run_chat(ChatArgs& a) {
   s.stop_at_eot = true;
   // A model that forgets to end its turn would go on to write the user's: stop at the next header.
   s.stop = {"\n### "};
+  s.max_new_tokens = a.max_new ? *a.max_new : 1;  // the default needs the model's context (below)
   s.sampling.seed = a.seed ? *a.seed : std::random_device{}();
   s.validate();
   PackedModel packed = load_packed_model(a.model);
@@ -44,6 +47,7 @@ void run_chat(ChatArgs& a) {
   const Tokenizer& tok = *gen.tokenizer();
   require_eot(tok);
   const int n_ctx = packed.config.n_ctx;
+  if (!a.max_new) s.max_new_tokens = std::max(1, std::min(256, n_ctx / 2));
   if (s.max_new_tokens >= n_ctx)
     fail("--max-new-tokens {} leaves no room for the conversation in the context of {}", s.max_new_tokens,
          n_ctx);
@@ -98,14 +102,14 @@ void run_chat(ChatArgs& a) {
 
 void add_chat_command(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
-  a->s.max_new_tokens = 256;
   a->s.sampling.temperature = 0.7f;
   CLI::App* c = app.add_subcommand(
       "chat", "Talk with a chat-tuned model: one user turn per line on standard input; /reset, /exit");
   c->add_option("--model,-m", a->model, "Model directory")->option_text("DIR")->required();
   c->add_option("--system", a->system, "A system message at the start of the conversation")
       ->option_text("TEXT");
-  c->add_option("--max-new-tokens,-n", a->s.max_new_tokens, "Longest reply in tokens (default 256)")
+  c->add_option("--max-new-tokens,-n", a->max_new,
+                "Longest reply in tokens (default 256, or half the context when that is shorter)")
       ->option_text("N")
       ->check(CLI::Range(1, 1 << 20).description(""));
   c->add_flag("--greedy", a->s.sampling.greedy, "Always take the most probable token");

@@ -113,6 +113,7 @@ struct ClassifyArgs {
 void run_classify(const ClassifyArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   if (!a.text.empty() && !a.input.empty()) fail("give --text or --input, not both");
+  if (!a.text_b.empty() && a.text.empty()) fail("--text-b is the second text of --text: give --text too");
   LoadedModel lm = load_model_dir(a.model);
   if (!lm.tokenizer) fail("{} has no vocabulary files", a.model);
   ClassifierInfo info;
@@ -131,6 +132,10 @@ void run_classify(const ClassifyArgs& a) {
     if (!info.fields.text_b.empty()) {
       if (a.text_b.empty()) fail("this classifier takes text pairs: give --text-b too");
       r.fields[info.fields.text_b] = a.text_b;
+    } else if (!a.text_b.empty()) {
+      fail(
+          "this classifier takes single texts, not pairs: --text-b has no place (it was trained without "
+          "--text-b-field)");
     }
     r.line = 1;
     recs.push_back(std::move(r));

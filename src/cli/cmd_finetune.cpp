@@ -87,8 +87,10 @@ void run_instruct(InstructArgs& a) {
 }  // namespace
 
 CLI::App* add_finetune_command(CLI::App& app) {
-  CLI::App* ft =
-      app.add_subcommand("finetune", "Fine-tune a model: instruct (instruction, chat, summarization)");
+  CLI::App* ft = app.add_subcommand(
+      "finetune",
+      "Fine-tune a model: classify (a classification head) or instruct (instruction, chat, "
+      "summarization)");
   ft->require_subcommand(1);
   auto a = std::make_shared<InstructArgs>();
   CLI::App* cmd = ft->add_subcommand(

@@ -28,6 +28,14 @@ struct InitArgs {
 };
 
 void run_init(const InitArgs& a) {
+  // Without a shape, GPT-2 124M would be written (500 MB): ask for it by name instead.
+  const ModelFlags& m = a.model;
+  const bool shaped = m.n_layer || m.n_head || m.n_embd || m.context || m.vocab_size || m.band || m.ln ||
+                      m.attention || m.no_bias || m.untied_head;  // --dropout is no shape
+  if (m.preset.empty() && !shaped)
+    fail(
+        "give the model's shape: --preset NAME (gpt2 is 124M parameters, 498 MB) or shape flags such as "
+        "--n-layer 4 --n-head 4 --n-embd 128");
   ModelConfig cfg = a.model.resolve("gpt2");
   std::shared_ptr<const Tokenizer> tok;
   if (!a.tokenizer.empty()) {
