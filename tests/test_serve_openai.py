@@ -91,7 +91,7 @@ def open_stream(port, prompt, max_tokens=2000):
     """A streamed completion on a raw socket, so the test can drop the connection."""
     sock = socket.create_connection(("127.0.0.1", port))
     body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "stream": True})
-    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
     return sock
 
@@ -278,7 +278,10 @@ def tests(gpt, model, port, base, client):
     sock = open_stream(port, prompt)
     got = b""
     while b"data: " not in got:
-        got += sock.recv(4096)
+        more = sock.recv(4096)
+        if not more:
+            raise RuntimeError(f"the server closed the stream before its first token: {got[:300]!r}")
+        got += more
     busy = metrics(port)["gpt_slots_busy"]
     sock.close()
     freed = False
