@@ -369,8 +369,7 @@ def a_slow_loris(srv, conns, interval, watch, source="127.0.0.2"):
                 if closed[k]:
                     continue
                 try:
-                    s.setblocking(False)
-                    got = s.recv(4096)
+                    got = s.recv(4096, socket.MSG_DONTWAIT)
                     if got == b"" or got.startswith(b"HTTP/"):
                         closed[k] = True
                 except BlockingIOError:
@@ -390,6 +389,7 @@ def a_slow_loris(srv, conns, interval, watch, source="127.0.0.2"):
         hs.append(health_time(srv.port))
     done = sum(closed)
     still = len(socks) - done
+    hwm = srv.status("VmHWM")
     rc, took = srv.stop(timeout=30)
     stop.set()
     for s in socks:
@@ -398,7 +398,7 @@ def a_slow_loris(srv, conns, interval, watch, source="127.0.0.2"):
             "opened": len(socks), "still_open": still,
             "health": [None if st is None else round(t, 2) for st, t in hs],
             "health_max_s": round(max(t for _, t in hs), 2), "health_ok": all(st == 200 for st, _ in hs),
-            "sigterm_exit": rc, "sigterm_s": round(took, 2)}
+            "sigterm_exit": rc, "sigterm_s": round(took, 2), "_hwm": hwm}
 
 
 def a_port_in_use(gpt, model, port):
@@ -531,7 +531,7 @@ def measure(gpt, model, char_model, only):
         r = attack(srv)
         r["seconds"] = r.get("seconds", round(time.time() - t, 2))
         time.sleep(0.5)
-        hwm1 = srv.status("VmHWM")
+        hwm1 = r.pop("_hwm", None) or srv.status("VmHWM")
         r["rss_peak_growth_mib"] = None if hwm1 is None else round((hwm1 - hwm0) / 1024, 1)
         r["server"] = "alive" if srv.alive() and request(srv.port, "GET", "/health")[0] == 200 else \
             f"dead ({srv.proc.returncode})" if not srv.alive() else "not answering"
