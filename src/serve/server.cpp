@@ -64,6 +64,12 @@ struct Stream {
   std::string out;
   size_t out_pos = 0;
 
+  // A stream that did not finish (its client went away, or its response was never sent) frees
+  // its slots.
+  ~Stream() {
+    if (job && !finished) job->cancel();
+  }
+
   // Appends what comes next to `out`: the role chunks, the tokens so far, a keep-alive comment
   // when there are none within kPoll, or the end. False when the job ended without finishing
   // (the server is stopping).
@@ -136,13 +142,8 @@ ssize_t read_stream(void* cls, uint64_t, char* buf, size_t max) {
   return static_cast<ssize_t>(n);
 }
 
-// Called when the response is done with, also when the client went away mid-stream: a stream
-// that did not finish frees its slots.
-void free_stream(void* cls) {
-  auto* st = static_cast<Stream*>(cls);
-  if (!st->finished) st->job->cancel();
-  delete st;
-}
+// Called when the response is done with, also when the client went away mid-stream.
+void free_stream(void* cls) { delete static_cast<Stream*>(cls); }
 
 // What a route answers: a body, or a stream of server-sent events.
 struct Reply {
@@ -313,7 +314,7 @@ MHD_Result queue_reply(MHD_Connection* c, Reply r) {
   if (r.stream) {
     Stream* st = r.stream.get();
     res = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, &read_stream, st, &free_stream);
-    if (!res) return MHD_NO;  // `r.stream` still owns the stream, whose job ends with it
+    if (!res) return MHD_NO;  // `r.stream` still owns the stream: its job is cancelled with it
     r.stream.release();
     MHD_add_response_header(res, "Cache-Control", "no-cache");
     r.content_type = "text/event-stream";
@@ -421,6 +422,7 @@ MHD_Result Server::Impl::on_request(MHD_Connection* c, const char* url, const ch
     Pending& pr = *p;
     *ctx = p.release();  // freed by the request-completed notice
     if (pr.refusal && close_now) {
+      set_receiving(c, false);
       Reply r = error_reply(*pr.refusal);
       r.close = true;
       return queue_reply(c, std::move(r));
