@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
@@ -53,6 +52,7 @@ std::string api_key(const ServeArgs& a) {
 }
 
 void run_serve(ServeArgs a) {
+  a.opt.api_key = api_key(a);  // before the model loads: a bad key fails at once
   if (a.threads > 0) set_num_threads(a.threads);
   std::optional<ops::WeightType> type;
   if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
@@ -61,7 +61,6 @@ void run_serve(ServeArgs a) {
   a.opt.model_name =
       a.name.empty() ? std::filesystem::path(a.model).lexically_normal().filename().string() : a.name;
   if (a.opt.model_name.empty()) a.opt.model_name = "gpt";
-  a.opt.api_key = api_key(a);
 
   // SIGINT and SIGTERM are taken by one thread (sigwait), blocked everywhere else: the threads
   // started below inherit the mask.
