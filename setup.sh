@@ -18,7 +18,7 @@ log() { printf '== %s\n' "$*"; }
 # ---- 1. Debian packages (skipping what is present) -------------------------------------------
 APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git
-  libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-openmp-dev libdnnl-dev libcpp-httplib-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-openmp-dev libdnnl-dev libmicrohttpd-dev
   libgtest-dev libgmock-dev
   openmpi-bin libopenmpi-dev
 )

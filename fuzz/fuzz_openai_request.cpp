@@ -1,14 +1,47 @@
-// libFuzzer: the request bodies of gpt serve (serve/openai_api.h). The first byte picks the
-// endpoint. Parsing any bytes either gives a request or throws ApiError with a 4xx status; an
-// accepted request holds only valid settings, and its responses and error objects serialise.
+// libFuzzer: what gpt serve parses of a request. The first byte picks: with its top bit set, the
+// header checks (serve/http_checks.h: Host, Origin, Authorization) on the rest split at the first
+// newline; else the body of the endpoint its lowest bit names (serve/openai_api.h). Parsing any
+// bytes either gives a request or throws ApiError with a 4xx status; an accepted request holds
+// only valid settings, and its responses and error objects serialise. The header checks never
+// crash, and what they accept is well formed.
 #include <cstdlib>
 #include <string_view>
 
+#include "serve/http_checks.h"
 #include "serve/openai_api.h"
+
+namespace {
+
+void check_headers(std::string_view a, std::string_view b) {
+  using namespace gpt::serve;
+  const auto h = parse_host(a);
+  if (h && (h->host.empty() || h->port < -1 || h->port > 65535)) std::abort();
+  if (h)
+    for (char c : h->host)
+      if (c >= 'A' && c <= 'Z') std::abort();  // lower-cased
+  const auto o = parse_origin(a);
+  if (o && (o->host.empty() || o->port < 0 || o->port > 65535)) std::abort();
+  if (loopback_host_allowed(a, {std::string(b)}) && !h) std::abort();
+  if (same_origin(a, b) && (!o || !parse_host(b))) std::abort();
+  if (same_origin(a, b) != same_origin(a, b)) std::abort();
+  is_loopback_host(a);
+  // A key matches exactly "Bearer KEY" (any case of the scheme), nothing else.
+  if (bearer_matches(a, b) && (a.size() != 7 + b.size() || a.substr(7) != b)) std::abort();
+  if (!b.empty() && !bearer_matches("Bearer " + std::string(b), b)) std::abort();
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace gpt::serve;
   if (size == 0) return 0;
+  if (data[0] & 0x80) {
+    const std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
+    const size_t nl = rest.find('\n');
+    check_headers(rest.substr(0, nl),
+                  nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1));
+    return 0;
+  }
   const Endpoint ep = data[0] & 1 ? Endpoint::Chat : Endpoint::Completions;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
   ApiLimits limits;

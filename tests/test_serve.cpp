@@ -1,7 +1,13 @@
-// gpt serve without HTTP: the request parser's validation table, and the continuous-batching
-// scheduler against the single-request Generator (the same greedy tokens whatever else runs),
-// requests joining mid-flight and queueing beyond the slots, cancellation freeing a slot.
+// gpt serve: the request parser's validation table, and the continuous-batching scheduler
+// against the single-request Generator (the same greedy tokens whatever else runs), requests
+// joining mid-flight and queueing beyond the slots, cancellation freeing a slot; the Host, Origin
+// and key checks, and the server itself over raw sockets (pipelining, framing, a slow client, a
+// prompt stop). tests/serve_attacks.py attacks the whole `gpt serve` process.
 #include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -10,8 +16,10 @@
 #include "generate/generator.h"
 #include "model/gpt.h"
 #include "model/packed_model.h"
+#include "serve/http_checks.h"
 #include "serve/openai_api.h"
 #include "serve/scheduler.h"
+#include "serve/server.h"
 #include "tokenizer/char_tokenizer.h"
 
 namespace gpt::serve {
@@ -319,6 +327,174 @@ TEST(ServeScheduler, SamplesOnlyTokensTheVocabularyHas) {
     for (TokenId id : ids) EXPECT_LT(id, chars->vocab_size());
   }
   EXPECT_EQ(out.text[0].size(), 30u);  // one character per token
+}
+
+// ---- HTTP: the checks, and the server over raw sockets ----------------------------------------------
+
+TEST(ServeHttp, ParseHost) {
+  auto hp = parse_host("LocalHost:8080");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "localhost");
+  EXPECT_EQ(hp->port, 8080);
+  hp = parse_host("[::1]:80");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "::1");
+  EXPECT_EQ(hp->port, 80);
+  hp = parse_host("127.0.0.1:");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->port, -1);
+  for (const char* bad : {"", ":80", "a b", "a/b", "user@host", "::1", "[::1", "[]", "[::1]x", "h:65536",
+                          "h:8o", "h:123456", "[x::1]", "h\r\n"})
+    EXPECT_FALSE(parse_host(bad)) << bad;
+}
+
+TEST(ServeHttp, ParseOrigin) {
+  auto o = parse_origin("http://127.0.0.1:8080");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->host, "127.0.0.1");
+  EXPECT_EQ(o->port, 8080);
+  EXPECT_EQ(parse_origin("https://Example.com")->port, 443);
+  EXPECT_EQ(parse_origin("HTTP://localhost")->port, 80);
+  for (const char* bad :
+       {"null", "file://", "http://", "ftp://a", "http://a/b", "http://a:b", "localhost:80"})
+    EXPECT_FALSE(parse_origin(bad)) << bad;
+}
+
+TEST(ServeHttp, LoopbackHosts) {
+  for (const char* h : {"localhost", "LOCALHOST", "localhost.", "gpt.localhost", "127.0.0.1", "127.255.0.9",
+                        "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"})
+    EXPECT_TRUE(is_loopback_host(h)) << h;
+  for (const char* h : {"evil.example", "localhost.evil.example", "127.0.0.1.evil.example", "128.0.0.1",
+                        "0.0.0.0", "::", "::2", "::ffff:10.0.0.1", "10.0.0.1", "127.1", "notlocalhost", ""})
+    EXPECT_FALSE(is_loopback_host(h)) << h;
+  const std::vector<std::string> also = {"myhost.lan"};
+  EXPECT_TRUE(loopback_host_allowed("localhost:8080", also));
+  EXPECT_TRUE(loopback_host_allowed("[::1]:8080", also));
+  EXPECT_TRUE(loopback_host_allowed("MyHost.lan:8080", also));  // the --host the server was given
+  EXPECT_TRUE(loopback_host_allowed("[::1]", {"::1"}));
+  EXPECT_FALSE(loopback_host_allowed("evil.example:8080", also));
+  EXPECT_FALSE(loopback_host_allowed("", also));
+  EXPECT_FALSE(loopback_host_allowed("localhost:8080/", also));
+}
+
+TEST(ServeHttp, SameOrigin) {
+  EXPECT_TRUE(same_origin("http://127.0.0.1:8080", "127.0.0.1:8080"));
+  EXPECT_TRUE(same_origin("http://localhost", "localhost"));
+  EXPECT_TRUE(same_origin("http://localhost", "localhost:80"));
+  EXPECT_TRUE(same_origin("https://gpt.example", "gpt.example"));  // behind a TLS proxy
+  EXPECT_TRUE(same_origin("http://[::1]:8080", "[::1]:8080"));
+  EXPECT_FALSE(same_origin("http://evil.example", "127.0.0.1:8080"));
+  EXPECT_FALSE(same_origin("http://localhost:8080", "127.0.0.1:8080"));
+  EXPECT_FALSE(same_origin("http://127.0.0.1:8081", "127.0.0.1:8080"));
+  EXPECT_FALSE(same_origin("null", "127.0.0.1:8080"));
+  EXPECT_FALSE(same_origin("http://127.0.0.1:8080", ""));
+}
+
+TEST(ServeHttp, BearerMatches) {
+  EXPECT_TRUE(bearer_matches("Bearer sk-1", "sk-1"));
+  EXPECT_TRUE(bearer_matches("bearer sk-1", "sk-1"));
+  EXPECT_FALSE(bearer_matches("Bearer sk-2", "sk-1"));
+  EXPECT_FALSE(bearer_matches("Bearer sk-1x", "sk-1"));
+  EXPECT_FALSE(bearer_matches("Bearer sk-", "sk-1"));
+  EXPECT_FALSE(bearer_matches("Bearer ", "sk-1"));
+  EXPECT_FALSE(bearer_matches("Basic sk-1", "sk-1"));
+  EXPECT_FALSE(bearer_matches("", "sk-1"));
+  EXPECT_FALSE(bearer_matches(std::string("Bearer sk-1\0", 12), "sk-1"));
+}
+
+// A raw connection to the server under test.
+struct Client {
+  int fd = -1;
+  explicit Client(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  }
+  ~Client() { ::close(fd); }
+  void send(const std::string& s) const {
+    EXPECT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), ssize_t(s.size()));
+  }
+  // Everything until the server closes the connection (or 10 s pass).
+  std::string read_all() const {
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+};
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) n++;
+  return n;
+}
+
+TEST(ServeHttp, PipeliningFramingSlowClientsAndStop) {
+  const PackedModel pm = tiny_model();
+  ServerOptions opt;
+  opt.port = 0;
+  opt.parallel = 2;
+  opt.timeout = 1;
+  Server server(pm, opt);
+  const int port = server.bind();
+  std::thread runner([&] { server.run(); });
+  const std::string health = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  {
+    // Two requests in one write, the second asking to close: both answered, then closed.
+    Client c(port);
+    c.send(health + "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(count(c.read_all(), "HTTP/1.1 200 OK"), 2u);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+  }
+  {
+    // Conflicting lengths: 400, and the connection closes (nothing after it is read as a request).
+    Client c(port);
+    c.send("POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}" +
+           health);
+    const std::string r = c.read_all();
+    EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+    EXPECT_EQ(count(r, "HTTP/1.1"), 1u) << r;
+  }
+  {
+    // A slow client (a head that never ends) does not delay others and is closed after the timeout.
+    Client slow(port);
+    slow.send("GET /health HTTP/1.1\r\nX-Slow: a");
+    Client c(port);
+    c.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(c.read_all().rfind("HTTP/1.1 200", 0), 0u);
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(slow.read_all(), "");  // closed, unanswered
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  }
+  // A stop with a slow client connected returns at once.
+  Client slow(port);
+  slow.send("GET /health HTTP/1.1\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto t0 = std::chrono::steady_clock::now();
+  server.stop();
+  runner.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+}
+
+TEST(ServeHttp, PortInUse) {
+  const PackedModel pm = tiny_model();
+  ServerOptions opt;
+  opt.port = 0;
+  Server first(pm, opt);
+  opt.port = first.bind();
+  Server second(pm, opt);
+  try {
+    second.bind();
+    ADD_FAILURE() << "bound a port in use";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already in use"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

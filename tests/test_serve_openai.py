@@ -1,6 +1,6 @@
 """gpt serve against a client nobody here wrote: the official `openai` Python package (pinned in
 requirements-dev.txt), plus raw HTTP for what a client library will not send (malformed bodies,
-oversized bodies, a client vanishing mid-stream). The greedy text must equal `gpt generate
+oversized bodies, a client vanishing mid-stream or mid-request). The greedy text must equal `gpt generate
 --greedy`'s, streamed or not.
 
 Usage: .venv/bin/python tests/test_serve_openai.py --gpt build/gpt
@@ -87,11 +87,11 @@ def metrics(port):
     return out
 
 
-def open_stream(port, prompt, max_tokens=2000):
-    """A streamed completion on a raw socket, so the test can drop the connection."""
+def open_stream(port, prompt, max_tokens=2000, stream=True):
+    """A streamed (or not) completion on a raw socket, so the test can drop the connection."""
     sock = socket.create_connection(("127.0.0.1", port))
-    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "stream": True})
-    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "stream": stream})
+    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
     return sock
 
@@ -278,7 +278,10 @@ def tests(gpt, model, port, base, client):
     sock = open_stream(port, prompt)
     got = b""
     while b"data: " not in got:
-        got += sock.recv(4096)
+        more = sock.recv(4096)
+        if not more:
+            raise RuntimeError(f"the server closed the stream before its first token: {got[:300]!r}")
+        got += more
     busy = metrics(port)["gpt_slots_busy"]
     sock.close()
     freed = False
@@ -309,6 +312,18 @@ def tests(gpt, model, port, base, client):
     check("disconnect while queued leaves the queue; all 5 cancelled",
           queued_seen and left_queue and m["gpt_slots_busy"] == 0 and
           m["gpt_requests_cancelled_total"] - before["gpt_requests_cancelled_total"] == 5, str(m))
+
+    # A client that vanishes while its non-streamed request runs frees its slot too.
+    before = metrics(port)
+    sock = open_stream(port, prompt, 8000, stream=False)
+    m = wait_metrics(port, lambda m: m["gpt_slots_busy"] == 1)
+    busy = m["gpt_slots_busy"] == 1
+    sock.close()
+    m = wait_metrics(port, lambda m: m["gpt_slots_busy"] == 0 and m["gpt_requests_active"] == 0)
+    gen = m["gpt_generated_tokens_total"] - before["gpt_generated_tokens_total"]
+    check("disconnect during a non-streamed request frees the slot (cancelled, not run to the end)",
+          busy and m["gpt_slots_busy"] == 0 and gen < 8000 and
+          m["gpt_requests_cancelled_total"] - before["gpt_requests_cancelled_total"] == 1, f"{gen} tokens, {m}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 // `gpt serve`: the OpenAI-compatible HTTP server (docs/serving.md). Routes, Bearer auth, the body
 // size limit, server-sent-event streaming, /metrics; the requests run on a Scheduler
-// (serve/scheduler.h). The HTTP library stays inside server.cpp.
+// (serve/scheduler.h). The limits that keep it up under attack are here too (docs/serving.md,
+// "Limits and hardening"). The HTTP library (GNU libmicrohttpd) stays inside server.cpp.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -17,7 +18,14 @@ struct ServerOptions {
   std::string api_key;             // non-empty: requests need "Authorization: Bearer KEY"
   std::string model_name = "gpt";  // what /v1/models lists and responses name
   size_t max_body = 1 << 20;       // larger bodies get 413
-  int http_threads = 0;            // 0: enough for many concurrent streams
+  // A request must arrive whole within `timeout` seconds of the connection being ready for it, and
+  // a connection that sends and takes nothing for that long is closed.
+  int timeout = 30;
+  int max_connections = 512;             // in total; more wait in the listen queue
+  int max_connections_per_client = 128;  // from one IP address; more are closed at once
+  // Memory per connection for the request line, the headers and the I/O buffers: a longer
+  // request line gets 414, longer or more headers 431.
+  size_t connection_memory = 64 << 10;
 };
 
 class Server {
@@ -25,7 +33,8 @@ class Server {
   // `model` must outlive the server.
   Server(const PackedModel& model, ServerOptions opt);
   ~Server();
-  // Binds the socket; returns the port (the chosen one for port 0). Throws gpt::Error on failure.
+  // Binds the socket and starts accepting connections; returns the port (the chosen one for port
+  // 0). Throws gpt::Error on failure ("address already in use", ...).
   int bind();
   // Serves until stop() (from another thread or a signal handler thread).
   void run();
