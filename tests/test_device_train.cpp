@@ -39,17 +39,17 @@ class ShadowBackend final : public CpuForwardingBackend {
  public:
   int changes = 0;
 
-  std::string_view name() const override { return "test-shadow"; }
+  DeviceKind kind() const override { return DeviceKind::CpuStaged; }
   void parameters_changed(const float* params, size_t n) override {
     base_ = params;
     shadow_.assign(params, params + n);
     changes++;
   }
   // The matrix products: weights and biases from the copy.
-  void linear_forward(Act* o, const Act* x, const float* w, const float* b, int N, int I, int O) override {
+  void linear_forward(Act* o, const Act* x, const Weight& w, const float* b, int N, int I, int O) override {
     cpu.linear_forward(o, x, S(w), S(b), N, I, O);
   }
-  void linear_gelu_forward(Act* o, Act* pre, const Act* x, const float* w, const float* b, int N, int I,
+  void linear_gelu_forward(Act* o, Act* pre, const Act* x, const Weight& w, const float* b, int N, int I,
                            int O) override {
     cpu.linear_gelu_forward(o, pre, x, S(w), S(b), N, I, O);
   }
@@ -62,7 +62,7 @@ class ShadowBackend final : public CpuForwardingBackend {
                             bool acc) override {
     cpu.linear_gelu_backward(dx, dw, db, dpre, d2, S(w2), x, pre, S(w), N, I, O, O2, acc);
   }
-  void lm_head_forward(Act* l, const Act* x, const float* w, int N, int C, int V) override {
+  void lm_head_forward(Act* l, const Act* x, const Weight& w, int N, int C, int V) override {
     cpu.lm_head_forward(l, x, S(w), N, C, V);
   }
   void lm_head_backward(Act* dx, float* dw, const Act* dl, const Act* x, const float* w, int N, int C,
@@ -72,6 +72,7 @@ class ShadowBackend final : public CpuForwardingBackend {
 
  private:
   // A pointer into the parameters, moved to the same place in the copy.
+  Weight S(const Weight& w) const { return {S(w.f32), w.packed}; }
   const float* S(const float* w) const {
     if (!w || !base_ || w < base_ || w >= base_ + shadow_.size()) return w;
     return shadow_.data() + (w - base_);

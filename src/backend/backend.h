@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "ops/ops.h"
+#include "ops/packed.h"
 
 namespace gpt {
 
@@ -32,11 +33,58 @@ inline size_t act_size(ActType t) { return t == ActType::F32 ? 4 : 2; }
 
 using Act = void;  // an activation tensor of the backend's act_type()
 
+// The devices a model can run on. Told apart by this kind, never by comparing names.
+enum class DeviceKind : uint8_t {
+  Cpu,        // "cpu": host memory, fp32, the kernels of ops/cpu
+  CpuStaged,  // "cpu-staged": the CPU behind device-style memory, for tests (staged_backend.h)
+  Cuda,       // "cuda": bf16 activations and products, fp32 masters
+  CudaFp32,   // "cuda-fp32": fp32 throughout, for conformance
+};
+const char* device_name(DeviceKind k);          // "cpu", "cpu-staged", "cuda", "cuda-fp32"
+DeviceKind parse_device(std::string_view name);  // throws gpt::Error naming the choices
+bool is_cuda(DeviceKind k);
+
+// A weight matrix the backend holds in an inference format (f32, bf16 or q8: ops/packed.h), made
+// from a host ops::PackedMatrix by Backend::adopt_weight. The model multiplies by it exactly as by
+// its fp32 masters; it cannot train.
+class PackedWeight {
+ public:
+  virtual ~PackedWeight() = default;
+  virtual ops::WeightType type() const = 0;
+  virtual int in() const = 0;
+  virtual int out() const = 0;
+  virtual size_t bytes() const = 0;
+  // The matrix itself when the backend keeps it in host memory (the CPU backends), else null.
+  virtual const ops::PackedMatrix* host() const { return nullptr; }
+};
+
+// A matrix operand of the forward operations: the fp32 master (backend memory; GPT-2's Conv1D
+// [IC, OC] for a projection, [V, C] rows for the token embedding and the LM head), or the packed
+// copy, which is used whenever it is set (`f32` may then be null).
+struct Weight {
+  const float* f32 = nullptr;
+  const PackedWeight* packed = nullptr;
+};
+
+// The element type of a key/value cache.
+enum class KvType : uint8_t { F32, F16, BF16 };
+inline size_t kv_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
+
+// Where the N inputs of a cached pass sit: input i at position pos[i] of cache row rows[i], both in
+// backend memory, and the same two arrays in host memory (for a backend that chooses a kernel by them).
+struct CacheIndex {
+  const int32_t* rows = nullptr;
+  const int32_t* pos = nullptr;
+  const int32_t* host_rows = nullptr;
+  const int32_t* host_pos = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  virtual std::string_view name() const = 0;  // "cpu", "cuda", "cuda-fp32" or "cpu-staged"
+  virtual DeviceKind kind() const = 0;
+  std::string_view name() const { return device_name(kind()); }
   virtual ActType act_type() const = 0;
   // True when backend memory is host memory (the CPU): the model then needs no copies.
   virtual bool host_memory() const = 0;
@@ -61,9 +109,14 @@ class Backend {
   // refreshes them here. The model calls it after loading and the trainer after each update.
   virtual void parameters_changed(const float* params, size_t n) = 0;
 
+  // ---- packed weights -----------------------------------------------------------------------------
+  // Takes a host matrix in an inference format and returns the backend's copy (the CPU keeps the
+  // matrix itself). A backend without kernels for the format throws gpt::Error saying so.
+  virtual std::unique_ptr<PackedWeight> adopt_weight(ops::PackedMatrix&& m);
+
   // ---- embeddings: out[n] = wte[ids[n]] + wpe[n % T] --------------------------------------------
-  virtual void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B,
-                                 int T, int C) = 0;
+  virtual void embedding_forward(Act* out, const TokenId* ids, const Weight& wte, const float* wpe, int B, int T,
+                                 int C) = 0;
   // host_ids: the same ids in host memory, or null. A device backend that sorts the ids on the host
   // (CUDA's deterministic wte gradient) then needs no download and no synchronisation.
   virtual void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids,
@@ -82,11 +135,14 @@ class Backend {
                                           int N, int C, float eps) = 0;
 
   // ---- linear layers, Conv1D layout: out[N,OC] = inp[N,IC] @ w[IC,OC] + bias ---------------------
-  virtual void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+  // A packed w: out = inp @ W^T + bias with W [OC, IC] in its format (ops::packed_linear).
+  virtual void linear_forward(Act* out, const Act* inp, const Weight& w, const float* bias, int N, int IC,
                               int OC) = 0;
   // Fused with GELU: pre = inp @ w + bias, out = gelu(pre); both kept for the backward.
-  virtual void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias,
-                                   int N, int IC, int OC) = 0;
+  virtual void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const Weight& w, const float* bias, int N,
+                                   int IC, int OC) = 0;
+  // out = gelu(inp) (out may not be inp).
+  virtual void gelu_forward(Act* out, const Act* inp, size_t n) = 0;
   // dinp = (or += when accumulate) dout @ w^T; dw += inp^T @ dout; dbias += column sums. Any of
   // dinp, dw, dbias may be null.
   virtual void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp,
@@ -118,23 +174,27 @@ class Backend {
                                   const void* saved, int B, int T, int C, int H, int band,
                                   ops::Dropout drop) = 0;
 
-  // ---- KV-cache decoding (generate/device_decoder.h) ----------------------------------------------
-  // One layer's key cache and value cache are [rows][H][n_ctx][C/H] each, of act_type(). ids, rows
-  // and pos are backend memory.
-  // out[i] = wte[ids[i]] + wpe[pos[i]] for i < N: embeddings at any positions.
-  virtual void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte,
-                            const float* wpe, int N, int C) = 0;
-  // The key and value of qkv row i ([N, 3C]) go to cache row rows[i] at position pos[i].
-  virtual void kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows,
-                              const int32_t* pos, int N, int C, int H, int n_ctx) = 0;
-  // One query per input row: the query of qkv row i, at position pos[i] of cache row rows[i], attends
-  // to that row's cached keys j <= pos[i] (and j > pos[i] - band when band > 0), its own included
-  // (kv_cache_write first). out [N, C]. scratch: attention_decode_scratch_bytes(M, ...) for any
-  // M >= N.
-  virtual size_t attention_decode_scratch_bytes(int N, int C, int H, int n_ctx) const = 0;
-  virtual void attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache,
-                                const Act* v_cache, const int32_t* rows, const int32_t* pos, int N, int C,
-                                int H, int n_ctx, int band) = 0;
+  // ---- key/value caches (incremental decoding: model/gpt.h forward_cached) ---------------------
+  // The cache type this backend keeps for a model whose matrices are `weights` (the CPU: fp32 for
+  // fp32 weights, IEEE half for rounded ones; CUDA: its activation type).
+  virtual KvType kv_cache_type(ops::WeightType weights) const = 0;
+  // One layer's keys and values, [rows][H][n_ctx][C/H] each, of `type`: the keys and values of
+  // qkv's N rows ([N, 3C]) go to their slots (CacheIndex).
+  virtual void kv_cache_write(void* k_cache, void* v_cache, KvType type, const Act* qkv, const CacheIndex& at, int N,
+                              int C, int H, int n_ctx) = 0;
+  // out [N, C]: input i's query (qkv row i) attends to its cache row's keys j <= pos[i] (and
+  // j > pos[i] - band when band > 0), its own included (kv_cache_write first). Several inputs may
+  // share a row (a prefill chunk: consecutive positions). capture (may be null; host memory): one
+  // head's probabilities, for the attention view (ops.h); a backend without it throws.
+  // scratch: attention_cached_scratch_bytes(.) bytes for any N.
+  virtual size_t attention_cached_scratch_bytes(int N, int C, int H, int n_ctx) const = 0;
+  virtual void attention_cached(Act* out, void* scratch, const Act* qkv, const void* k_cache, const void* v_cache,
+                                KvType type, const CacheIndex& at, int N, int C, int H, int n_ctx, int band,
+                                const ops::AttentionCapture* capture) = 0;
+  // out[i] = wte[ids[i]] + wpe[pos[i]] for i < N (ids and pos in backend memory): embeddings at any
+  // positions.
+  virtual void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const Weight& wte, const float* wpe,
+                            int N, int C) = 0;
 
   // ---- residuals and dropout ---------------------------------------------------------------------
   virtual void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) = 0;
@@ -142,7 +202,7 @@ class Backend {
   virtual void dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) = 0;
 
   // ---- LM head and the loss ------------------------------------------------------------------------
-  virtual void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) = 0;
+  virtual void lm_head_forward(Act* logits, const Act* x, const Weight& wte, int N, int C, int V) = 0;
   // dx = dlogits @ wte (overwritten); dwte += dlogits^T @ x (dwte may be null).
   virtual void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte,
                                 int N, int C, int V) = 0;
@@ -193,9 +253,12 @@ class BackendBuffer {
 
 // The CPU backend (one per process; it holds no state).
 Backend& cpu_backend();
-// "cpu", "cuda" (bf16 mixed precision), "cuda-fp32" (fp32 activations and products, for
-// conformance) or "cpu-staged" (tests). Throws gpt::Error when the device is unknown, when this
-// build has no CUDA backend, or when no GPU is present.
+// The backend of a kind: one per process. Throws gpt::Error when this build has no CUDA backend or
+// no GPU is present. local_rank (data-parallel runs): ranks sharing a machine take one GPU each
+// (the first call picks it).
+Backend& backend_for(DeviceKind kind, int local_rank = 0);
+// The same by name: "cpu", "cuda" (bf16 mixed precision), "cuda-fp32" (fp32 activations and
+// products, for conformance) or "cpu-staged" (tests).
 Backend& backend_for(std::string_view device);
 // Whether this build can make a CUDA backend (it may still find no GPU at run time).
 bool cuda_backend_built();

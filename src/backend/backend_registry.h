@@ -7,9 +7,10 @@
 
 namespace gpt {
 
-// Makes the CUDA backend on the current device, with bf16 (mixed precision) or fp32 activations.
+// Makes the CUDA backend, with bf16 (mixed precision) or fp32 activations, on the GPU of this local
+// rank (its local rank modulo the machine's GPU count: ranks sharing a machine take one GPU each).
 // Throws gpt::Error when the build has none or when no GPU is present.
-std::unique_ptr<Backend> make_cuda_backend(ActType act);
+std::unique_ptr<Backend> make_cuda_backend(ActType act, int local_rank);
 // True in builds that compiled backend/cuda/.
 bool cuda_compiled_in();
 

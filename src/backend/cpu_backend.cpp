@@ -9,6 +9,7 @@
 #include "backend/backend_registry.h"
 #include "backend/staged_backend.h"
 #include "core/error.h"
+#include "ops/packed.h"
 
 namespace gpt {
 namespace {
@@ -16,9 +17,29 @@ namespace {
 float* F(Act* p) { return static_cast<float*>(p); }
 const float* F(const Act* p) { return static_cast<const float*>(p); }
 
+// A packed matrix in host memory: the CPU multiplies by it where it is.
+class HostPackedWeight final : public PackedWeight {
+ public:
+  explicit HostPackedWeight(ops::PackedMatrix&& m) : m_(std::move(m)) {}
+  ops::WeightType type() const override { return m_.type(); }
+  int in() const override { return m_.in(); }
+  int out() const override { return m_.out(); }
+  size_t bytes() const override { return m_.bytes(); }
+  const ops::PackedMatrix* host() const override { return &m_; }
+
+ private:
+  ops::PackedMatrix m_;
+};
+
+const ops::PackedMatrix& host_matrix(const Weight& w) {
+  const ops::PackedMatrix* m = w.packed->host();
+  if (!m) fail("internal error: a packed weight of another backend reached the CPU");
+  return *m;
+}
+
 class CpuBackend final : public Backend {
  public:
-  std::string_view name() const override { return "cpu"; }
+  DeviceKind kind() const override { return DeviceKind::Cpu; }
   ActType act_type() const override { return ActType::F32; }
   bool host_memory() const override { return true; }
 
@@ -42,9 +63,24 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
   void parameters_changed(const float*, size_t) override {}  // the kernels read the fp32 weights
 
-  void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+  std::unique_ptr<PackedWeight> adopt_weight(ops::PackedMatrix&& m) override {
+    return std::make_unique<HostPackedWeight>(std::move(m));
+  }
+
+  void embedding_forward(Act* out, const TokenId* ids, const Weight& wte, const float* wpe, int B, int T,
                          int C) override {
-    ops::embedding_forward(F(out), ids, wte, wpe, B, T, C);
+    if (!wte.packed) {
+      ops::embedding_forward(F(out), ids, wte.f32, wpe, B, T, C);
+      return;
+    }
+    const ops::PackedMatrix& m = host_matrix(wte);
+#pragma omp parallel for schedule(static)
+    for (long n = 0; n < static_cast<long>(B) * T; n++) {
+      float* o = F(out) + static_cast<size_t>(n) * C;
+      m.dequantize_row(static_cast<int>(ids[n]), o);
+      const float* pe = wpe + static_cast<size_t>(n % T) * C;
+      for (int c = 0; c < C; c++) o[c] += pe[c];
+    }
   }
   void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids, const TokenId*,
                           int B, int T, int C) override {
@@ -66,15 +102,19 @@ class CpuBackend final : public Backend {
     ops::layernorm_forward(F(out), mean, rstd, F(res), w, bias, N, C, eps);
   }
 
-  void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+  void linear_forward(Act* out, const Act* inp, const Weight& w, const float* bias, int N, int IC,
                       int OC) override {
-    ops::linear_forward(F(out), F(inp), w, bias, N, IC, OC);
+    if (w.packed)
+      ops::packed_linear(F(out), F(inp), host_matrix(w), bias, N);
+    else
+      ops::linear_forward(F(out), F(inp), w.f32, bias, N, IC, OC);
   }
-  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N,
-                           int IC, int OC) override {
-    ops::linear_forward(F(pre), F(inp), w, bias, N, IC, OC);
+  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const Weight& w, const float* bias, int N, int IC,
+                           int OC) override {
+    linear_forward(pre, inp, w, bias, N, IC, OC);
     ops::gelu_forward(F(out), F(pre), static_cast<size_t>(N) * OC);
   }
+  void gelu_forward(Act* out, const Act* inp, size_t n) override { ops::gelu_forward(F(out), F(inp), n); }
   void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
                        int N, int IC, int OC, bool accumulate) override {
     ops::linear_backward(F(dinp), dw, dbias, F(dout), F(inp), w, N, IC, OC, accumulate);
@@ -109,63 +149,38 @@ class CpuBackend final : public Backend {
                             static_cast<const float*>(saved), B, T, C, H, band, drop);
   }
 
-  // Decoding: plain loops (the packed-weight Decoder is the CPU's fast path).
-  void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte, const float* wpe,
-                    int N, int C) override {
+  // Key/value caches: the CPU keeps fp32 next to fp32 weights, IEEE half next to rounded ones (half
+  // the bytes a decode step reads, for a model already rounded).
+  KvType kv_cache_type(ops::WeightType weights) const override {
+    return weights == ops::WeightType::F32 ? KvType::F32 : KvType::F16;
+  }
+  static ops::KvCacheView view(const void* k, const void* v, KvType type, int n_ctx) {
+    if (type == KvType::BF16) fail("internal error: the CPU keeps no bf16 key/value caches");
+    return {const_cast<void*>(k), const_cast<void*>(v), n_ctx, type == KvType::F16};
+  }
+  void kv_cache_write(void* k, void* v, KvType type, const Act* qkv, const CacheIndex& at, int N, int C, int H,
+                      int n_ctx) override {
+    ops::kv_cache_write(view(k, v, type, n_ctx), F(qkv), at.rows, at.pos, N, C, H);
+  }
+  size_t attention_cached_scratch_bytes(int, int C, int H, int n_ctx) const override {
+    return ops::attention_cached_scratch_floats(n_ctx, C / H) * sizeof(float);
+  }
+  void attention_cached(Act* out, void* scratch, const Act* qkv, const void* k, const void* v, KvType type,
+                        const CacheIndex& at, int N, int C, int H, int n_ctx, int band,
+                        const ops::AttentionCapture* capture) override {
+    ops::attention_cached(F(out), static_cast<float*>(scratch), F(qkv), view(k, v, type, n_ctx), at.rows, at.pos, N,
+                          C, H, band, capture);
+  }
+  void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const Weight& wte, const float* wpe, int N,
+                    int C) override {
     for (int i = 0; i < N; i++) {
-      const float* e = wte + static_cast<size_t>(ids[i]) * C;
-      const float* p = wpe + static_cast<size_t>(pos[i]) * C;
       float* o = F(out) + static_cast<size_t>(i) * C;
-      for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
-    }
-  }
-  void kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows, const int32_t* pos,
-                      int N, int C, int H, int n_ctx) override {
-    const size_t hs = C / H;
-    for (int i = 0; i < N; i++)
-      for (int h = 0; h < H; h++) {
-        const float* src = F(qkv) + static_cast<size_t>(i) * 3 * C + h * hs;
-        const size_t at = ((static_cast<size_t>(rows[i]) * H + h) * n_ctx + pos[i]) * hs;
-        std::memcpy(F(k_cache) + at, src + C, hs * sizeof(float));
-        std::memcpy(F(v_cache) + at, src + 2 * C, hs * sizeof(float));
-      }
-  }
-  // One row of n_ctx scores per (query, head).
-  size_t attention_decode_scratch_bytes(int N, int, int H, int n_ctx) const override {
-    return static_cast<size_t>(N) * H * n_ctx * sizeof(float);
-  }
-  void attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache, const Act* v_cache,
-                        const int32_t* rows, const int32_t* pos, int N, int C, int H, int n_ctx,
-                        int band) override {
-    const int hs = C / H;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-#pragma omp parallel for schedule(static)
-    for (int task = 0; task < N * H; task++) {
-      const int i = task / H, h = task % H, p = pos[i];
-      const int j0 = band > 0 && p - band + 1 > 0 ? p - band + 1 : 0;
-      const float* q = F(qkv) + static_cast<size_t>(i) * 3 * C + h * hs;
-      const size_t slot = (static_cast<size_t>(rows[i]) * H + h) * n_ctx;
-      const float* K = F(k_cache) + slot * hs;
-      const float* V = F(v_cache) + slot * hs;
-      float* s = static_cast<float*>(scratch) + static_cast<size_t>(task) * n_ctx;
-      float mx = -INFINITY;
-      for (int j = j0; j <= p; j++) {
-        float dot = 0.0f;
-        for (int d = 0; d < hs; d++) dot += q[d] * K[static_cast<size_t>(j) * hs + d];
-        s[j] = dot * scale;
-        mx = std::max(mx, s[j]);
-      }
-      float sum = 0.0f;
-      for (int j = j0; j <= p; j++) {
-        s[j] = std::exp(s[j] - mx);
-        sum += s[j];
-      }
-      float* o = F(out) + static_cast<size_t>(i) * C + h * hs;
-      for (int d = 0; d < hs; d++) o[d] = 0.0f;
-      for (int j = j0; j <= p; j++) {
-        const float pj = s[j] / sum;
-        for (int d = 0; d < hs; d++) o[d] += pj * V[static_cast<size_t>(j) * hs + d];
-      }
+      if (wte.packed)
+        host_matrix(wte).dequantize_row(static_cast<int>(ids[i]), o);
+      else
+        std::memcpy(o, wte.f32 + static_cast<size_t>(ids[i]) * C, C * sizeof(float));
+      const float* p = wpe + static_cast<size_t>(pos[i]) * C;
+      for (int c = 0; c < C; c++) o[c] += p[c];
     }
   }
 
@@ -177,8 +192,11 @@ class CpuBackend final : public Backend {
     ops::dropout_backward(F(dinp), F(dout), n, drop);
   }
 
-  void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) override {
-    ops::lm_head_forward(F(logits), F(x), wte, N, C, V);
+  void lm_head_forward(Act* logits, const Act* x, const Weight& wte, int N, int C, int V) override {
+    if (wte.packed)
+      ops::packed_linear(F(logits), F(x), host_matrix(wte), nullptr, N);
+    else
+      ops::lm_head_forward(F(logits), F(x), wte.f32, N, C, V);
   }
   void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N,
                         int C, int V) override {
@@ -215,19 +233,51 @@ StagedCpuBackend& staged_cpu_backend() {
   return backend;
 }
 
-Backend& backend_for(std::string_view device) {
-  if (device == "cpu") return cpu_backend();
-  if (device == "cpu-staged") return staged_cpu_backend();
-  if (device == "cuda") {
-    static std::unique_ptr<Backend> cuda =
-        make_cuda_backend(ActType::BF16);  // a failed make retries next time
-    return *cuda;
+const char* device_name(DeviceKind k) {
+  switch (k) {
+    case DeviceKind::Cpu:
+      return "cpu";
+    case DeviceKind::CpuStaged:
+      return "cpu-staged";
+    case DeviceKind::Cuda:
+      return "cuda";
+    case DeviceKind::CudaFp32:
+      return "cuda-fp32";
   }
-  if (device == "cuda-fp32") {
-    static std::unique_ptr<Backend> cuda = make_cuda_backend(ActType::F32);
-    return *cuda;
-  }
-  fail("unknown device \"{}\" (expected cpu, cuda, cuda-fp32, or cpu-staged for tests)", device);
+  return "?";
 }
+
+DeviceKind parse_device(std::string_view name) {
+  for (DeviceKind k : {DeviceKind::Cpu, DeviceKind::CpuStaged, DeviceKind::Cuda, DeviceKind::CudaFp32})
+    if (name == device_name(k)) return k;
+  fail("unknown device \"{}\" (expected cpu, cuda, cuda-fp32, or cpu-staged for tests)", name);
+}
+
+bool is_cuda(DeviceKind k) { return k == DeviceKind::Cuda || k == DeviceKind::CudaFp32; }
+
+std::unique_ptr<PackedWeight> Backend::adopt_weight(ops::PackedMatrix&& m) {
+  fail("{} weights run on the cpu backend only, not on {} (load the model with f32 weights there)",
+       ops::weight_type_name(m.type()), name());
+}
+
+Backend& backend_for(DeviceKind kind, int local_rank) {
+  switch (kind) {
+    case DeviceKind::Cpu:
+      return cpu_backend();
+    case DeviceKind::CpuStaged:
+      return staged_cpu_backend();
+    case DeviceKind::Cuda: {
+      static std::unique_ptr<Backend> cuda = make_cuda_backend(ActType::BF16, local_rank);  // a failed make retries
+      return *cuda;
+    }
+    case DeviceKind::CudaFp32: {
+      static std::unique_ptr<Backend> cuda = make_cuda_backend(ActType::F32, local_rank);
+      return *cuda;
+    }
+  }
+  fail("unknown device kind");
+}
+
+Backend& backend_for(std::string_view device) { return backend_for(parse_device(device)); }
 
 }  // namespace gpt

@@ -4,7 +4,7 @@
 
 namespace gpt {
 
-std::unique_ptr<Backend> make_cuda_backend(ActType) {
+std::unique_ptr<Backend> make_cuda_backend(ActType, int) {
   fail("this build of gpt has no CUDA backend (the CUDA toolkit was not found at build time)");
 }
 bool cuda_compiled_in() { return false; }

@@ -29,7 +29,10 @@ class CpuForwardingBackend : public Backend {
   void synchronize() override {}
   void parameters_changed(const float*, size_t) override {}
 
-  void embedding_forward(Act* o, const TokenId* i, const float* a, const float* b, int B, int T,
+  std::unique_ptr<PackedWeight> adopt_weight(ops::PackedMatrix&& m) override {
+    return cpu.adopt_weight(std::move(m));
+  }
+  void embedding_forward(Act* o, const TokenId* i, const Weight& a, const float* b, int B, int T,
                          int C) override {
     cpu.embedding_forward(o, i, a, b, B, T, C);
   }
@@ -50,13 +53,14 @@ class CpuForwardingBackend : public Backend {
                                   float eps) override {
     cpu.residual_layernorm_forward(res, o, m, r, a, b, dr, w, bias, N, C, eps);
   }
-  void linear_forward(Act* o, const Act* x, const float* w, const float* b, int N, int I, int O) override {
+  void linear_forward(Act* o, const Act* x, const Weight& w, const float* b, int N, int I, int O) override {
     cpu.linear_forward(o, x, w, b, N, I, O);
   }
-  void linear_gelu_forward(Act* o, Act* pre, const Act* x, const float* w, const float* b, int N, int I,
+  void linear_gelu_forward(Act* o, Act* pre, const Act* x, const Weight& w, const float* b, int N, int I,
                            int O) override {
     cpu.linear_gelu_forward(o, pre, x, w, b, N, I, O);
   }
+  void gelu_forward(Act* o, const Act* x, size_t n) override { cpu.gelu_forward(o, x, n); }
   void linear_backward(Act* dx, float* dw, float* db, const Act* d, const Act* x, const float* w, int N,
                        int I, int O, bool acc) override {
     cpu.linear_backward(dx, dw, db, d, x, w, N, I, O, acc);
@@ -83,20 +87,22 @@ class CpuForwardingBackend : public Backend {
                           int T, int C, int H, int band, ops::Dropout dr) override {
     cpu.attention_backward(dq, sc, d, qkv, o, s, B, T, C, H, band, dr);
   }
-  void embedding_at(Act* o, const TokenId* i, const int32_t* p, const float* a, const float* b, int N,
+  KvType kv_cache_type(ops::WeightType w) const override { return cpu_backend().kv_cache_type(w); }
+  void kv_cache_write(void* k, void* v, KvType t, const Act* qkv, const CacheIndex& at, int N, int C, int H,
+                      int T) override {
+    cpu.kv_cache_write(k, v, t, qkv, at, N, C, H, T);
+  }
+  size_t attention_cached_scratch_bytes(int N, int C, int H, int T) const override {
+    return cpu_backend().attention_cached_scratch_bytes(N, C, H, T);
+  }
+  void attention_cached(Act* o, void* sc, const Act* qkv, const void* k, const void* v, KvType t,
+                        const CacheIndex& at, int N, int C, int H, int T, int band,
+                        const ops::AttentionCapture* cap) override {
+    cpu.attention_cached(o, sc, qkv, k, v, t, at, N, C, H, T, band, cap);
+  }
+  void embedding_at(Act* o, const TokenId* i, const int32_t* p, const Weight& a, const float* b, int N,
                     int C) override {
     cpu.embedding_at(o, i, p, a, b, N, C);
-  }
-  void kv_cache_write(Act* k, Act* v, const Act* qkv, const int32_t* r, const int32_t* p, int N, int C, int H,
-                      int T) override {
-    cpu.kv_cache_write(k, v, qkv, r, p, N, C, H, T);
-  }
-  size_t attention_decode_scratch_bytes(int N, int C, int H, int T) const override {
-    return cpu_backend().attention_decode_scratch_bytes(N, C, H, T);
-  }
-  void attention_decode(Act* o, void* sc, const Act* qkv, const Act* k, const Act* v, const int32_t* r,
-                        const int32_t* p, int N, int C, int H, int T, int band) override {
-    cpu.attention_decode(o, sc, qkv, k, v, r, p, N, C, H, T, band);
   }
   void residual_forward(Act* o, const Act* a, const Act* b, size_t n, ops::Dropout d) override {
     cpu.residual_forward(o, a, b, n, d);
@@ -105,7 +111,7 @@ class CpuForwardingBackend : public Backend {
   void dropout_backward(Act* dx, const Act* d, size_t n, ops::Dropout dr) override {
     cpu.dropout_backward(dx, d, n, dr);
   }
-  void lm_head_forward(Act* l, const Act* x, const float* w, int N, int C, int V) override {
+  void lm_head_forward(Act* l, const Act* x, const Weight& w, int N, int C, int V) override {
     cpu.lm_head_forward(l, x, w, N, C, V);
   }
   void lm_head_backward(Act* dx, float* dw, const Act* dl, const Act* x, const float* w, int N, int C,
@@ -132,7 +138,7 @@ class StagedCpuBackend final : public CpuForwardingBackend {
   int host_id_calls = 0;  // embedding backwards given the ids in host memory too
   size_t live_bytes = 0;
 
-  std::string_view name() const override { return "cpu-staged"; }
+  DeviceKind kind() const override { return DeviceKind::CpuStaged; }
   void* allocate(size_t bytes) override {
     void* p = cpu.allocate(bytes);
     live_bytes += bytes;

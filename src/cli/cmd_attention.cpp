@@ -8,7 +8,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/parallel.h"
-#include "model/packed_model.h"
+#include "io/model_dir.h"
 #include "serve/attention.h"
 #include "tokenizer/ids_text.h"
 
@@ -23,17 +23,16 @@ struct AttentionArgs {
 void run_attention(const AttentionArgs& a, const CLI::App* c) {
   if (a.threads > 0) set_num_threads(a.threads);
   if (c->count("--prompt") + c->count("--ids") != 1) fail("give one of --prompt and --ids");
-  std::optional<ops::WeightType> type;
-  if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-  const PackedModel model = load_packed_model(a.model, type);
-  std::shared_ptr<const Tokenizer> tok = model.tokenizer;
+  LoadedModel lm = load_for_inference(a.model, "cpu", a.weights);
+  GPT& model = lm.model;
+  std::shared_ptr<const Tokenizer> tok = lm.tokenizer;
   if (!a.tokenizer.empty()) tok = tokenizer_from_spec(a.tokenizer);
   std::vector<TokenId> ids;
   if (c->count("--ids")) {
     ids = parse_ids(a.ids);
     for (TokenId id : ids)
-      if (id >= static_cast<TokenId>(model.config.vocab_size))
-        fail("token id {} is out of range for a vocabulary of {}", id, model.config.vocab_size);
+      if (id >= static_cast<TokenId>(model.config().vocab_size))
+        fail("token id {} is out of range for a vocabulary of {}", id, model.config().vocab_size);
   } else {
     if (!tok) fail("{} has no vocabulary to encode the prompt: pass --tokenizer SPEC or --ids", a.model);
     ids = tok->encode(a.prompt, AllowedSpecial::everything());

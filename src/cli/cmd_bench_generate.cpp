@@ -1,8 +1,8 @@
 // gpt bench generate: prefill and decode throughput of the KV-cache decoder on a randomly
 // initialised model, in the shape llama.cpp's llama-bench reports (pp = prompt processing with the
-// logits of the last position only, tg = token generation one token per step). --device cpu (the
-// default) measures the packed-weight Decoder; another device the DeviceDecoder on that backend,
-// decoding at batch 1 and at --batch, each step's logits downloaded to the host as generation does.
+// logits of the last position only, tg = token generation one token per step), on any --device,
+// decoding at batch 1 and (when --batch > 1) at --batch, each step's logits on the host as
+// generation uses them.
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -21,9 +21,7 @@
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "generate/decoder.h"
-#include "generate/device_decoder.h"
 #include "generate/sampling.h"
-#include "model/packed_model.h"
 #include "ops/ops.h"
 
 namespace gpt::cli {
@@ -41,7 +39,7 @@ struct BenchGenerateArgs {
 };
 
 // N greedy steps of the given rows: the median seconds per step and the total.
-std::pair<double, double> decode_steps(RowDecoder& dec, std::span<const int> rows, int N) {
+std::pair<double, double> decode_steps(Decoder& dec, std::span<const int> rows, int N) {
   std::vector<TokenId> next(rows.size());
   std::vector<double> step_s;
   const auto t0 = Clock::now();
@@ -57,74 +55,6 @@ std::pair<double, double> decode_steps(RowDecoder& dec, std::span<const int> row
   return {step_s.empty() ? 0.0 : step_s[step_s.size() / 2], total};
 }
 
-void run_bench_generate_device(const BenchGenerateArgs& a, const ModelConfig& cfg) {
-  if (a.weights != "f32")
-    fail("--weights {} is for --device cpu (the packed-weight decoder); --device {} runs its own precision",
-         a.weights, a.device);
-  Backend& be = backend_for(a.device);
-  GPT model(cfg, be);
-  model.init_gpt2(1);
-  const int B = a.batch, P = a.prompt_tokens, N = a.new_tokens, V = cfg.vocab_size;
-  DeviceDecoder dec(model, B);
-  std::mt19937 rng(7);
-  std::vector<std::vector<TokenId>> prompts(B, std::vector<TokenId>(P));
-  for (auto& p : prompts)
-    for (auto& t : p) t = rng() % V;
-  std::vector<int> rows(B);
-  for (int b = 0; b < B; b++) rows[b] = b;
-
-  // Warm-up: the kernels' first launches, cuBLASLt's plans for both shapes.
-  dec.prefill(0, std::span<const TokenId>(prompts[0].data(), std::min(P, 64)));
-  decode_steps(dec, std::span<const int>(rows.data(), 1), 2);
-  double prefill_s = 1e30;
-  for (int r = 0; r < std::max(1, a.repeat); r++) {
-    const auto t0 = Clock::now();
-    for (int b = 0; b < B; b++) dec.prefill(b, prompts[b]);
-    prefill_s = std::min(prefill_s, seconds_since(t0));
-  }
-  if (B > 1) decode_steps(dec, rows, 2);  // warm the batch shape too
-  // Batch 1, then batch B, each from a context of P tokens.
-  dec.prefill(0, prompts[0]);
-  const auto [step1, total1] = decode_steps(dec, std::span<const int>(rows.data(), 1), N);
-  for (int b = 0; b < B; b++) dec.prefill(b, prompts[b]);
-  const auto [stepB, totalB] = B > 1 ? decode_steps(dec, rows, N) : std::pair<double, double>{step1, total1};
-
-  const double prefill_tps = static_cast<double>(B) * P / prefill_s;
-  const double tps1 = N > 0 ? N / total1 : 0, tpsB = N > 0 ? static_cast<double>(B) * N / totalB : 0;
-  const double param_mb = static_cast<double>(model.num_parameters()) * 4 / 1e6;
-  std::string s;
-  s += fmt::format("model:    {} ({} parameters), random init, {} activations\n", cfg.preset,
-                   with_commas(cfg.num_parameters()), be.act_type() == ActType::BF16 ? "bf16" : "fp32");
-  s += fmt::format("device:   {} ({})\n", be.device_description(), be.name());
-  s +=
-      fmt::format("prefill:  {} x {} tokens, last-position logits: {:.1f} ms, {:.1f} tokens/s (best of {})\n",
-                  B, P, prefill_s * 1e3, prefill_tps, std::max(1, a.repeat));
-  s +=
-      fmt::format("decode:   batch 1: {} tokens (context {} -> {}): {:.2f} ms/step median, {:.1f} tokens/s\n",
-                  N, P, P + N, step1 * 1e3, tps1);
-  if (B > 1)
-    s += fmt::format("decode:   batch {}: {} x {} tokens: {:.2f} ms/step median, {:.1f} tokens/s\n", B, B, N,
-                     stepB * 1e3, tpsB);
-  s += fmt::format("memory:   parameters {:.0f} MB (fp32), KV cache {:.0f} MB, activations {:.0f} MB\n",
-                   param_mb, dec.cache_bytes() / 1e6, dec.activation_bytes() / 1e6);
-  nlohmann::json j = {{"bench", "generate"},
-                      {"device", std::string(be.name())},
-                      {"device_description", be.device_description()},
-                      {"preset", cfg.preset},
-                      {"batch", B},
-                      {"prompt_tokens", P},
-                      {"new_tokens", N},
-                      {"prefill_tokens_per_s", prefill_tps},
-                      {"decode_tokens_per_s", tpsB},
-                      {"decode_tokens_per_s_batch1", tps1},
-                      {"prefill_ms", prefill_s * 1e3},
-                      {"decode_ms_per_step", stepB * 1e3},
-                      {"decode_ms_per_step_batch1", step1 * 1e3},
-                      {"kv_cache_mb", dec.cache_bytes() / 1e6}};
-  s += j.dump() + "\n";
-  write_stdout(s);
-}
-
 void run_bench_generate(const BenchGenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   const ops::WeightType type = ops::parse_weight_type(a.weights);
@@ -134,26 +64,27 @@ void run_bench_generate(const BenchGenerateArgs& a) {
         "--prompt-tokens {} + --new-tokens {} exceed the context of {}: the bench measures a cache that "
         "never slides",
         a.prompt_tokens, a.new_tokens, cfg.n_ctx);
-  if (a.device != "cpu") {
-    run_bench_generate_device(a, cfg);
-    return;
-  }
-  PackedModel pm;
-  {
-    GPT model(cfg);  // fp32 weights only while packing
-    model.init_gpt2(1);
-    pm = pack_model(model, type, nullptr);
-  }
+  Backend& be = backend_for(a.device);
+  // The model as generation loads it: packed in --weights where the backend has the kernels, its
+  // own fp32 weights elsewhere.
+  const bool packs = be.kind() == DeviceKind::Cpu || be.kind() == DeviceKind::CpuStaged;
+  if (!packs && type != ops::WeightType::F32)
+    fail("--weights {} runs on the cpu backend only, not on {} (use f32 weights there)", a.weights, a.device);
+  GPT model(cfg, be);
+  model.init_gpt2(1);
+  if (packs) model.pack(type);  // the fp32 weights go once packed
   const int B = a.batch, P = a.prompt_tokens, N = a.new_tokens, V = cfg.vocab_size;
-  Decoder dec(pm, B);
+  Decoder dec(model, B);
   std::mt19937 rng(7);
   std::vector<std::vector<TokenId>> prompts(B, std::vector<TokenId>(P));
   for (auto& p : prompts)
     for (auto& t : p) t = rng() % V;
+  std::vector<int> rows(B);
+  for (int b = 0; b < B; b++) rows[b] = b;
 
-  // Warm-up: fault in the weights and the caches, let the clocks settle.
+  // Warm-up: fault in the weights and the caches, a device's first launches and plans.
   dec.prefill(0, std::span<const TokenId>(prompts[0].data(), std::min(P, 64)));
-
+  decode_steps(dec, std::span<const int>(rows.data(), 1), 2);
   // Prefill: each row's prompt, logits of its last position only; the best of `repeat` runs.
   double prefill_s = 1e30;
   for (int r = 0; r < std::max(1, a.repeat); r++) {
@@ -161,39 +92,42 @@ void run_bench_generate(const BenchGenerateArgs& a) {
     for (int b = 0; b < B; b++) dec.prefill(b, prompts[b]);
     prefill_s = std::min(prefill_s, seconds_since(t0));
   }
-  // Decode: N steps of one token per row (greedy argmax), the cache growing from P to P + N.
-  std::vector<int> rows(B);
-  std::vector<TokenId> next(B);
-  for (int b = 0; b < B; b++) rows[b] = b;
-  std::vector<double> step_s;
-  const auto t0 = Clock::now();
-  for (int k = 0; k < N; k++) {
-    const auto ts = Clock::now();
-    for (int b = 0; b < B; b++) next[b] = greedy_pick(std::span<const float>(dec.logits(b), V));
-    dec.step(rows, next);
-    step_s.push_back(seconds_since(ts));
+  // Decode: N steps of one token per row (greedy argmax), the cache growing from P to P + N; at
+  // batch 1, then (when --batch > 1) at batch B.
+  dec.prefill(0, prompts[0]);
+  const auto [step1, total1] = decode_steps(dec, std::span<const int>(rows.data(), 1), N);
+  std::pair<double, double> batched{step1, total1};
+  if (B > 1) {
+    for (int b = 0; b < B; b++) dec.prefill(b, prompts[b]);
+    batched = decode_steps(dec, rows, N);
   }
-  const double decode_s = seconds_since(t0);
-  std::sort(step_s.begin(), step_s.end());
-  const double median_step = step_s.empty() ? 0 : step_s[step_s.size() / 2];
+  const auto [median_step, decode_s] = batched;
 
   const double prefill_tps = static_cast<double>(B) * P / prefill_s;
   const double decode_tps = N > 0 ? static_cast<double>(B) * N / decode_s : 0;
+  const double tps1 = N > 0 ? N / total1 : 0;
   const double peak_mb = static_cast<double>(peak_rss_bytes()) / 1e6;
+  const double weight_bytes = static_cast<double>(model.weight_bytes());
   // What one decode step must read from memory: every weight once (all but the position table, of
   // which it reads one row), and each row's cached keys and values at the mean context length.
-  const double kv_elem = dec.cache_type() == KvCacheType::F16 ? 2.0 : 4.0;
-  const double step_bytes = static_cast<double>(pm.bytes()) - 4.0 * cfg.n_ctx * cfg.n_embd +
+  const double kv_elem = static_cast<double>(kv_size(dec.cache_type()));
+  const double step_bytes = weight_bytes - 4.0 * cfg.n_ctx * cfg.n_embd +
                             static_cast<double>(B) * cfg.n_layer * 2.0 * (P + N / 2.0) * cfg.n_embd * kv_elem;
   const double decode_gbs = median_step > 0 ? step_bytes / median_step / 1e9 : 0;
+  const std::string weights = packs ? ops::weight_type_name(type)
+                                    : (be.act_type() == ActType::BF16 ? "f32 masters, bf16 products" : "f32");
   std::string s;
   s += fmt::format("model:    {} ({} parameters), {} weights ({:.0f} MB), random init\n", cfg.preset,
-                   with_commas(cfg.num_parameters()), ops::weight_type_name(type), pm.bytes() / 1e6);
+                   with_commas(cfg.num_parameters()), weights, weight_bytes / 1e6);
+  if (be.kind() != DeviceKind::Cpu) s += fmt::format("device:   {} ({})\n", be.device_description(), be.name());
   s += fmt::format("cpu:      {}; {} threads; kernels {}, packed {}\n", cpu().summary(), num_threads(),
                    ops::kernel_level(), ops::packed_kernel_level());
   s +=
       fmt::format("prefill:  {} x {} tokens, last-position logits: {:.1f} ms, {:.1f} tokens/s (best of {})\n",
                   B, P, prefill_s * 1e3, prefill_tps, std::max(1, a.repeat));
+  if (B > 1)
+    s += fmt::format("          batch 1: {} tokens (context {} -> {}): {:.2f} ms/step median, {:.1f} tokens/s\n",
+                     N, P, P + N, step1 * 1e3, tps1);
   s += fmt::format("decode:   {} x {} tokens (context {} -> {}): {:.2f} ms/step median, {:.1f} tokens/s\n", B,
                    N, P, P + N, median_step * 1e3, decode_tps);
   s += fmt::format(
@@ -201,21 +135,25 @@ void run_bench_generate(const BenchGenerateArgs& a) {
       step_bytes / 1e6, decode_gbs);
   s += fmt::format(
       "memory:   peak RSS {:.0f} MB (weights {:.0f} MB, KV cache {:.0f} MB, activations {:.0f} MB)\n",
-      peak_mb, pm.bytes() / 1e6, dec.cache_bytes() / 1e6, dec.activation_bytes() / 1e6);
+      peak_mb, weight_bytes / 1e6, dec.cache_bytes() / 1e6, dec.activation_bytes() / 1e6);
   nlohmann::json j = {{"bench", "generate"},
+                      {"device", std::string(be.name())},
+                      {"device_description", be.device_description()},
                       {"preset", cfg.preset},
-                      {"weights", ops::weight_type_name(type)},
+                      {"weights", weights},
                       {"batch", B},
                       {"prompt_tokens", P},
                       {"new_tokens", N},
                       {"threads", num_threads()},
                       {"prefill_tokens_per_s", prefill_tps},
                       {"decode_tokens_per_s", decode_tps},
+                      {"decode_tokens_per_s_batch1", tps1},
                       {"prefill_ms", prefill_s * 1e3},
                       {"decode_ms_per_step", median_step * 1e3},
+                      {"decode_ms_per_step_batch1", step1 * 1e3},
                       {"decode_mb_per_step", step_bytes / 1e6},
                       {"decode_gb_per_s", decode_gbs},
-                      {"weight_mb", pm.bytes() / 1e6},
+                      {"weight_mb", weight_bytes / 1e6},
                       {"kv_cache_mb", dec.cache_bytes() / 1e6},
                       {"peak_rss_mb", peak_mb},
                       {"cpu", cpu().brand},
@@ -243,8 +181,7 @@ void add_generate_bench(CLI::App* bench) {
       ->check(CLI::Range(1, 4096).description(""));
   c->add_option("--weights", a->weights, "f32 (default), bf16 or q8")->option_text("TYPE");
   c->add_option("--device", a->device,
-                "cpu (default: the packed-weight decoder), cuda, cuda-fp32 or cpu-staged: the DeviceDecoder, "
-                "decode at batch 1 and --batch")
+                "cpu (default), cuda, cuda-fp32 or cpu-staged (tests)")
       ->option_text("DEV");
   c->add_option("--repeat", a->repeat, "Prefill runs; the best is reported (default 3)")
       ->option_text("N")

@@ -17,7 +17,7 @@
 #include "core/parallel.h"
 #include "finetune/template.h"
 #include "generate/generator.h"
-#include "model/packed_model.h"
+#include "io/model_dir.h"
 
 namespace gpt::cli {
 namespace {
@@ -41,12 +41,12 @@ void run_chat(ChatArgs& a) {
   s.max_new_tokens = a.max_new ? *a.max_new : 1;  // the default needs the model's context (below)
   s.sampling.seed = a.seed ? *a.seed : std::random_device{}();
   s.validate();
-  PackedModel packed = load_packed_model(a.model);
-  Generator gen(packed);
+  LoadedModel lm = load_for_inference(a.model);
+  Generator gen(lm.model, lm.tokenizer);
   if (!gen.tokenizer()) fail("{} has no vocabulary files: chat needs its tokenizer", a.model);
   const Tokenizer& tok = *gen.tokenizer();
   require_eot(tok);
-  const int n_ctx = packed.config.n_ctx;
+  const int n_ctx = lm.model.config().n_ctx;
   if (!a.max_new) s.max_new_tokens = std::max(1, std::min(256, n_ctx / 2));
   if (s.max_new_tokens >= n_ctx)
     fail("--max-new-tokens {} leaves no room for the conversation in the context of {}", s.max_new_tokens,

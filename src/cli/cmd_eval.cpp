@@ -22,7 +22,6 @@
 #include "generate/generator.h"
 #include "io/hf_config.h"
 #include "io/model_dir.h"
-#include "model/packed_model.h"
 #include "tokenizer/ids_text.h"
 #include "train/device_model.h"
 
@@ -102,9 +101,9 @@ void generate_summaries(const EvalArgs& a, std::vector<std::string>* hyp, std::v
   ReadOptions ro;
   ro.skip_bad_lines = a.skip_bad;
   const std::vector<Record> recs = read_records(a.input, ro);
-  const PackedModel pm = load_packed_model(a.model);
-  if (!pm.tokenizer) fail("{} has no vocabulary files", a.model);
-  Generator gen(pm);
+  LoadedModel lm = load_for_inference(a.model);
+  if (!lm.tokenizer) fail("{} has no vocabulary files", a.model);
+  Generator gen(lm.model, lm.tokenizer);
   GenerateSettings gs;
   gs.max_new_tokens = a.max_new_tokens;
   gs.sampling.greedy = true;
@@ -114,7 +113,7 @@ void generate_summaries(const EvalArgs& a, std::vector<std::string>* hyp, std::v
   for (size_t i = 0; i < recs.size(); i++) {
     const std::string src = require_text(recs[i], a.source_field, a.input);
     ref->push_back(require_text(recs[i], ref_field, a.input));
-    const std::vector<TokenId> prompt = pm.tokenizer->encode(summarize_prompt(src));
+    const std::vector<TokenId> prompt = lm.tokenizer->encode(summarize_prompt(src));
     const std::vector<SampleResult> r = gen.generate(prompt, gs);
     hyp->push_back(r.at(0).text);
     nlohmann::ordered_json j;
@@ -233,27 +232,15 @@ void run_eval(const EvalArgs& a) {
   if (!a.choices.empty()) return run_choices(a);
   if (a.text.empty() == a.ids.empty()) fail("give exactly one of --text FILE or --ids FILE");
   if (a.threads > 0) set_num_threads(a.threads);
-  // Quantized weights (or --weights) run on the KV-cache decoder with packed matrices; plain
-  // directories on the training network, as before.
+  // Quantized weights (or --weights) run packed, as generation runs them; plain directories on the
+  // training network's fp32 weights, as training measures its loss.
   const bool packed = !a.weights.empty() || quantized_dir(a.model);
-  if (packed && a.device != "cpu")
-    fail("--device {}: packed and quantized weights run on the CPU's decoder only (use --device cpu)",
-         a.device);
   Backend& be = backend_for(a.device);  // before loading: a bad device is the first error
-  std::optional<LoadedModel> lm;
-  std::optional<PackedModel> pm;
-  std::shared_ptr<const Tokenizer> tok;
-  if (packed) {
-    std::optional<ops::WeightType> type;
-    if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-    pm = load_packed_model(a.model, type);
-    tok = pm->tokenizer;
-  } else {
-    lm = load_model_dir(a.model);
-    lm->model = on_backend(std::move(lm->model), be);
-    tok = lm->tokenizer;
-  }
-  const ModelConfig& cfg = packed ? pm->config : lm->model.config();
+  LoadOptions load;
+  load.backend = &be;
+  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights) : load_model_dir(a.model, load);
+  std::shared_ptr<const Tokenizer> tok = lm.tokenizer;
+  const ModelConfig& cfg = lm.model.config();
   std::vector<TokenId> ids;
   if (!a.ids.empty()) {
     ids = parse_ids(read_file(a.ids));
@@ -267,13 +254,12 @@ void run_eval(const EvalArgs& a) {
   auto progress = [&](size_t done, size_t total) {
     if (!a.quiet && isatty(2)) std::fprintf(stderr, "\reval: window %zu/%zu", done, total);
   };
-  EvalResult r = packed ? evaluate(*pm, ids, a.opt, progress) : evaluate(lm->model, ids, a.opt, progress);
+  EvalResult r = evaluate(lm.model, ids, a.opt, progress);
   if (!a.quiet && isatty(2)) std::fprintf(stderr, "\n");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string s;
   s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(cfg.num_parameters()));
-  if (packed)
-    s += fmt::format("weights:    {} (packed, KV-cache decoder)\n", ops::weight_type_name(pm->type));
+  if (lm.model.packed()) s += fmt::format("weights:    {} (packed)\n", ops::weight_type_name(lm.model.weight_type()));
   if (be.name() != "cpu") s += fmt::format("device:     {}\n", be.device_description());
   s += fmt::format("input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
                    a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx,

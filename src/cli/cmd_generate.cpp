@@ -1,7 +1,6 @@
 // gpt generate: text from a model, streamed token by token (sampling, greedy or beam search).
 // Formats: text (the generated text), ids (one line of ids per sample), jsonl (one object per
-// token). See docs/sampling.md. --device cpu (the default) runs the packed-weight Decoder; any
-// other device runs a DeviceDecoder over the model on that backend (docs/kv-cache.md).
+// token). See docs/sampling.md. The decoder (docs/kv-cache.md) runs on --device (the CPU by default).
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -19,10 +18,8 @@
 #include "core/io.h"
 #include "core/parallel.h"
 #include "finetune/template.h"
-#include "generate/device_decoder.h"
 #include "generate/generator.h"
 #include "io/model_dir.h"
-#include "model/packed_model.h"
 #include "tokenizer/ids_text.h"
 
 namespace gpt::cli {
@@ -116,33 +113,9 @@ void run_generate(GenerateArgs a, const CLI::App* c) {
   s.sampling.seed = a.seed ? *a.seed : std::random_device{}();
   s.validate();  // settings before the model: a typo fails fast
 
-  // The model: packed weights for the CPU decoder, or the network on a device backend.
-  std::optional<PackedModel> packed;
-  std::optional<GPT> net;
-  std::optional<Generator> generator;
-  if (a.device == "cpu") {
-    std::optional<ops::WeightType> type;
-    if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-    packed.emplace(load_packed_model(a.model, type));
-    generator.emplace(*packed);
-  } else {
-    if (!a.weights.empty() && ops::parse_weight_type(a.weights) != ops::WeightType::F32)
-      fail("--weights {} is for --device cpu (the packed-weight decoder); --device {} runs its own precision",
-           a.weights, a.device);
-    Backend& be = backend_for(a.device);  // an unknown device or no GPU fails before the load
-    std::shared_ptr<const Tokenizer> dir_tok;
-    {
-      LoadedModel lm = load_model_dir(a.model);
-      net.emplace(lm.model.config(), be);
-      std::memcpy(net->params(), std::as_const(lm.model).params(), lm.model.num_parameters() * sizeof(float));
-      dir_tok = lm.tokenizer;
-    }
-    GPT& m = *net;
-    generator.emplace(m.config(), dir_tok,
-                      [&m](int rows) { return std::make_unique<DeviceDecoder>(m, rows); });
-  }
-  Generator& gen = *generator;
-  const ModelConfig& cfg = packed ? packed->config : net->config();
+  LoadedModel lm = load_for_inference(a.model, a.device, a.weights);
+  Generator gen(lm.model, lm.tokenizer);
+  const ModelConfig& cfg = lm.model.config();
   if (!a.tokenizer.empty()) gen.set_tokenizer(tokenizer_from_spec(a.tokenizer));
   const Tokenizer* tok = gen.tokenizer().get();
   if (!tok && a.format == "text")
@@ -274,7 +247,7 @@ void add_generate_command(CLI::App& app) {
   c->add_option("--weights", a->weights, "Convert the weights on load: f32, bf16 or q8 (default: as stored)")
       ->option_text("TYPE");
   c->add_option("--device", a->device,
-                "cpu (default: the packed-weight decoder), cuda (bf16), cuda-fp32, or cpu-staged (tests)")
+                "cpu (default), cuda (bf16), cuda-fp32, or cpu-staged (tests)")
       ->option_text("DEV");
   c->add_option("--tokenizer", a->tokenizer, "Vocabulary instead of the model's: gpt2, char:DIR, bpe:DIR")
       ->option_text("SPEC");

@@ -8,7 +8,6 @@
 #include "cli/commands.h"
 #include "core/parallel.h"
 #include "io/model_dir.h"
-#include "model/packed_model.h"
 
 namespace gpt::cli {
 namespace {
@@ -38,18 +37,19 @@ void run_quantize(const QuantizeArgs& a) {
     fail("--out must differ from --model");
   // Through fp32, whatever the source holds (a q8 source is dequantized first).
   LoadedModel lm = load_model_dir(a.model);
-  const PackedModel packed = pack_model(lm.model, type, lm.tokenizer);
-  save_packed_model(a.out, packed);
+  const size_t parameters = lm.model.num_parameters();
+  lm.model.pack(type);
+  save_model_dir(a.out, lm.model, lm.tokenizer.get());
   const uint64_t before = weight_file_bytes(a.model), after = weight_file_bytes(a.out);
   std::string s;
-  s += fmt::format("model:   {} ({} parameters)\n", a.model, with_commas(lm.model.num_parameters()));
+  s += fmt::format("model:   {} ({} parameters)\n", a.model, with_commas(parameters));
   s += fmt::format("before:  {:.1f} MB of safetensors\n", before / 1e6);
   s += fmt::format("after:   {:.1f} MB in {}/model.safetensors ({}{}), {:.2f}x smaller\n", after / 1e6, a.out,
                    ops::weight_type_name(type),
                    type == ops::WeightType::Q8 ? ": int8 weights, one half-precision scale per 32 inputs"
                                                : ": bfloat16 matrices, fp32 biases, LayerNorms and wpe",
                    after > 0 ? static_cast<double>(before) / after : 0.0);
-  s += fmt::format("memory:  {:.1f} MB packed for inference\n", packed.bytes() / 1e6);
+  s += fmt::format("memory:  {:.1f} MB packed for inference\n", lm.model.weight_bytes() / 1e6);
   write_stdout(s);
 }
 

@@ -12,14 +12,14 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
-#include "model/packed_model.h"
+#include "io/model_dir.h"
 #include "serve/server.h"
 
 namespace gpt::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, weights, name, api_key, api_key_file;
+  std::string model, weights, name, api_key, api_key_file, device = "cpu";
   bool api_key_given = false;
   serve::ServerOptions opt;
   int threads = 0;
@@ -54,10 +54,8 @@ std::string api_key(const ServeArgs& a) {
 void run_serve(ServeArgs a) {
   a.opt.api_key = api_key(a);  // before the model loads: a bad key fails at once
   if (a.threads > 0) set_num_threads(a.threads);
-  std::optional<ops::WeightType> type;
-  if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-  const PackedModel model = load_packed_model(a.model, type);
-  if (!model.tokenizer) fail("{} has no vocabulary: the server needs one to read and write text", a.model);
+  LoadedModel lm = load_for_inference(a.model, a.device, a.weights);
+  if (!lm.tokenizer) fail("{} has no vocabulary: the server needs one to read and write text", a.model);
   a.opt.model_name =
       a.name.empty() ? std::filesystem::path(a.model).lexically_normal().filename().string() : a.name;
   if (a.opt.model_name.empty()) a.opt.model_name = "gpt";
@@ -72,7 +70,7 @@ void run_serve(ServeArgs a) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error return, not death
 
-  serve::Server server(model, a.opt);
+  serve::Server server(lm.model, lm.tokenizer, a.opt);
   const int port = server.bind();  // accepts from here on; "address already in use" and the like throw
   std::thread watcher([&] {
     int sig = 0;
@@ -131,6 +129,9 @@ void add_serve_command(CLI::App& app) {
                 "Connections open at once from one IP address; more are closed (default 128)")
       ->option_text("N")
       ->check(CLI::Range(1, 65536).description(""));
+  c->add_option("--device", a->device,
+                "Where the model runs: cpu (default), cuda (bf16), cuda-fp32, or cpu-staged (tests)")
+      ->option_text("DEV");
   c->add_option("--weights", a->weights, "Convert the weights on load: f32, bf16 or q8 (default: as stored)")
       ->option_text("TYPE");
   c->add_option("--threads", a->threads, "Threads of the decoder (default: all cores)")

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "generate/decoder.h"
 #include "ops/ops.h"
 
 namespace gpt {
@@ -74,33 +73,6 @@ EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions&
         r.tokens++;
       }
     if (progress) progress(std::min(w0 + nb, windows.size()), windows.size());
-  }
-  r.windows = windows.size();
-  r.loss = total / static_cast<double>(r.tokens);
-  r.perplexity = std::exp(r.loss);
-  return r;
-}
-
-EvalResult evaluate(const PackedModel& model, std::span<const TokenId> ids, const EvalOptions& opt,
-                    const std::function<void(size_t, size_t)>& progress) {
-  int T = 0;
-  const std::vector<Window> windows = plan_windows(ids, opt, model.config, &T);
-  const int V = model.config.vocab_size;
-  Decoder dec(model, 1);
-  std::vector<float> logits(static_cast<size_t>(T) * V), losses(T), lse(T);
-  std::vector<int32_t> y(T);
-  EvalResult r;
-  double total = 0;
-  for (size_t w = 0; w < windows.size(); w++) {
-    const Window& win = windows[w];
-    for (int t = 0; t < T; t++) {
-      const size_t target = win.begin + t + 1;
-      y[t] = target >= win.first_scored ? static_cast<int32_t>(ids[target]) : kIgnoreIndex;
-    }
-    dec.prefill(0, ids.subspan(win.begin, T), logits.data());
-    total += ops::cross_entropy_forward(losses.data(), lse.data(), logits.data(), y.data(), T, V);
-    for (int t = 0; t < T; t++) r.tokens += y[t] != kIgnoreIndex;
-    if (progress) progress(w + 1, windows.size());
   }
   r.windows = windows.size();
   r.loss = total / static_cast<double>(r.tokens);

@@ -11,7 +11,6 @@
 #include <span>
 
 #include "model/gpt.h"
-#include "model/packed_model.h"
 
 namespace gpt {
 
@@ -28,15 +27,10 @@ struct EvalResult {
   size_t windows = 0;
 };
 
+// Any model: in training storage, or packed (f32, bf16, q8: the loss a quantized model really has).
 // Throws gpt::Error on fewer than 2 tokens, ids out of the vocabulary, or bad options.
 // `progress(done, total)` is called after each batch (may be empty).
 EvalResult evaluate(GPT& model, std::span<const TokenId> ids, const EvalOptions& opt,
-                    const std::function<void(size_t, size_t)>& progress = {});
-
-// The same windows and scoring, run by the KV-cache decoder (generate/decoder.h) on packed weights
-// (f32, bf16 or q8) with the logits of every position: the loss a quantized model really has.
-// Windows run one at a time (batch_size is not used).
-EvalResult evaluate(const PackedModel& model, std::span<const TokenId> ids, const EvalOptions& opt,
                     const std::function<void(size_t, size_t)>& progress = {});
 
 }  // namespace gpt

@@ -91,17 +91,13 @@ std::string_view TextAssembler::finish() {
 
 // ---- generator ---------------------------------------------------------------------------------
 
-Generator::Generator(const PackedModel& model)
-    : Generator(model.config, model.tokenizer,
-                [&model](int rows) { return std::make_unique<Decoder>(model, rows); }) {}
+Generator::Generator(GPT& model, std::shared_ptr<const Tokenizer> tok)
+    : model_(model), cfg_(model.config()), tok_(std::move(tok)) {}
 
-Generator::Generator(const ModelConfig& cfg, std::shared_ptr<const Tokenizer> tok, DecoderFactory make)
-    : cfg_(cfg), tok_(std::move(tok)), make_(std::move(make)) {}
-
-RowDecoder& Generator::decoder_for(int rows) {
+Decoder& Generator::decoder_for(int rows) {
   if (!dec_ || dec_->max_batch() < rows) {
     dec_.reset();  // free the old caches before allocating new ones
-    dec_ = make_(rows);
+    dec_ = std::make_unique<Decoder>(model_, rows);
   }
   return *dec_;
 }
@@ -141,7 +137,7 @@ std::span<const TokenId> last_window(std::span<const TokenId> seq, int n_ctx) {
 std::vector<SampleResult> Generator::sample(std::span<const TokenId> prompt, const GenerateSettings& s,
                                             const Callback& cb) {
   const int K = s.num_samples, V = decodable_vocab(cfg_, tok_.get()), n_ctx = cfg_.n_ctx;
-  RowDecoder& dec = decoder_for(K);
+  Decoder& dec = decoder_for(K);
   const auto eot = tok_ ? tok_->eot_token() : std::nullopt;
 
   // Per sample: its sequence (prompt + generated), sampler, text and state.
@@ -236,14 +232,14 @@ namespace {
 
 // Beam search over decoder rows; the repetition penalty applies to each beam's own sequence.
 struct DecoderBeamModel : BeamModel {
-  RowDecoder& dec;
+  Decoder& dec;
   int V;  // the tokens beams may take: those the vocabulary can decode
   float penalty;
   bool kv_cache;
   std::vector<std::vector<TokenId>> seq, next_seq;
   std::vector<TokenId> scratch;
   std::vector<int> rows;
-  DecoderBeamModel(RowDecoder& d, int v, float r, bool kv) : dec(d), V(v), penalty(r), kv_cache(kv) {}
+  DecoderBeamModel(Decoder& d, int v, float r, bool kv) : dec(d), V(v), penalty(r), kv_cache(kv) {}
   int vocab() const override { return V; }
   void fill(int row, float* lp) {
     std::span<float> out(lp, V);
@@ -281,7 +277,7 @@ struct DecoderBeamModel : BeamModel {
 
 std::vector<SampleResult> Generator::beam(std::span<const TokenId> prompt, const GenerateSettings& s,
                                           const Callback& cb) {
-  RowDecoder& dec = decoder_for(s.beams);
+  Decoder& dec = decoder_for(s.beams);
   const auto eot = tok_ ? tok_->eot_token() : std::nullopt;
   BeamSettings bs;
   bs.beams = s.beams;

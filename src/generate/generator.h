@@ -1,7 +1,7 @@
 // Text generation, the library API: a prompt and settings in, tokens out through a callback as
 // they are produced. Sampling runs K samples as one batch of decoder rows; beam search runs its
-// beams as rows and reports the finished hypotheses at the end. The rows are a packed-weight
-// Decoder on the CPU, or any other RowDecoder (a DeviceDecoder on a GPU). See docs/sampling.md.
+// beams as rows and reports the finished hypotheses at the end. The rows are a Decoder over the
+// model, on whatever backend it runs. See docs/sampling.md.
 #pragma once
 #include <functional>
 #include <memory>
@@ -14,7 +14,7 @@
 #include "generate/decoder.h"
 #include "generate/sampling.h"
 #include "generate/utf8_stream.h"
-#include "model/packed_model.h"
+#include "model/gpt.h"
 
 namespace gpt {
 
@@ -89,12 +89,8 @@ class TextAssembler {
 
 class Generator {
  public:
-  // `model` must outlive the generator. Text needs the model's tokenizer (or set_tokenizer).
-  explicit Generator(const PackedModel& model);
-  // Generation over other decoders: make(rows) builds one with at least that many rows (it may be
-  // called again when a later call needs more).
-  using DecoderFactory = std::function<std::unique_ptr<RowDecoder>(int rows)>;
-  Generator(const ModelConfig& cfg, std::shared_ptr<const Tokenizer> tok, DecoderFactory make);
+  // `model` must outlive the generator. Text needs a tokenizer (or set_tokenizer).
+  explicit Generator(GPT& model, std::shared_ptr<const Tokenizer> tok = nullptr);
   void set_tokenizer(std::shared_ptr<const Tokenizer> tok) { tok_ = std::move(tok); }
   const std::shared_ptr<const Tokenizer>& tokenizer() const { return tok_; }
 
@@ -105,20 +101,19 @@ class Generator {
   std::vector<SampleResult> generate(std::span<const TokenId> prompt, const GenerateSettings& s,
                                      const Callback& on_token = {});
 
-  // The decoder of the last call (its caches, for tests and benchmarks); null before one, and for
-  // a generator over another kind of decoder.
-  Decoder* decoder() { return dynamic_cast<Decoder*>(dec_.get()); }
+  // The decoder of the last call (its caches, for tests and benchmarks); null before one.
+  Decoder* decoder() { return dec_.get(); }
 
  private:
-  RowDecoder& decoder_for(int rows);
+  Decoder& decoder_for(int rows);
   std::vector<SampleResult> sample(std::span<const TokenId> prompt, const GenerateSettings& s,
                                    const Callback& cb);
   std::vector<SampleResult> beam(std::span<const TokenId> prompt, const GenerateSettings& s,
                                  const Callback& cb);
+  GPT& model_;
   ModelConfig cfg_;
   std::shared_ptr<const Tokenizer> tok_;
-  DecoderFactory make_;
-  std::unique_ptr<RowDecoder> dec_;
+  std::unique_ptr<Decoder> dec_;
 };
 
 }  // namespace gpt

@@ -1,8 +1,11 @@
-// The GPT forward and backward passes, op by op. Pre-LN (GPT-2/3) block:
+// The GPT forward and backward passes, op by op: one transformer for training, evaluation, a
+// prefill and a decode step. Pre-LN (GPT-2/3) block:
 //   x = x + drop(attn(ln_1(x)));  x = x + drop(mlp(ln_2(x)))        ... then ln_f
 // Post-LN (GPT-1) block:
 //   x = ln_1(x + drop(attn(x)));  x = ln_2(x + drop(mlp(x)))        ... no ln_f
-// where attn = c_proj(attention(c_attn(.))) and mlp = c_proj(gelu(c_fc(.))).
+// where attn = c_proj(attention(c_attn(.))) and mlp = c_proj(gelu(c_fc(.))). The attention of a
+// pass over whole sequences is causal (or banded) within each sequence; a pass over a key/value
+// cache first writes its keys and values into the cache, then attends to what each row has cached.
 #include "model/gpt.h"
 
 #include <fmt/format.h>
@@ -16,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "model/kv_cache.h"
 #include "model/lora.h"
 #include "ops/ops.h"
 
@@ -55,12 +59,21 @@ ModelTensors bind_tensors(const ModelConfig& cfg, const std::vector<ParamInfo>& 
   return t;
 }
 
+bool is_packed_matrix(const ParamInfo& p) { return p.shape.size() == 2 && p.name != "wpe.weight"; }
+
+ops::PackedMatrix pack_parameter(const ParamInfo& p, const float* values, ops::WeightType type) {
+  if (!is_packed_matrix(p)) fail("internal error: {} is not a matrix parameter", p.name);
+  const int a = static_cast<int>(p.shape[0]), b = static_cast<int>(p.shape[1]);
+  if (p.name == "wte.weight" || p.name == "lm_head.weight") return ops::PackedMatrix::from_rows(values, a, b, type);
+  return ops::PackedMatrix::from_conv1d(values, a, b, type);
+}
+
 // ---- activations ---------------------------------------------------------------------------------
 
-// Everything the forward pass writes, carved out of one backend allocation for a given (B, T,
-// training). Activations (Act) have the backend's element type; per-row statistics are fp32.
-// In training each layer keeps its own tensors for the backward pass; in inference all layers
-// share one set (each layer reads only its input, which the previous layer left in place).
+// Everything a forward pass writes, carved out of one backend allocation. Activations (Act) have
+// the backend's element type; per-row statistics are fp32. In training each layer keeps its own
+// tensors for the backward pass; in inference all layers share one set (each layer reads only its
+// input, which the previous layer left in place).
 struct LayerActs {
   Act* ln1;                    // [N,C]
   float *ln1_mean, *ln1_rstd;  // [N], [N]
@@ -75,9 +88,13 @@ struct LayerActs {
   Act* res3;                   // [N,C] after the MLP residual (pre-LN block output)
 };
 
-struct GPT::Activations {
-  int B = 0, T = 0;
-  bool training = false;
+class GPT::Workspace {
+ public:
+  // The shape it is planned for: a pass over B sequences of T (N = B T rows), or (cached) over up
+  // to `rows` inputs of a key/value cache.
+  int B = 0, T = 0, rows = 0;
+  bool training = false, cached = false, with_logits = false;
+  int head_rows = 0;  // rows of logits one LM-head call makes
   size_t scratch_bytes = 0;
   BackendBuffer arena;
   Act* encoded = nullptr;  // [N,C] embeddings (after dropout)
@@ -85,15 +102,16 @@ struct GPT::Activations {
   Act* proj = nullptr;  // [N,C] scratch: a c_proj output before its residual add
   Act* lnf = nullptr;
   float *lnf_mean = nullptr, *lnf_rstd = nullptr;
-  Act* logits = nullptr;       // [N,V]
+  Act* logits = nullptr;       // [N,V] (cached: [head_rows, V])
   float* losses = nullptr;     // [N]
   float* lse = nullptr;        // [N]
   void* scratch = nullptr;     // attention's
   TokenId* inputs = nullptr;   // [N] in backend memory
   int32_t* targets = nullptr;  // [N] in backend memory
+  int32_t* index = nullptr;    // cached: [2][rows] positions, then cache rows, in backend memory
   // backward buffers (training only)
   Act *dres = nullptr, *dbuf = nullptr, *dbuf2 = nullptr, *dqkv = nullptr, *dfch = nullptr;
-  std::vector<int32_t> host_targets;
+  std::vector<int32_t> host_targets, host_index;
   std::vector<TokenId> host_inputs;  // training: the ids again, for the embedding backward
   bool have_targets = false;
   uint64_t dropout_seed = 0;
@@ -105,18 +123,34 @@ struct GPT::Activations {
   bool have_logits = false;  // the last forward ran the LM head
 };
 
-void GPT::plan(int B, int T, bool training) {
-  if (!acts_) acts_ = new Activations();
-  Activations& a = *acts_;
+// What one forward runs.
+struct GPT::Pass {
+  int n = 0;     // input rows
+  int B = 0, T = 0;  // whole sequences (n = B T); unused with a cache
+  bool training = false;
+  float dropout = 0.0f;
+  uint64_t seed = 0;
+  KvCache* cache = nullptr;  // a cached pass
+  CacheIndex at;             // ... where its inputs sit
+  int capture_layer = -1;
+  const ops::AttentionCapture* capture = nullptr;
+  ops::Dropout drop(int layer, int site) const { return {dropout, ops::dropout_seed(seed, layer, site)}; }
+};
+
+void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
   const int Ci = cfg_.n_embd, Hi = cfg_.n_head;
-  // The attention scratch can depend on the thread count, so a change of threads re-plans too.
-  const size_t scratch_bytes = be_->attention_scratch_bytes(B, T, Ci, Hi);
-  if (a.B == B && a.T == T && a.training == training && a.scratch_bytes == scratch_bytes && !a.arena.empty())
+  const bool cached = a.cached;
+  // The attention scratch can depend on the thread ceiling, so a change of threads re-plans too.
+  const size_t scratch_bytes = cached ? be_->attention_cached_scratch_bytes(a.rows, Ci, Hi, cfg_.n_ctx)
+                                      : be_->attention_scratch_bytes(B, T, Ci, Hi);
+  if (!cached && a.B == B && a.T == T && a.training == training && a.scratch_bytes == scratch_bytes &&
+      (a.with_logits || !logits) && !a.arena.empty())
     return;
-  const size_t N = static_cast<size_t>(B) * T, C = Ci, V = cfg_.vocab_size;
+  const size_t N = cached ? static_cast<size_t>(a.rows) : static_cast<size_t>(B) * T, C = Ci, V = cfg_.vocab_size;
   const size_t layer_sets = training ? cfg_.n_layer : 1;
   const size_t att_bytes = training ? be_->attention_saved_bytes(B, T, Ci, Hi) : 0;
   const size_t es = act_size(be_->act_type());
+  const size_t logit_rows = !logits ? 0 : cached ? static_cast<size_t>(a.head_rows) : N;
 
   // Two passes over the same carving: the first counts the bytes, the second hands out pointers.
   char* base = nullptr;
@@ -153,12 +187,13 @@ void GPT::plan(int B, int T, bool training) {
     a.lnf = act(N * C);
     a.lnf_mean = f32(N);
     a.lnf_rstd = f32(N);
-    a.logits = act(N * V);
-    a.losses = f32(N);
-    a.lse = f32(N);
+    a.logits = logit_rows ? act(logit_rows * V) : nullptr;
+    a.losses = cached ? nullptr : f32(N);
+    a.lse = cached ? nullptr : f32(N);
     a.scratch = take_bytes(scratch_bytes);
     a.inputs = static_cast<TokenId*>(take_bytes(N * sizeof(TokenId)));
-    a.targets = static_cast<int32_t*>(take_bytes(N * sizeof(int32_t)));
+    a.targets = cached ? nullptr : static_cast<int32_t*>(take_bytes(N * sizeof(int32_t)));
+    a.index = cached ? static_cast<int32_t*>(take_bytes(2 * N * sizeof(int32_t))) : nullptr;
     if (training) {
       a.dres = act(N * C);
       a.dbuf = act(N * C);
@@ -176,13 +211,15 @@ void GPT::plan(int B, int T, bool training) {
   a.B = B;
   a.T = T;
   a.training = training;
+  a.with_logits = logits;
   a.scratch_bytes = scratch_bytes;
   a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
 }
 
 size_t GPT::activation_bytes() const { return acts_ ? acts_->arena.bytes() : 0; }
+size_t GPT::workspace_bytes(const Workspace& ws) { return ws.arena.bytes(); }
 
-// ---- construction ----------------------------------------------------------------------------------
+// ---- construction and storage ------------------------------------------------------------------------
 
 GPT::GPT(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(&backend) {
   cfg_.validate();
@@ -193,32 +230,45 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(&backend) {
   if (!be_->host_memory()) dev_params_ = BackendBuffer(*be_, num_params_ * sizeof(float));
   dw_ = bind_tensors(cfg_, layout_, device_params());
   trainable_.assign(layout_.size(), 1);
+  bind_weights();
 }
 
-GPT::GPT(GPT&& o) noexcept
-    : cfg_(std::move(o.cfg_)),
-      be_(o.be_),
-      layout_(std::move(o.layout_)),
-      num_params_(o.num_params_),
-      params_(std::move(o.params_)),
-      dev_params_(std::move(o.dev_params_)),
-      grads_(std::move(o.grads_)),
-      host_changed_(o.host_changed_),
-      w_(std::move(o.w_)),
-      dw_(std::move(o.dw_)),
-      g_(std::move(o.g_)),
-      acts_(std::exchange(o.acts_, nullptr)),
-      scored_(o.scored_),
-      trainable_(std::move(o.trainable_)),
-      gt_(std::move(o.gt_)),
-      sink_(std::move(o.sink_)),
-      lora_(std::exchange(o.lora_, nullptr)) {}
+// The arena of a packed model: every tensor but the matrices, in layout order.
+static std::vector<ParamInfo> vector_layout(const ModelConfig& cfg) {
+  std::vector<ParamInfo> out;
+  size_t offset = 0;
+  for (ParamInfo p : parameter_layout(cfg)) {
+    if (is_packed_matrix(p)) continue;
+    p.offset = offset;
+    offset += p.numel;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+GPT::GPT(const ModelConfig& cfg, Backend& backend, ops::WeightType type) : cfg_(cfg), be_(&backend) {
+  cfg_.validate();
+  packed_ = true;
+  type_ = type;
+  layout_ = vector_layout(cfg_);
+  num_params_ = layout_.empty() ? 0 : layout_.back().offset + layout_.back().numel;
+  params_.resize(num_params_);
+  w_ = bind_tensors(cfg_, layout_, params_.data());
+  if (!be_->host_memory()) dev_params_ = BackendBuffer(*be_, num_params_ * sizeof(float));
+  dw_ = bind_tensors(cfg_, layout_, device_params());
+  trainable_.assign(layout_.size(), 0);
+  bind_weights();
+}
+
+GPT::GPT(GPT&& o) noexcept { *this = std::move(o); }
 
 GPT& GPT::operator=(GPT&& o) noexcept {
   if (this != &o) {
     delete acts_;
     cfg_ = std::move(o.cfg_);
     be_ = o.be_;
+    packed_ = o.packed_;
+    type_ = o.type_;
     layout_ = std::move(o.layout_);
     num_params_ = o.num_params_;
     params_ = std::move(o.params_);
@@ -228,6 +278,8 @@ GPT& GPT::operator=(GPT&& o) noexcept {
     w_ = std::move(o.w_);
     dw_ = std::move(o.dw_);
     g_ = std::move(o.g_);
+    packed_w_ = std::move(o.packed_w_);
+    lw_ = std::move(o.lw_);
     acts_ = std::exchange(o.acts_, nullptr);
     scored_ = o.scored_;
     trainable_ = std::move(o.trainable_);
@@ -239,6 +291,85 @@ GPT& GPT::operator=(GPT&& o) noexcept {
 }
 
 GPT::~GPT() { delete acts_; }
+
+void GPT::bind_weights() {
+  auto packed = [&](const std::string& name) -> const PackedWeight* {
+    auto it = packed_w_.find(name);
+    return it == packed_w_.end() ? nullptr : it->second.get();
+  };
+  lw_.resize(cfg_.n_layer);
+  for (int l = 0; l < cfg_.n_layer; l++) {
+    const std::string h = fmt::format("h.{}.", l);
+    const LayerTensors& D = dw_.layers[l];
+    lw_[l] = {{D.qkv_w, packed(h + "attn.c_attn.weight")},
+              {D.attn_proj_w, packed(h + "attn.c_proj.weight")},
+              {D.fc_w, packed(h + "mlp.c_fc.weight")},
+              {D.fc_proj_w, packed(h + "mlp.c_proj.weight")}};
+  }
+}
+
+Weight GPT::wte() const {
+  auto it = packed_w_.find("wte.weight");
+  return {dw_.wte, it == packed_w_.end() ? nullptr : it->second.get()};
+}
+Weight GPT::lm_head() const {
+  if (cfg_.tied_head) return wte();
+  auto it = packed_w_.find("lm_head.weight");
+  return {dw_.lm_head, it == packed_w_.end() ? nullptr : it->second.get()};
+}
+
+void GPT::require_training(const char* what) const {
+  if (packed_)
+    fail("{} needs a model in training storage; this one's matrices are packed as {} for inference", what,
+         ops::weight_type_name(type_));
+}
+
+void GPT::set_packed_matrix(std::string_view name, ops::PackedMatrix&& m) {
+  if (!packed_) fail("internal error: set_packed_matrix on a model in training storage");
+  const ParamInfo* p = nullptr;
+  const auto full = parameter_layout(cfg_);
+  for (const auto& q : full)
+    if (q.name == name && is_packed_matrix(q)) p = &q;
+  if (!p) fail("the model has no matrix \"{}\"", name);
+  const bool rows = name == "wte.weight" || name == "lm_head.weight";
+  const int out = static_cast<int>(rows ? p->shape[0] : p->shape[1]);
+  const int in = static_cast<int>(rows ? p->shape[1] : p->shape[0]);
+  if (m.out() != out || m.in() != in)
+    fail("matrix \"{}\" is [{}, {}], the config needs [{}, {}]", name, m.out(), m.in(), out, in);
+  if (m.type() != type_)
+    fail("matrix \"{}\" is {}, the model's matrices are {}", name, ops::weight_type_name(m.type()),
+         ops::weight_type_name(type_));
+  packed_w_[std::string(name)] = be_->adopt_weight(std::move(m));
+  bind_weights();
+}
+
+const PackedWeight* GPT::packed_matrix(std::string_view name) const {
+  auto it = packed_w_.find(name);
+  return it == packed_w_.end() ? nullptr : it->second.get();
+}
+
+size_t GPT::weight_bytes() const {
+  size_t n = params_.bytes();
+  for (const auto& [name, w] : packed_w_) n += w->bytes();
+  return n;
+}
+
+void GPT::pack(ops::WeightType type) {
+  require_training("pack()");
+  // The packed weights are the base's: attached adapters would silently be lost.
+  if (lora_) fail("the model has LoRA adapters attached: merge them first (merge_lora, gpt lora merge)");
+  download_parameters();
+  GPT p(cfg_, *be_, type);
+  for (const ParamInfo& info : layout_) {
+    const float* src = params_.data() + info.offset;
+    if (is_packed_matrix(info))
+      p.set_packed_matrix(info.name, pack_parameter(info, src, type));
+    else
+      std::memcpy(p.param(info.name), src, info.numel * sizeof(float));
+  }
+  p.set_dropout(cfg_.dropout);
+  *this = std::move(p);
+}
 
 const ParamInfo* GPT::find(std::string_view name) const {
   for (const auto& p : layout_)
@@ -261,7 +392,7 @@ float* GPT::device_params() {
 }
 void GPT::upload_parameters() {
   if (!be_->host_memory()) be_->to_device(dev_params_.get(), params_.data(), num_params_ * sizeof(float));
-  be_->parameters_changed(device_params(), num_params_);
+  if (!packed_) be_->parameters_changed(device_params(), num_params_);
   host_changed_ = false;
 }
 void GPT::download_parameters() {
@@ -270,6 +401,7 @@ void GPT::download_parameters() {
 }
 
 float* GPT::grads() {
+  require_training("training");
   if (grads_.empty()) {
     grads_ = BackendBuffer(*be_, num_params_ * sizeof(float));  // zeroed
     g_ = bind_tensors(cfg_, layout_, static_cast<float*>(grads_.get()));
@@ -279,6 +411,7 @@ float* GPT::grads() {
 }
 void GPT::attach_lora(LoraAdapters* adapters) {
   if (adapters) {
+    require_training("LoRA");
     if (!be_->host_memory() || be_->act_type() != ActType::F32)
       fail("LoRA adapters run on the CPU backend only, not on {}", be_->name());
     const ModelConfig& c = adapters->model_config();
@@ -304,6 +437,7 @@ void GPT::set_dropout(float p) {
 }
 
 void GPT::init_gpt2(uint64_t seed) {
+  require_training("init_gpt2()");
   std::mt19937_64 rng(seed);
   host_changed_ = true;
   const float resid_std = 0.02f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layer));
@@ -322,11 +456,11 @@ void GPT::init_gpt2(uint64_t seed) {
   }
 }
 
-// ---- forward ---------------------------------------------------------------------------------------
+// ---- results of the last forward -------------------------------------------------------------------
 
 const float* GPT::logits() const {
   if (!acts_ || !acts_->have_logits) return nullptr;
-  Activations& a = *acts_;
+  Workspace& a = *acts_;
   if (be_->host_memory() && be_->act_type() == ActType::F32) return static_cast<const float*>(a.logits);
   if (!a.host_logits_valid) {
     const size_t n = static_cast<size_t>(a.B) * a.T * cfg_.vocab_size;
@@ -339,7 +473,7 @@ const float* GPT::logits() const {
 
 const float* GPT::position_losses() const {
   if (!acts_) return nullptr;
-  Activations& a = *acts_;
+  Workspace& a = *acts_;
   if (be_->host_memory()) return a.losses;
   if (!a.host_losses_valid) {
     a.host_losses.resize(static_cast<size_t>(a.B) * a.T);
@@ -347,6 +481,130 @@ const float* GPT::position_losses() const {
     a.host_losses_valid = true;
   }
   return a.host_losses.data();
+}
+
+const float* GPT::hidden() const {
+  if (!acts_) return nullptr;
+  Workspace& a = *acts_;
+  if (be_->host_memory() && be_->act_type() == ActType::F32) return static_cast<const float*>(a.lnf);
+  if (!a.host_hidden_valid) {
+    a.host_hidden.resize(static_cast<size_t>(a.B) * a.T * cfg_.n_embd);
+    be_->act_to_host_f32(a.host_hidden.data(), a.lnf, a.host_hidden.size());
+    a.host_hidden_valid = true;
+  }
+  return a.host_hidden.data();
+}
+
+// ---- the forward: one transformer for every pass ------------------------------------------------------
+
+void GPT::project(Workspace& a, const Pass& p, int l, int target, Act* out, const Act* in) {
+  const LayerWeights& W = layer_weights(l);
+  const LayerTensors& D = dw_.layers[l];
+  const int n = p.n, C = cfg_.n_embd;
+  const auto t = static_cast<LoraTarget>(target);
+  switch (t) {
+    case LoraTarget::Attn:
+      be_->linear_forward(out, in, W.qkv, D.qkv_b, n, C, 3 * C);
+      break;
+    case LoraTarget::AttnProj:
+      be_->linear_forward(out, in, W.attn_proj, D.attn_proj_b, n, C, C);
+      break;
+    case LoraTarget::Fc:
+      be_->linear_forward(out, in, W.fc, D.fc_b, n, C, 4 * C);
+      break;
+    case LoraTarget::FcProj:
+      be_->linear_forward(out, in, W.fc_proj, D.fc_proj_b, n, 4 * C, C);
+      break;
+  }
+  (void)a;
+  // The adapter's update on top (LoRA runs on the CPU backend, attach_lora checks: host floats).
+  if (lora_) {
+    auto F = [](const Act* q) { return static_cast<float*>(const_cast<Act*>(q)); };
+    const ops::Dropout drop{p.training ? lora_->config().dropout : 0.0f,
+                            ops::dropout_seed(p.seed, l, 16 + target)};
+    lora_->forward(l, t, F(out), F(in), n, drop);
+  }
+}
+
+void GPT::block_forward(Workspace& a, const Pass& p, int l, const Act* x) {
+  Backend& be = *be_;
+  const LayerTensors& Wl = dw_.layers[l];
+  LayerActs& L = a.layers[l];
+  const int n = p.n, C = cfg_.n_embd, H = cfg_.n_head, L_ = cfg_.n_layer;
+  const size_t N = static_cast<size_t>(n);
+  const float eps = cfg_.ln_eps;
+  const bool pre = cfg_.ln == LnPlacement::Pre;
+  const int band = cfg_.banded(l) ? cfg_.band : 0;
+
+  // attention sub-block: qkv -> causal attention -> c_proj, then the residual add
+  project(a, p, l, static_cast<int>(LoraTarget::Attn), L.qkv, pre ? L.ln1 : x);
+  if (p.cache) {  // the pass's keys and values join the cache, then each query attends to its row
+    KvCache& kv = *p.cache;
+    be.kv_cache_write(kv.k(l), kv.v(l), kv.type(), L.qkv, p.at, n, C, H, cfg_.n_ctx);
+    be.attention_cached(L.atty, a.scratch, L.qkv, kv.k(l), kv.v(l), kv.type(), p.at, n, C, H, cfg_.n_ctx, band,
+                        l == p.capture_layer ? p.capture : nullptr);
+  } else {
+    be.attention_forward(L.atty, L.att, a.scratch, L.qkv, p.B, p.T, C, H, band, p.drop(l, 1), p.training);
+  }
+  project(a, p, l, static_cast<int>(LoraTarget::AttnProj), a.proj, L.atty);
+  const Act* mlp_in;
+  if (pre) {  // res2 = x + drop(proj); ln_2(res2) feeds the MLP
+    be.residual_layernorm_forward(L.res2, L.ln2, L.ln2_mean, L.ln2_rstd, x, a.proj, p.drop(l, 2), Wl.ln2_w,
+                                  Wl.ln2_b, n, C, eps);
+    mlp_in = L.ln2;
+  } else {  // ln_1(x + drop(proj)) feeds the MLP
+    be.residual_layernorm_forward(L.res2, L.ln1, L.ln1_mean, L.ln1_rstd, x, a.proj, p.drop(l, 2), Wl.ln1_w,
+                                  Wl.ln1_b, n, C, eps);
+    mlp_in = L.ln1;
+  }
+  // MLP sub-block: c_fc + GELU -> c_proj, then the residual add
+  if (lora_ && lora_->has(l, LoraTarget::Fc)) {  // the adapter adds to c_fc's output before the GELU
+    project(a, p, l, static_cast<int>(LoraTarget::Fc), L.fch, mlp_in);
+    be.gelu_forward(L.fch_gelu, L.fch, N * 4 * C);
+  } else {
+    be.linear_gelu_forward(L.fch_gelu, L.fch, mlp_in, layer_weights(l).fc, Wl.fc_b, n, C, 4 * C);
+  }
+  project(a, p, l, static_cast<int>(LoraTarget::FcProj), a.proj, L.fch_gelu);
+  if (pre) {  // res3 = res2 + drop(proj); then the next block's ln_1, or ln_f after the last block
+    const bool last = l + 1 == L_;
+    LayerActs& next = a.layers[last ? l : l + 1];
+    be.residual_layernorm_forward(L.res3, last ? a.lnf : next.ln1, last ? a.lnf_mean : next.ln1_mean,
+                                  last ? a.lnf_rstd : next.ln1_rstd, L.res2, a.proj, p.drop(l, 3),
+                                  last ? dw_.lnf_w : dw_.layers[l + 1].ln1_w,
+                                  last ? dw_.lnf_b : dw_.layers[l + 1].ln1_b, n, C, eps);
+  } else {  // ln_2(ln1 + drop(proj)) is the block's output
+    be.residual_layernorm_forward(L.res3, L.ln2, L.ln2_mean, L.ln2_rstd, L.ln1, a.proj, p.drop(l, 3), Wl.ln2_w,
+                                  Wl.ln2_b, n, C, eps);
+  }
+}
+
+void GPT::run_blocks(Workspace& a, const Pass& p) {
+  Backend& be = *be_;
+  const int n = p.n, C = cfg_.n_embd, L_ = cfg_.n_layer;
+  const size_t N = static_cast<size_t>(n);
+  const float eps = cfg_.ln_eps;
+  const bool pre = cfg_.ln == LnPlacement::Pre;
+  // token + position embeddings
+  if (p.cache)
+    be.embedding_at(a.encoded, a.inputs, p.at.pos, wte(), dw_.wpe, n, C);
+  else
+    be.embedding_forward(a.encoded, a.inputs, wte(), dw_.wpe, p.B, p.T, C);
+  be.dropout_forward(a.encoded, N * C, p.drop(-1, 0));
+  const Act* x = a.encoded;  // the input of the next block
+  // Pre-LN: the first block's ln_1; every later LayerNorm is fused with the residual add before it.
+  if (pre && L_ > 0)
+    be.layernorm_forward(a.layers[0].ln1, a.layers[0].ln1_mean, a.layers[0].ln1_rstd, x, dw_.layers[0].ln1_w,
+                         dw_.layers[0].ln1_b, n, C, eps);
+  for (int l = 0; l < L_; l++) {
+    block_forward(a, p, l, x);
+    x = pre ? a.layers[l].res3 : a.layers[l].ln2;
+  }
+  // The head's input (kept in lnf for its backward): ln_f's output (pre-LN, written above), or the
+  // last block's output.
+  if (pre && L_ == 0)
+    be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, dw_.lnf_w, dw_.lnf_b, n, C, eps);
+  else if (!pre)
+    be.copy(a.lnf, x, N * C * act_size(be.act_type()));
 }
 
 float GPT::forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
@@ -358,22 +616,11 @@ void GPT::forward_hidden(const TokenId* inputs, int B, int T, bool training, uin
   run_forward(inputs, nullptr, B, T, training, dropout_seed, /*head=*/false);
 }
 
-const float* GPT::hidden() const {
-  if (!acts_) return nullptr;
-  Activations& a = *acts_;
-  if (be_->host_memory() && be_->act_type() == ActType::F32) return static_cast<const float*>(a.lnf);
-  if (!a.host_hidden_valid) {
-    a.host_hidden.resize(static_cast<size_t>(a.B) * a.T * cfg_.n_embd);
-    be_->act_to_host_f32(a.host_hidden.data(), a.lnf, a.host_hidden.size());
-    a.host_hidden_valid = true;
-  }
-  return a.host_hidden.data();
-}
-
 float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
                        uint64_t dropout_seed, bool head) {
   if (B < 1 || T < 1) fail("forward: empty batch (B = {}, T = {})", B, T);
   if (T > cfg_.n_ctx) fail("sequence of {} tokens is longer than the model's context of {}", T, cfg_.n_ctx);
+  if (training && packed_) require_training("a training forward");
   const size_t N = static_cast<size_t>(B) * T;
   for (size_t i = 0; i < N; i++)
     if (inputs[i] >= static_cast<TokenId>(cfg_.vocab_size))
@@ -386,8 +633,9 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
   Backend& be = *be_;
   adapt_threads();  // a step boundary (core/parallel.h)
   if (host_changed_ && !be.host_memory()) upload_parameters();
-  plan(B, T, training);
-  Activations& a = *acts_;
+  if (!acts_) acts_ = new Workspace();
+  plan(*acts_, B, T, training, head);
+  Workspace& a = *acts_;
   be.to_device(a.inputs, inputs, N * sizeof(TokenId));
   if (training) a.host_inputs.assign(inputs, inputs + N);
   a.have_targets = targets != nullptr;
@@ -395,109 +643,87 @@ float GPT::run_forward(const TokenId* inputs, const int32_t* targets, int B, int
     a.host_targets.assign(targets, targets + N);
     be.to_device(a.targets, targets, N * sizeof(int32_t));
   }
+  Pass p;
+  p.n = static_cast<int>(N);
+  p.B = B;
+  p.T = T;
+  p.training = training;
+  p.dropout = training ? cfg_.dropout : 0.0f;
+  p.seed = dropout_seed;
   a.dropout_seed = dropout_seed;
-  a.dropout_p = training ? cfg_.dropout : 0.0f;
+  a.dropout_p = p.dropout;
   a.lora_dropout_p = training && lora_ ? lora_->config().dropout : 0.0f;
   a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
   a.have_logits = head;
-
-  const ModelTensors& W = dw_;
-  const int C = cfg_.n_embd, H = cfg_.n_head, V = cfg_.vocab_size, L_ = cfg_.n_layer;
-  const float p = training ? cfg_.dropout : 0.0f;
-  auto drop = [&](int layer, int site) {
-    return ops::Dropout{p, ops::dropout_seed(dropout_seed, layer, site)};
-  };
-  const int n = static_cast<int>(N);
-  const float eps = cfg_.ln_eps;
-  const bool pre = cfg_.ln == LnPlacement::Pre;
-  // LoRA runs on the CPU backend (attach_lora checks), where activations are host floats.
-  auto F = [](const Act* p) { return static_cast<float*>(const_cast<Act*>(p)); };
-  auto lora_drop = [&](int layer, LoraTarget t) {
-    return ops::Dropout{training && lora_ ? lora_->config().dropout : 0.0f,
-                        ops::dropout_seed(dropout_seed, layer, 16 + static_cast<int>(t))};
-  };
-
-  // token + position embeddings
-  be.embedding_forward(a.encoded, a.inputs, W.wte, W.wpe, B, T, C);
-  be.dropout_forward(a.encoded, N * C, drop(-1, 0));
-  const Act* x = a.encoded;  // the input of the next block
-  // Pre-LN: the first block's ln_1; every later LayerNorm is fused with the residual add before it.
-  if (pre && L_ > 0)
-    be.layernorm_forward(a.layers[0].ln1, a.layers[0].ln1_mean, a.layers[0].ln1_rstd, x, W.layers[0].ln1_w,
-                         W.layers[0].ln1_b, n, C, eps);
-
-  for (int l = 0; l < L_; l++) {
-    const LayerTensors& Wl = W.layers[l];
-    LayerActs& L = a.layers[l];
-    const int band = cfg_.banded(l) ? cfg_.band : 0;
-    // attention sub-block: qkv -> causal attention -> c_proj, then the residual add
-    be.linear_forward(L.qkv, pre ? L.ln1 : x, Wl.qkv_w, Wl.qkv_b, n, C, 3 * C);
-    if (lora_)
-      lora_->forward(l, LoraTarget::Attn, F(L.qkv), F(pre ? L.ln1 : x), n, lora_drop(l, LoraTarget::Attn));
-    be.attention_forward(L.atty, L.att, a.scratch, L.qkv, B, T, C, H, band, drop(l, 1), training);
-    be.linear_forward(a.proj, L.atty, Wl.attn_proj_w, Wl.attn_proj_b, n, C, C);
-    if (lora_)
-      lora_->forward(l, LoraTarget::AttnProj, F(a.proj), F(L.atty), n, lora_drop(l, LoraTarget::AttnProj));
-    const Act* mlp_in;
-    if (pre) {  // res2 = x + drop(proj); ln_2(res2) feeds the MLP
-      be.residual_layernorm_forward(L.res2, L.ln2, L.ln2_mean, L.ln2_rstd, x, a.proj, drop(l, 2), Wl.ln2_w,
-                                    Wl.ln2_b, n, C, eps);
-      mlp_in = L.ln2;
-    } else {  // ln_1(x + drop(proj)) feeds the MLP
-      be.residual_layernorm_forward(L.res2, L.ln1, L.ln1_mean, L.ln1_rstd, x, a.proj, drop(l, 2), Wl.ln1_w,
-                                    Wl.ln1_b, n, C, eps);
-      mlp_in = L.ln1;
-    }
-    // MLP sub-block: c_fc + GELU -> c_proj, then the residual add
-    if (lora_ && lora_->has(l, LoraTarget::Fc)) {  // the adapter adds to c_fc's output before the GELU
-      be.linear_forward(L.fch, mlp_in, Wl.fc_w, Wl.fc_b, n, C, 4 * C);
-      lora_->forward(l, LoraTarget::Fc, F(L.fch), F(mlp_in), n, lora_drop(l, LoraTarget::Fc));
-      ops::gelu_forward(F(L.fch_gelu), F(L.fch), N * 4 * C);
-    } else {
-      be.linear_gelu_forward(L.fch_gelu, L.fch, mlp_in, Wl.fc_w, Wl.fc_b, n, C, 4 * C);
-    }
-    be.linear_forward(a.proj, L.fch_gelu, Wl.fc_proj_w, Wl.fc_proj_b, n, 4 * C, C);
-    if (lora_)
-      lora_->forward(l, LoraTarget::FcProj, F(a.proj), F(L.fch_gelu), n, lora_drop(l, LoraTarget::FcProj));
-    if (pre) {  // res3 = res2 + drop(proj); then the next block's ln_1, or ln_f after the last block
-      if (l + 1 < L_) {
-        LayerActs& next = a.layers[l + 1];
-        be.residual_layernorm_forward(L.res3, next.ln1, next.ln1_mean, next.ln1_rstd, L.res2, a.proj,
-                                      drop(l, 3), W.layers[l + 1].ln1_w, W.layers[l + 1].ln1_b, n, C, eps);
-      } else {
-        be.residual_layernorm_forward(L.res3, a.lnf, a.lnf_mean, a.lnf_rstd, L.res2, a.proj, drop(l, 3),
-                                      W.lnf_w, W.lnf_b, n, C, eps);
-      }
-      x = L.res3;
-    } else {  // ln_2(ln1 + drop(proj)) is the block's output
-      be.residual_layernorm_forward(L.res3, L.ln2, L.ln2_mean, L.ln2_rstd, L.ln1, a.proj, drop(l, 3),
-                                    Wl.ln2_w, Wl.ln2_b, n, C, eps);
-      x = L.ln2;
-    }
-  }
-
-  // The head's input (kept in lnf for its backward): ln_f's output (pre-LN, written above), or the
-  // last block's output.
-  if (pre && L_ == 0)
-    be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, W.lnf_w, W.lnf_b, n, C, eps);
-  else if (!pre)
-    be.copy(a.lnf, x, N * C * act_size(be.act_type()));
   scored_ = 0;
-  if (!head) return std::numeric_limits<float>::quiet_NaN();
-  be.lm_head_forward(a.logits, a.lnf, W.lm_head, n, C, V);
 
+  run_blocks(a, p);
+  if (!head) return std::numeric_limits<float>::quiet_NaN();
+  const int C = cfg_.n_embd, V = cfg_.vocab_size;
+  be.lm_head_forward(a.logits, a.lnf, lm_head(), p.n, C, V);
   if (!targets) return std::numeric_limits<float>::quiet_NaN();
   for (size_t i = 0; i < N; i++) scored_ += targets[i] != kIgnoreIndex;
-  const double total = be.cross_entropy_forward(a.losses, a.lse, a.logits, a.targets, n, V);
+  const double total = be.cross_entropy_forward(a.losses, a.lse, a.logits, a.targets, p.n, V);
   return scored_ ? static_cast<float>(total / static_cast<double>(scored_)) : 0.0f;
+}
+
+// ---- the forward over a key/value cache ------------------------------------------------------------------
+
+void GPT::WorkspaceDeleter::operator()(Workspace* w) const { delete w; }
+
+GPT::WorkspacePtr GPT::make_workspace(int rows) {
+  if (rows < 1) fail("workspace: rows must be >= 1, got {}", rows);
+  WorkspacePtr ws(new Workspace());
+  ws->cached = true;
+  ws->rows = rows;
+  ws->head_rows = std::min(rows, 64);  // logits [head_rows, V] per LM-head call
+  ws->host_index.resize(2 * static_cast<size_t>(rows));
+  plan(*ws, 1, rows, false, true);
+  return ws;
+}
+
+void GPT::forward_cached(Workspace& a, KvCache& cache, int n, const TokenId* ids, const int32_t* rows,
+                         const int32_t* pos, int want0, float* host_out, int capture_layer,
+                         const ops::AttentionCapture* capture) {
+  if (!a.cached) fail("internal error: forward_cached needs a workspace from make_workspace()");
+  if (n < 1 || n > a.rows) fail("internal error: a cached pass of {} inputs in a workspace of {}", n, a.rows);
+  if (want0 < 0 || want0 > n) fail("internal error: logits from input {} of {}", want0, n);
+  Backend& be = *be_;
+  adapt_threads();  // a step boundary (core/parallel.h)
+  if (host_changed_ && !be.host_memory()) upload_parameters();
+  if (a.scratch_bytes != be.attention_cached_scratch_bytes(a.rows, cfg_.n_embd, cfg_.n_head, cfg_.n_ctx))
+    plan(a, 1, a.rows, false, true);  // the thread ceiling changed
+  // One upload each: the ids, then the positions and cache rows.
+  std::copy(pos, pos + n, a.host_index.begin());
+  std::copy(rows, rows + n, a.host_index.begin() + n);
+  be.to_device(a.inputs, ids, static_cast<size_t>(n) * sizeof(TokenId));
+  be.to_device(a.index, a.host_index.data(), 2 * static_cast<size_t>(n) * sizeof(int32_t));
+  Pass p;
+  p.n = n;
+  p.cache = &cache;
+  p.at = {a.index + n, a.index, a.host_index.data() + n, a.host_index.data()};
+  p.capture_layer = capture_layer;
+  p.capture = capture;
+  run_blocks(a, p);
+  if (!host_out) return;
+  // The head for the wanted inputs only, head_rows at a time; the logits go to the host.
+  const int C = cfg_.n_embd, V = cfg_.vocab_size;
+  const size_t es = act_size(be.act_type());
+  for (int i0 = want0; i0 < n; i0 += a.head_rows) {
+    const int k = std::min(a.head_rows, n - i0);
+    be.lm_head_forward(a.logits, static_cast<const char*>(a.lnf) + static_cast<size_t>(i0) * C * es, lm_head(), k, C,
+                       V);
+    be.act_to_host_f32(host_out + static_cast<size_t>(i0 - want0) * V, a.logits, static_cast<size_t>(k) * V);
+  }
 }
 
 // ---- backward --------------------------------------------------------------------------------------
 
 void GPT::backward(float grad_scale) {
+  require_training("backward()");
   if (!acts_ || !acts_->training || !acts_->have_targets || !acts_->have_logits)
     fail("backward() needs a forward pass with training = true and targets");
-  Activations& a = *acts_;
+  Workspace& a = *acts_;
   Backend& be = *be_;
   if (num_trainable_parameters() > 0) grads();
   const int C = cfg_.n_embd, V = cfg_.vocab_size;
@@ -513,10 +739,11 @@ void GPT::backward(float grad_scale) {
 }
 
 void GPT::backward_hidden(const float* dhidden) {
+  require_training("backward_hidden()");
   if (!acts_ || !acts_->training) fail("backward_hidden() needs a forward pass with training = true");
   if (be_->act_type() != ActType::F32)
     fail("backward_hidden() needs fp32 activations; the {} backend has bf16 ones", be_->name());
-  Activations& a = *acts_;
+  Workspace& a = *acts_;
   if (num_trainable_parameters() > 0) grads();
   const size_t bytes = static_cast<size_t>(a.B) * a.T * cfg_.n_embd * sizeof(float);
   be_->to_device(cfg_.final_ln() ? a.dbuf : a.dres, dhidden, bytes);
@@ -524,7 +751,7 @@ void GPT::backward_hidden(const float* dhidden) {
 }
 
 void GPT::backward_trunk() {
-  Activations& a = *acts_;
+  Workspace& a = *acts_;
   Backend& be = *be_;
   const ModelTensors& W = dw_;
   const ModelTensors& G = gt_;  // frozen tensors are nullptr

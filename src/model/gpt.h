@@ -1,10 +1,22 @@
-// The GPT network: parameters in one arena, activations in another planned for a (B, T) shape,
-// forward and backward written out op by op against a Backend (backend/backend.h: the CPU, or CUDA).
-// Reads top to bottom like the architecture diagram in docs/architecture.md.
+// The GPT network: one transformer, written once, forward beside backward, against a Backend
+// (backend/backend.h: the CPU, or CUDA). Training, evaluation, a prefill and a one-token decode step
+// all run the same blocks; a key/value cache (model/kv_cache.h) is an option of the forward, not a
+// second model. Reads top to bottom like the architecture diagram in docs/architecture.md.
+//
+// Weights. A model is in one of two storages:
+//   training: every tensor fp32 in one parameter arena (host memory, mirrored in backend memory on
+//             a device), with gradients: it can train;
+//   packed:   the weight matrices held by the backend in an inference format (f32, bf16 or q8:
+//             ops/packed.h, Backend::adopt_weight), the rest fp32: it runs every forward (training's
+//             included, for evaluation) but cannot train. pack() turns the first into the second;
+//             formats/ loads a bf16 or q8 directory straight into it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -12,6 +24,7 @@
 #include "core/arena.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "ops/packed.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gpt {
@@ -20,7 +33,7 @@ namespace gpt {
 inline constexpr int32_t kIgnoreIndex = -1;
 
 // Pointers to one layer's tensors, in the parameter arena or the gradient arena (same layout).
-// A tensor the config drops (biases with bias=false) is nullptr.
+// A tensor the config drops (biases with bias=false), or a matrix of a packed model, is nullptr.
 struct LayerTensors {
   float *ln1_w, *ln1_b;              // [C]
   float *qkv_w, *qkv_b;              // [C, 3C], [3C]
@@ -38,12 +51,15 @@ struct ModelTensors {
 };
 
 class LoraAdapters;  // model/lora.h
+class KvCache;       // model/kv_cache.h
 
 class GPT {
  public:
-  // Builds the network with all parameters zero (see init_gpt2, or io/model_dir.h to load), to run
-  // on `backend` (the CPU unless told otherwise; the backend must outlive the model).
+  // Builds the network in training storage with all parameters zero (see init_gpt2, or formats/ to
+  // load), to run on `backend` (the CPU unless told otherwise; the backend must outlive the model).
   explicit GPT(const ModelConfig& cfg, Backend& backend = cpu_backend());
+  // Packed storage: the matrices in `type`, all absent until set_packed_matrix(); the vectors zero.
+  GPT(const ModelConfig& cfg, Backend& backend, ops::WeightType type);
   GPT(GPT&&) noexcept;
   GPT& operator=(GPT&&) noexcept;
   GPT(const GPT&) = delete;
@@ -51,14 +67,31 @@ class GPT {
   ~GPT();
 
   const ModelConfig& config() const { return cfg_; }
+  Backend& backend() const { return *be_; }
+
+  // ---- storage --------------------------------------------------------------------------------------
+  bool packed() const { return packed_; }
+  // The matrices' format: F32 for a training model, else its packed type.
+  ops::WeightType weight_type() const { return type_; }
+  // Training storage -> packed storage in `type`: the matrices go to the backend in that format and
+  // their fp32 copies are freed. Throws with LoRA adapters attached (merge them first).
+  void pack(ops::WeightType type);
+  // Packed storage: a matrix by its parameter name ("h.0.attn.c_attn.weight", "wte.weight", ...),
+  // as [OUT, IN] rows in the model's type (formats/ builds them from a file, or from_conv1d). Its
+  // shape must be the config's.
+  void set_packed_matrix(std::string_view name, ops::PackedMatrix&& m);
+  const PackedWeight* packed_matrix(std::string_view name) const;  // null if absent or not packed
+  // Bytes of the weights as stored (the parameter arena plus the packed matrices).
+  size_t weight_bytes() const;
+
+  // The tensors in the parameter arena: every one in training storage, the vectors (and wpe) only
+  // in packed storage. num_parameters() counts the arena's floats.
   const std::vector<ParamInfo>& layout() const { return layout_; }
   size_t num_parameters() const { return num_params_; }
 
-  Backend& backend() const { return *be_; }
-
-  // The flat parameter arena in host memory (num_parameters() floats) and tensors by name. On a
-  // device backend the model runs on its own copy: a mutable access marks the host copy as changed,
-  // and the next forward uploads it. download_parameters() brings the device copy back.
+  // The flat parameter arena in host memory and tensors by name. On a device backend the model runs
+  // on its own copy: a mutable access marks the host copy as changed, and the next forward uploads
+  // it. download_parameters() brings the device copy back.
   float* params() {
     host_changed_ = true;
     return params_.data();
@@ -74,8 +107,8 @@ class GPT {
   void download_parameters();
 
   // The gradient arena, same layout, in backend memory (host memory on the CPU); allocated
-  // (zeroed) on first use.
-  // A model with nothing trainable (LoRA) never allocates it unless grads() is called.
+  // (zeroed) on first use. Training storage only. A model with nothing trainable (LoRA) never
+  // allocates it unless grads() is called.
   float* grads();
   void zero_grad();  // and the attached LoRA adapters' gradients
 
@@ -86,6 +119,7 @@ class GPT {
   // mlp.c_proj) N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm gains 1. Deterministic in seed.
   void init_gpt2(uint64_t seed);
 
+  // ---- the forward over whole sequences (training, evaluation) ----------------------------------
   // Runs B sequences of T tokens (T <= n_ctx), inputs [B, T] row-major. With targets ([B, T],
   // kIgnoreIndex = not scored) returns the mean cross-entropy over scored positions, else NaN.
   // training = true applies dropout (seeded by dropout_seed) and keeps what backward needs.
@@ -116,6 +150,24 @@ class GPT {
   // On a backend whose activations are not fp32 it fails with one message.
   void backward_hidden(const float* dhidden);
 
+  // ---- the forward over a key/value cache (generate/decoder.h) -----------------------------------
+  // The activations of cached passes of up to `rows` inputs, in backend memory, planned once.
+  class Workspace;
+  struct WorkspaceDeleter {
+    void operator()(Workspace* w) const;
+  };
+  using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
+  WorkspacePtr make_workspace(int rows);
+  static size_t workspace_bytes(const Workspace& ws);
+  // One pass of n <= rows inputs: input i is token ids[i] at position pos[i] of cache row rows[i]
+  // (host arrays; the positions of one row's inputs consecutive). Every layer's keys and values go
+  // into the cache; the logits of inputs [want0, n) go to host_out ([n - want0, V], fp32) unless it
+  // is null. capture_layer >= 0 with a capture: that layer's attention probabilities of one head
+  // (the attention view; the CPU backends only).
+  void forward_cached(Workspace& ws, KvCache& cache, int n, const TokenId* ids, const int32_t* rows,
+                      const int32_t* pos, int want0, float* host_out, int capture_layer = -1,
+                      const ops::AttentionCapture* capture = nullptr);
+
   // ---- the trainable set (fine-tuning a subset) --------------------------------------------------
   // Every tensor is trainable after construction. A frozen tensor gets no gradient (its grads() stay
   // as they are, zero after zero_grad) and AdamW leaves it alone. Backward stops below the lowest
@@ -145,9 +197,25 @@ class GPT {
   size_t activation_bytes() const;
 
  private:
-  struct Activations;
-  void plan(int B, int T, bool training);
-  // forward() up to the head's input (a.lnf); then the LM head and loss when `head`.
+  struct Pass;
+  // The matrix operands of the forward: fp32 masters in backend memory, or packed weights.
+  struct LayerWeights {
+    Weight qkv, attn_proj, fc, fc_proj;
+  };
+  Weight wte() const;
+  Weight lm_head() const;
+  const LayerWeights& layer_weights(int l) const { return lw_[l]; }
+  void bind_weights();
+  void require_training(const char* what) const;
+
+  void plan(Workspace& a, int B, int T, bool training, bool logits);
+  // The forward of a pass (whole sequences, or inputs over a cache) up to the head's input (a.lnf).
+  void run_blocks(Workspace& a, const Pass& p);
+  // One block's forward: x (the block's input) -> the next LayerNorm's output, written into the next
+  // block's ln1 (pre-LN) or this block's ln2 (post-LN), which is the block's output.
+  void block_forward(Workspace& a, const Pass& p, int l, const Act* x);
+  // A projection of block l: out = in @ W + b, and the attached adapter's low-rank update.
+  void project(Workspace& a, const Pass& p, int l, int target, Act* out, const Act* in);
   float run_forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,
                     uint64_t dropout_seed, bool head);
   // From the gradient of the head's input (in a.dbuf for pre-LN, a.dres for post-LN) down.
@@ -157,6 +225,8 @@ class GPT {
 
   ModelConfig cfg_;
   Backend* be_;
+  bool packed_ = false;
+  ops::WeightType type_ = ops::WeightType::F32;
   std::vector<ParamInfo> layout_;
   size_t num_params_ = 0;
   FloatArena params_;         // host
@@ -165,7 +235,9 @@ class GPT {
   bool host_changed_ = true;  // the host parameters may differ from the device copy
   ModelTensors w_{};          // over the host parameters
   ModelTensors dw_{}, g_{};   // over the backend's parameters and gradients
-  Activations* acts_ = nullptr;
+  std::map<std::string, std::unique_ptr<PackedWeight>, std::less<>> packed_w_;  // packed storage
+  std::vector<LayerWeights> lw_;
+  Workspace* acts_ = nullptr;  // the workspace of forward() and backward()
   size_t scored_ = 0;
   std::vector<char> trainable_;  // per layout() tensor
   ModelTensors gt_{};            // g_ with frozen tensors as nullptr
@@ -175,5 +247,11 @@ class GPT {
 
 // Binds tensor pointers for a config's layout over an arena base (used for params and grads).
 ModelTensors bind_tensors(const ModelConfig& cfg, const std::vector<ParamInfo>& layout, float* base);
+
+// True for the parameters a packed model keeps as matrices (2-D, except the position embedding).
+bool is_packed_matrix(const ParamInfo& p);
+// A matrix parameter as [OUT, IN] rows in `type`, from its fp32 values as the arena stores them
+// (Conv1D [IN, OUT]; wte and lm_head already [V, C] rows).
+ops::PackedMatrix pack_parameter(const ParamInfo& p, const float* values, ops::WeightType type);
 
 }  // namespace gpt

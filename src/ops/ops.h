@@ -62,6 +62,35 @@ void attention_forward(float* out, float* att, float* scratch, const float* qkv,
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att,
                         int B, int T, int C, int H, int band, Dropout drop);
 
+// ---- attention over a key/value cache (incremental decoding) ----------------------------------
+// One layer's cache: keys and values, each [rows][H][n_ctx][head_dim], fp32 or IEEE half.
+struct KvCacheView {
+  void* k = nullptr;
+  void* v = nullptr;
+  int n_ctx = 0;
+  bool f16 = false;
+};
+// Input i of a cached pass sits at position pos[i] of cache row rows[i]. Writes the keys and values
+// of qkv's N rows ([N, 3C]) into their slots.
+void kv_cache_write(const KvCacheView& kv, const float* qkv, const int32_t* rows, const int32_t* pos, int N, int C,
+                    int H);
+// The probabilities of one head during a prefill, for the attention view: out [T, T], row = the
+// query's position, column = the key's; what the mask hides (and keys outside the pass's rows) 0.
+struct AttentionCapture {
+  int head = 0;
+  float* out = nullptr;
+  int T = 0;
+};
+// out [N, C]: input i's query (qkv row i) attends to its cache row's keys at positions
+// first..pos[i] (first = pos[i] - band + 1 when band > 0 and that is positive, else 0), its own
+// included (kv_cache_write first). Consecutive inputs of one row at consecutive positions run as
+// one block of queries (small sgemm calls: a prefill), a lone one as one pass over the cache (a
+// decode step); the capture (may be null) does not change the arithmetic.
+// scratch: attention_cached_scratch_floats(n_ctx, head_dim) floats.
+size_t attention_cached_scratch_floats(int n_ctx, int head_dim);
+void attention_cached(float* out, float* scratch, const float* qkv, const KvCacheView& kv, const int32_t* rows,
+                      const int32_t* pos, int N, int C, int H, int band, const AttentionCapture* capture);
+
 // ---- GELU, GPT-2's tanh approximation ---------------------------------------------------------
 void gelu_forward(float* out, const float* inp, size_t n);
 // dinp = dout * gelu'(inp); dinp may be dout (in place).

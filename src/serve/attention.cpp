@@ -11,9 +11,9 @@
 
 namespace gpt {
 
-std::vector<float> attention_weights(const PackedModel& model, std::span<const TokenId> ids, int layer,
+std::vector<float> attention_weights(GPT& model, std::span<const TokenId> ids, int layer,
                                      int head) {
-  const ModelConfig& cfg = model.config;
+  const ModelConfig& cfg = model.config();
   if (layer < 0 || layer >= cfg.n_layer)
     fail("attention: layer {} is out of range: the model has {} layers (0..{})", layer, cfg.n_layer,
          cfg.n_layer - 1);
@@ -34,10 +34,10 @@ std::vector<float> attention_weights(const PackedModel& model, std::span<const T
   return w;
 }
 
-nlohmann::json attention_json(const PackedModel& model, const Tokenizer* tok, std::span<const TokenId> ids,
+nlohmann::json attention_json(GPT& model, const Tokenizer* tok, std::span<const TokenId> ids,
                               int layer, int head) {
   const std::vector<float> w = attention_weights(model, ids, layer, head);
-  const ModelConfig& cfg = model.config;
+  const ModelConfig& cfg = model.config();
   const size_t T = ids.size();
   nlohmann::json tokens = nlohmann::json::array(), weights = nlohmann::json::array();
   for (TokenId id : ids)  // a token may be part of a UTF-8 character: shown with U+FFFD
@@ -69,7 +69,7 @@ int int_field(const nlohmann::json& req, const char* key, int fallback) {
 
 }  // namespace
 
-nlohmann::json attention_response(const PackedModel& model, const Tokenizer& tok, const nlohmann::json& req) {
+nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req) {
   if (!req.is_object()) fail("attention: the request must be a JSON object");
   auto p = req.find("prompt");
   if (p == req.end()) fail("attention: 'prompt' is required");
@@ -81,9 +81,9 @@ nlohmann::json attention_response(const PackedModel& model, const Tokenizer& tok
   if (text.size() > static_cast<size_t>(kMaxAttentionTokens) * 64)
     fail("attention: the prompt is too long ({} bytes) for the attention view", text.size());
   const std::vector<TokenId> ids = tok.encode(text, AllowedSpecial::everything());
-  if (tok.vocab_size() > static_cast<size_t>(model.config.vocab_size))
+  if (tok.vocab_size() > static_cast<size_t>(model.config().vocab_size))
     fail("attention: the vocabulary has {} tokens but the model only {}", tok.vocab_size(),
-         model.config.vocab_size);
+         model.config().vocab_size);
   return attention_json(model, &tok, ids, layer, head);
 }
 

@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "model/packed_model.h"
+#include "model/gpt.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gpt {
@@ -19,16 +19,16 @@ constexpr int kMaxAttentionTokens = 256;
 // The attention probabilities [T, T] (row-major; row i: query i over keys 0..T-1, zero where the
 // mask hides a key) of (layer, head) for the token ids (T = ids.size(): 1..min(n_ctx, 256)).
 // Throws gpt::Error on a bad layer, head or length.
-std::vector<float> attention_weights(const PackedModel& model, std::span<const TokenId> ids, int layer,
+std::vector<float> attention_weights(GPT& model, std::span<const TokenId> ids, int layer,
                                      int head);
 
 // The response object for ids: {"tokens": [token text], "ids", "layer", "head", "n_layer",
 // "n_head", "banded", "band", "weights": [[T numbers] x T]}. tok may be null (tokens as "#id").
-nlohmann::json attention_json(const PackedModel& model, const Tokenizer* tok, std::span<const TokenId> ids,
+nlohmann::json attention_json(GPT& model, const Tokenizer* tok, std::span<const TokenId> ids,
                               int layer, int head);
 
 // POST /v1/attention: {"prompt": str, "layer": int (default 0), "head": int (default 0)} ->
 // attention_json of the prompt's tokens. Bad input throws gpt::Error (the server answers 400).
-nlohmann::json attention_response(const PackedModel& model, const Tokenizer& tok, const nlohmann::json& req);
+nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req);
 
 }  // namespace gpt

@@ -75,13 +75,13 @@ struct Scheduler::Seq {
         text(std::move(tok), &job->req_.stop) {}
 };
 
-Scheduler::Scheduler(const PackedModel& model, int slots)
-    : model_(model), slots_(slots), dec_(model, slots), tok_(model.tokenizer) {
+Scheduler::Scheduler(GPT& model, std::shared_ptr<const Tokenizer> tok, int slots)
+    : model_(model), slots_(slots), dec_(model, std::max(slots, 1)), tok_(std::move(tok)) {
   if (slots < 1) fail("--parallel must be >= 1, got {}", slots);
   if (tok_) eot_ = tok_->eot_token();
   metrics_.slots = slots;
   for (int s = slots - 1; s >= 0; s--) free_.push_back(s);
-  work_.resize(model.config.vocab_size);
+  work_.resize(model.config().vocab_size);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -113,7 +113,7 @@ void Scheduler::wake() {
 }
 
 std::shared_ptr<Job> Scheduler::submit(EngineRequest req) {
-  const ModelConfig& cfg = model_.config;
+  const ModelConfig& cfg = model_.config();
   if (req.n < 1 || req.prompts.empty()) fail("a request needs at least one prompt and n >= 1");
   const size_t choices = req.prompts.size() * static_cast<size_t>(req.n);
   if (choices > static_cast<size_t>(slots_))
@@ -281,7 +281,7 @@ void Scheduler::loop() {
 void Scheduler::step_once(const std::vector<std::shared_ptr<Job>>& admitted) {
   // Only tokens the vocabulary can turn into text are candidates: a model may have more rows
   // than its vocabulary (a small character vocabulary in a model of GPT-2's width).
-  const int V = decodable_vocab(model_.config, tok_.get());
+  const int V = decodable_vocab(model_.config(), tok_.get());
   std::vector<int>& rows = rows_;
   std::vector<TokenId>& next = next_;
   // A client that has gone frees its slots now.

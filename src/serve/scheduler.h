@@ -92,8 +92,9 @@ struct SchedulerMetrics {
 
 class Scheduler {
  public:
-  // `model` must outlive the scheduler; `slots` decoder rows run at once.
-  Scheduler(const PackedModel& model, int slots);
+  // `model` must outlive the scheduler; `slots` decoder rows run at once. `tok` (may be null)
+  // turns tokens into text.
+  Scheduler(GPT& model, std::shared_ptr<const Tokenizer> tok, int slots);
   ~Scheduler();  // stops the decode thread; unfinished jobs end as cancelled
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -105,7 +106,7 @@ class Scheduler {
   void stop();
 
   int slots() const { return slots_; }
-  const ModelConfig& config() const { return model_.config; }
+  const ModelConfig& config() const { return model_.config(); }
   SchedulerMetrics metrics() const;
 
  private:
@@ -118,7 +119,7 @@ class Scheduler {
   void emit(Job& j, Event ev);
   void retire(size_t i);
 
-  const PackedModel& model_;
+  GPT& model_;
   const int slots_;
   Decoder dec_;
   std::shared_ptr<const Tokenizer> tok_;

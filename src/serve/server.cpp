@@ -254,7 +254,8 @@ std::string header(MHD_Connection* c, const char* name) {
 }  // namespace
 
 struct Server::Impl {
-  const PackedModel& model;
+  GPT& model;
+  std::shared_ptr<const Tokenizer> tok;
   ServerOptions opt;
   Scheduler sched;
   MHD_Daemon* daemon = nullptr;
@@ -284,11 +285,12 @@ struct Server::Impl {
   bool watchdog_stop = false;
   std::thread watchdog;
 
-  Impl(const PackedModel& m, ServerOptions o) : model(m), opt(std::move(o)), sched(m, opt.parallel) {}
+  Impl(GPT& m, std::shared_ptr<const Tokenizer> t, ServerOptions o)
+      : model(m), tok(t), opt(std::move(o)), sched(m, std::move(t), opt.parallel) {}
 
   const Tokenizer& tokenizer() const {
-    if (!model.tokenizer) throw_api(400, "", "the model directory has no vocabulary: text cannot be encoded");
-    return *model.tokenizer;
+    if (!tok) throw_api(400, "", "the model directory has no vocabulary: text cannot be encoded");
+    return *tok;
   }
 
   MHD_Result on_request(MHD_Connection* c, const char* url, const char* method, const char* upload,
@@ -465,7 +467,7 @@ Reply Server::Impl::dispatch(MHD_Connection* c, Pending& p) {
                                                 {"object", "model"},
                                                 {"created", started},
                                                 {"owned_by", "gpt.cpp"},
-                                                {"context_length", model.config.n_ctx}}})}});
+                                                {"context_length", model.config().n_ctx}}})}});
     case Route::Health:
       return json_reply({{"status", "ok"}});
     case Route::Metrics: {
@@ -506,7 +508,8 @@ Reply Server::Impl::dispatch(MHD_Connection* c, Pending& p) {
       return guarded([&] {
         const json j = json::parse(p.body, nullptr, false);
         if (j.is_discarded() || !j.is_object()) throw_api(400, "", "the body must be a JSON object");
-        // PackedModel's weights are read-only: the connection's thread runs its own prefill on them.
+        // The model's weights are read-only: the connection's thread runs its own prefill on them, with
+        // a decoder (and so a cache and activations) of its own.
         return json_reply(attention_response(model, tokenizer(), j));
       });
     case Route::Asset: {
@@ -528,7 +531,7 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
   limits.max_choices = opt.parallel;
   CompletionRequest r = parse_request(body, ep, limits);
   const Tokenizer* tok = &tokenizer();
-  const ModelConfig& cfg = model.config;
+  const ModelConfig& cfg = model.config();
   EngineRequest er;
   const char* input = ep == Endpoint::Chat ? "messages" : "prompt";
   if (ep == Endpoint::Chat) {
@@ -705,8 +708,8 @@ void Server::Impl::on_connection_cb(void* cls, MHD_Connection* c, void**,
   }
 }
 
-Server::Server(const PackedModel& model, ServerOptions opt)
-    : impl_(std::make_unique<Impl>(model, std::move(opt))) {
+Server::Server(GPT& model, std::shared_ptr<const Tokenizer> tok, ServerOptions opt)
+    : impl_(std::make_unique<Impl>(model, std::move(tok), std::move(opt))) {
   const ServerOptions& o = impl_->opt;
   if (o.timeout < 1) fail("the connection timeout must be at least 1 second");
   if (o.max_connections < 1 || o.max_connections_per_client < 1) fail("connection limits must be at least 1");

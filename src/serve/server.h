@@ -7,7 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "model/packed_model.h"
+#include "model/gpt.h"
+#include "tokenizer/tokenizer.h"
 
 namespace gpt::serve {
 
@@ -30,8 +31,9 @@ struct ServerOptions {
 
 class Server {
  public:
-  // `model` must outlive the server.
-  Server(const PackedModel& model, ServerOptions opt);
+  // `model` must outlive the server; it runs on its own backend (`gpt serve --device`). `tok` (may
+  // be null: then only token ids are served) encodes and decodes text.
+  Server(GPT& model, std::shared_ptr<const Tokenizer> tok, ServerOptions opt);
   ~Server();
   // Binds the socket and starts accepting connections; returns the port (the chosen one for port
   // 0). Throws gpt::Error on failure ("address already in use", ...).

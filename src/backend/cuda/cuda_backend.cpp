@@ -222,8 +222,14 @@ float* CudaBackend::column_scratch(size_t floats) {
 
 // ---- embeddings ------------------------------------------------------------------------------------------
 
-void CudaBackend::embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B,
+const float* CudaBackend::master(const Weight& w, const char* what) {
+  if (w.packed || !w.f32) fail("internal error: {} on cuda needs the fp32 weights", what);
+  return w.f32;
+}
+
+void CudaBackend::embedding_forward(Act* out, const TokenId* ids, const Weight& wte_w, const float* wpe, int B,
                                     int T, int C) {
+  const float* wte = master(wte_w, "embedding_forward");
   WITH_ACT(cuda::embedding_forward(as<E>(out), ids, wte, wpe, B, T, C, stream_));
   check_launch("embedding_forward");
 }
@@ -310,25 +316,30 @@ void CudaBackend::gemm(cuda::Gemm g, const float* bias) {
   check_launch("bias / GELU");
 }
 
-void CudaBackend::linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+void CudaBackend::linear_forward(Act* out, const Act* inp, const Weight& w, const float* bias, int N, int IC,
                                  int OC) {
   cuda::Gemm g = act_gemm(cuda::linear_forward_shape(N, IC, OC));
-  g.A = weight(w);
+  g.A = weight(master(w, "linear_forward"));
   g.B = inp;
   g.D = out;
   if (bias) g.bias = weight(bias);
   gemm(g, bias);
 }
 
-void CudaBackend::linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias,
+void CudaBackend::linear_gelu_forward(Act* out, Act* pre, const Act* inp, const Weight& w, const float* bias,
                                       int N, int IC, int OC) {
   cuda::Gemm g = act_gemm(cuda::linear_forward_shape(N, IC, OC));
-  g.A = weight(w);
+  g.A = weight(master(w, "linear_gelu_forward"));
   g.B = inp;
   g.D = out;
   if (bias) g.bias = weight(bias);
   g.gelu_pre = pre;
   gemm(g, bias);
+}
+
+void CudaBackend::gelu_forward(Act* out, const Act* inp, size_t n) {
+  WITH_ACT(cuda::gelu_forward(as<E>(out), as<E>(inp), n, stream_));
+  check_launch("gelu_forward");
 }
 
 // dW is written straight in fp32: in mixed precision cuBLASLt's bf16 x bf16 -> fp32 product with
@@ -426,34 +437,50 @@ void CudaBackend::attention_backward(Act* dqkv, void* scratch, const Act* dout, 
 // ---- KV-cache decoding
 // --------------------------------------------------------------------------------------
 
-void CudaBackend::embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte,
+void CudaBackend::embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const Weight& wte_w,
                                const float* wpe, int N, int C) {
+  const float* wte = master(wte_w, "embedding_at");
   WITH_ACT(cuda::embedding_at(as<E>(out), ids, pos, wte, wpe, N, C, stream_));
   check_launch("embedding_at");
 }
 
-void CudaBackend::kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows,
-                                 const int32_t* pos, int N, int C, int H, int n_ctx) {
-  WITH_ACT(
-      cuda::kv_cache_write(as<E>(k_cache), as<E>(v_cache), as<E>(qkv), rows, pos, N, C, H, n_ctx, stream_));
+// The caches hold the activation type.
+KvType CudaBackend::kv_cache_type(ops::WeightType) const { return f32_ ? KvType::F32 : KvType::BF16; }
+
+void CudaBackend::kv_cache_write(void* k_cache, void* v_cache, KvType type, const Act* qkv, const CacheIndex& at,
+                                 int N, int C, int H, int n_ctx) {
+  if (type != kv_cache_type(ops::WeightType::F32)) fail("internal error: a key/value cache of another type");
+  WITH_ACT(cuda::kv_cache_write(as<E>(k_cache), as<E>(v_cache), as<E>(qkv), at.rows, at.pos, N, C, H, n_ctx,
+                                stream_));
   check_launch("kv_cache_write");
 }
 
-// The split count depends on the rows of a call: the most any call with up to N rows needs.
-size_t CudaBackend::attention_decode_scratch_bytes(int N, int C, int H, int n_ctx) const {
-  size_t most = 0;
+// The split count depends on the rows of a call: the most any call with up to N rows needs; a
+// prefill from position 0 runs the flash-attention kernel over the pass instead.
+size_t CudaBackend::attention_cached_scratch_bytes(int N, int C, int H, int n_ctx) const {
+  size_t most = attention_scratch_bytes(1, std::min(N, n_ctx), C, H);
   for (int n = 1; n <= N; n++) most = std::max(most, cuda::decode_scratch_bytes(n, C, H, n_ctx, sms_));
   return most;
 }
 
-void CudaBackend::attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache,
-                                   const Act* v_cache, const int32_t* rows, const int32_t* pos, int N, int C,
-                                   int H, int n_ctx, int band) {
+void CudaBackend::attention_cached(Act* out, void* scratch, const Act* qkv, const void* k_cache,
+                                   const void* v_cache, KvType type, const CacheIndex& at, int N, int C, int H,
+                                   int n_ctx, int band, const ops::AttentionCapture* capture) {
+  if (capture) fail("the attention view runs on the cpu backend only");
+  if (type != kv_cache_type(ops::WeightType::F32)) fail("internal error: a key/value cache of another type");
   if (H <= 0 || C % H != 0 || C / H > cuda::kMaxHeadSize)
     fail("the CUDA decode attention takes heads of up to {} channels ({} channels, {} heads)",
          cuda::kMaxHeadSize, C, H);
-  WITH_ACT(check(cuda::attention_decode(as<E>(out), static_cast<float*>(scratch), as<E>(qkv), as<E>(k_cache),
-                                        as<E>(v_cache), rows, pos, N, C, H, n_ctx, band, sms_, stream_),
+  // One row from position 0 (a prefill's first chunk): causal attention over the pass itself.
+  bool from_zero = at.host_rows && at.host_pos && N > 1;
+  for (int i = 0; from_zero && i < N; i++) from_zero = at.host_rows[i] == at.host_rows[0] && at.host_pos[i] == i;
+  if (from_zero) {
+    attention_forward(out, nullptr, scratch, qkv, 1, N, C, H, band, ops::Dropout{}, false);
+    return;
+  }
+  WITH_ACT(check(cuda::attention_decode(as<E>(out), static_cast<float*>(scratch), as<E>(qkv),
+                                        static_cast<const E*>(k_cache), static_cast<const E*>(v_cache), at.rows,
+                                        at.pos, N, C, H, n_ctx, band, sms_, stream_),
                  "attention_decode"));
 }
 
@@ -475,9 +502,9 @@ void CudaBackend::dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dr
 // ---- LM head and loss
 // ------------------------------------------------------------------------------------------
 
-void CudaBackend::lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) {
+void CudaBackend::lm_head_forward(Act* logits, const Act* x, const Weight& wte, int N, int C, int V) {
   cuda::Gemm g = act_gemm(cuda::lm_head_shape(N, C, V));
-  g.A = weight(wte);
+  g.A = weight(master(wte, "lm_head_forward"));
   g.B = x;
   g.D = logits;
   gemm(g, nullptr);
@@ -541,7 +568,17 @@ void CudaBackend::scale(float* x, size_t n, float factor) {
 // ---- registry
 // ----------------------------------------------------------------------------------------------------
 
-std::unique_ptr<Backend> make_cuda_backend(ActType act) { return std::make_unique<CudaBackend>(act); }
+// The GPU of a local rank: its rank modulo the machine's GPU count, made the current device before
+// the backend takes it.
+std::unique_ptr<Backend> make_cuda_backend(ActType act, int local_rank) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) {
+    if (cudaSetDevice((local_rank < 0 ? 0 : local_rank) % count) != cudaSuccess) cudaGetLastError();
+  } else {
+    cudaGetLastError();  // no GPU: the backend's constructor says so
+  }
+  return std::make_unique<CudaBackend>(act);
+}
 bool cuda_compiled_in() { return true; }
 
 }  // namespace gpt

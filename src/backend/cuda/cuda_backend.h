@@ -24,7 +24,7 @@ class CudaBackend final : public Backend {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
-  std::string_view name() const override { return f32_ ? "cuda-fp32" : "cuda"; }
+  DeviceKind kind() const override { return f32_ ? DeviceKind::CudaFp32 : DeviceKind::Cuda; }
   ActType act_type() const override { return f32_ ? ActType::F32 : ActType::BF16; }
   bool host_memory() const override { return false; }
   std::string device_description() const override { return description_; }
@@ -40,7 +40,7 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   void parameters_changed(const float* params, size_t n) override;
 
-  void embedding_forward(Act* out, const TokenId* ids, const float* wte, const float* wpe, int B, int T,
+  void embedding_forward(Act* out, const TokenId* ids, const Weight& wte, const float* wpe, int B, int T,
                          int C) override;
   void embedding_backward(float* dwte, float* dwpe, const Act* dout, const TokenId* ids,
                           const TokenId* host_ids, int B, int T, int C) override;
@@ -51,10 +51,11 @@ class CudaBackend final : public Backend {
   void residual_layernorm_forward(Act* res, Act* out, float* mean, float* rstd, const Act* a, const Act* b,
                                   ops::Dropout drop, const float* w, const float* bias, int N, int C,
                                   float eps) override;
-  void linear_forward(Act* out, const Act* inp, const float* w, const float* bias, int N, int IC,
+  void linear_forward(Act* out, const Act* inp, const Weight& w, const float* bias, int N, int IC,
                       int OC) override;
-  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const float* w, const float* bias, int N,
+  void linear_gelu_forward(Act* out, Act* pre, const Act* inp, const Weight& w, const float* bias, int N,
                            int IC, int OC) override;
+  void gelu_forward(Act* out, const Act* inp, size_t n) override;
   void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
                        int N, int IC, int OC, bool accumulate) override;
   void gelu_backward(Act* dinp, const Act* pre, const Act* dout, size_t n) override;
@@ -68,18 +69,19 @@ class CudaBackend final : public Backend {
   void attention_backward(Act* dqkv, void* scratch, const Act* dout, const Act* qkv, const Act* out,
                           const void* saved, int B, int T, int C, int H, int band,
                           ops::Dropout drop) override;
-  void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const float* wte, const float* wpe,
-                    int N, int C) override;
-  void kv_cache_write(Act* k_cache, Act* v_cache, const Act* qkv, const int32_t* rows, const int32_t* pos,
-                      int N, int C, int H, int n_ctx) override;
-  size_t attention_decode_scratch_bytes(int N, int C, int H, int n_ctx) const override;
-  void attention_decode(Act* out, void* scratch, const Act* qkv, const Act* k_cache, const Act* v_cache,
-                        const int32_t* rows, const int32_t* pos, int N, int C, int H, int n_ctx,
-                        int band) override;
+  KvType kv_cache_type(ops::WeightType weights) const override;
+  void kv_cache_write(void* k_cache, void* v_cache, KvType type, const Act* qkv, const CacheIndex& at, int N, int C,
+                      int H, int n_ctx) override;
+  size_t attention_cached_scratch_bytes(int N, int C, int H, int n_ctx) const override;
+  void attention_cached(Act* out, void* scratch, const Act* qkv, const void* k_cache, const void* v_cache,
+                        KvType type, const CacheIndex& at, int N, int C, int H, int n_ctx, int band,
+                        const ops::AttentionCapture* capture) override;
+  void embedding_at(Act* out, const TokenId* ids, const int32_t* pos, const Weight& wte, const float* wpe, int N,
+                    int C) override;
   void residual_forward(Act* out, const Act* a, const Act* b, size_t n, ops::Dropout drop) override;
   void dropout_forward(Act* x, size_t n, ops::Dropout drop) override;
   void dropout_backward(Act* dinp, const Act* dout, size_t n, ops::Dropout drop) override;
-  void lm_head_forward(Act* logits, const Act* x, const float* wte, int N, int C, int V) override;
+  void lm_head_forward(Act* logits, const Act* x, const Weight& wte, int N, int C, int V) override;
   void lm_head_backward(Act* dx, float* dwte, const Act* dlogits, const Act* x, const float* wte, int N,
                         int C, int V) override;
   double cross_entropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, int N,
@@ -92,6 +94,9 @@ class CudaBackend final : public Backend {
   void scale(float* x, size_t n, float factor) override;
 
  private:
+  // The fp32 master of a forward operand: packed weights have no kernels here (adopt_weight refuses
+  // them), so a Weight always carries its fp32 tensor.
+  static const float* master(const Weight& w, const char* what);
   // What the GEMMs read for an fp32 parameter tensor: its bf16 shadow in mixed precision (it must
   // lie in the parameters last given to parameters_changed()), the tensor itself in fp32 mode.
   const void* weight(const float* w) const;

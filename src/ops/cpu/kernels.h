@@ -29,7 +29,20 @@ struct KernelTable {
   void (*add_bias_rows)(float*, const float*, int, int);  // out[n,:] = bias
   void (*column_sums)(float*, const float*, int, int);    // dbias += sum over rows
   void (*adamw_update)(float*, const float*, float*, float*, size_t, const AdamWStep&);
+  // Attention over a key/value cache (attention_cached.cpp): one query against n cached keys and
+  // values, fp32 or IEEE half (scratch: n + hs floats); a masked softmax of a block's score row
+  // (softmax over row[lo..hi], the rest of row[0..n) becomes 0); half <-> float conversions.
+  void (*attend_f32)(float* out, const float* q, const float* K, const float* V, int n, int hs, float scale,
+                     float* scratch);
+  void (*attend_f16)(float* out, const float* q, const uint16_t* K, const uint16_t* V, int n, int hs,
+                     float scale, float* scratch);
+  void (*masked_softmax)(float* row, int n, int lo, int hi);
+  void (*to_f16)(uint16_t* dst, const float* src, size_t n);
+  void (*from_f16)(float* dst, const uint16_t* src, size_t n);
 };
+
+// The table for this CPU (core/cpu.h's level; GPT_CPU caps it).
+const KernelTable& kernel_table();
 
 extern const KernelTable kernels_avx512;
 extern const KernelTable kernels_avx2;

@@ -19,9 +19,8 @@
 #include "ops/ops.h"
 
 namespace gpt::ops {
-namespace {
 
-const cpu::KernelTable& table() {
+const cpu::KernelTable& cpu::kernel_table() {
   static const cpu::KernelTable* t = [] {
     const std::string level = gpt::cpu().level();
     if (level == "avx512") return &cpu::kernels_avx512;
@@ -30,6 +29,10 @@ const cpu::KernelTable& table() {
   }();
   return *t;
 }
+
+namespace {
+
+const cpu::KernelTable& table() { return cpu::kernel_table(); }
 
 uint32_t mix(uint64_t x) {  // splitmix64's finaliser, folded to 32 bits
   x += 0x9e3779b97f4a7c15ULL;
