@@ -74,6 +74,14 @@ inline GPT make_model(const ModelConfig& cfg, uint64_t seed) {
                          [](const std::string& n) { return n == "wte.weight" || n == "lm_head.weight"; });
 }
 
+// A copy of m with its matrices packed in `type`, on `backend`: the inference model of the same weights.
+inline GPT packed_copy(const GPT& m, ops::WeightType type, Backend& backend = cpu_backend()) {
+  GPT p(m.config(), backend);
+  std::copy(m.params(), m.params() + m.num_parameters(), p.params());
+  p.pack(type);
+  return p;
+}
+
 // Logits of the last position of GPT::forward on the last n_ctx tokens: the uncached reference.
 inline std::vector<float> reference_logits(GPT& m, const std::vector<TokenId>& seq) {
   const int n_ctx = m.config().n_ctx, V = m.config().vocab_size;

@@ -12,7 +12,6 @@
 #include "core/error.h"
 #include "generate/decoder.h"
 #include "model/gpt.h"
-#include "model/packed_model.h"
 #include "model_test_util.h"
 #include "serve/attention.h"
 #include "serve/playground.h"
@@ -95,7 +94,7 @@ TEST(Attention, Layer0MatchesFloat64Recomputation) {
   post.ln = LnPlacement::Post;
   for (const ModelConfig& cfg : {small(2, 4, 32, 48, 101), post}) {
     const GPT m = make_model(cfg, 7);
-    const PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    GPT pm = test::packed_copy(m, ops::WeightType::F32);
     const std::vector<TokenId> ids = random_ids(30, cfg.vocab_size, 3);
     double peak = 0;
     for (int h = 0; h < cfg.n_head; h++) {
@@ -119,7 +118,7 @@ TEST(Attention, RowsAreMaskedProbabilities) {
   cfg.band = 5;
   const GPT m = make_model(cfg, 11);
   for (auto type : {ops::WeightType::F32, ops::WeightType::BF16}) {  // bf16: the fp16 cache path
-    const PackedModel pm = pack_model(m, type, nullptr);
+    GPT pm = test::packed_copy(m, type);
     const std::vector<TokenId> ids = random_ids(33, cfg.vocab_size, 5);
     const int T = static_cast<int>(ids.size());
     for (int l = 0; l < cfg.n_layer; l++)
@@ -150,7 +149,7 @@ TEST(Attention, CaptureIsChunkSafeAndHarmless) {
   cfg.attention = AttentionKind::AlternatingBanded;
   cfg.band = 4;
   const GPT m = make_model(cfg, 21);
-  const PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   const std::vector<TokenId> ids = random_ids(11, cfg.vocab_size, 9);
   const size_t T = ids.size(), V = cfg.vocab_size;
   for (int l = 0; l < cfg.n_layer; l++) {
@@ -179,7 +178,7 @@ TEST(Attention, CaptureIsChunkSafeAndHarmless) {
 TEST(Attention, ResponseShapeAndBadRequests) {
   const ModelConfig cfg = small(2, 4, 32, 48, 40);
   const GPT m = make_model(cfg, 5);
-  const PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   const CharTokenizer tok = CharTokenizer::from_text("abcdefghijklmnopqrstuvwxyz ,.");
   const nlohmann::json r =
       attention_response(pm, tok, {{"prompt", "hello world"}, {"layer", 1}, {"head", 3}});

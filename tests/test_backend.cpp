@@ -140,15 +140,17 @@ TEST(Backend, DecodeOpsMatchTheFullAttention) {
     }
     // written back to front, one row at a time: the order must not matter
     for (size_t i = N; i-- > 0;)
-      cpu.kv_cache_write(K.data(), Vc.data(), qkv.data() + i * 3 * C, &rows[i], &pos[i], 1, C, H, n_ctx);
+      cpu.kv_cache_write(K.data(), Vc.data(), KvType::F32, qkv.data() + i * 3 * C,
+                         CacheIndex{&rows[i], &pos[i], &rows[i], &pos[i]}, 1, C, H, n_ctx);
     // the layout is [row][head][position][head_dim]
     const int hs = C / H;
     EXPECT_EQ(K[((1 * H + 2) * n_ctx + 4) * hs + 3], qkv[(1 * T + 4) * 3 * C + C + 2 * hs + 3]);
     EXPECT_EQ(Vc[((0 * H + 1) * n_ctx + 12) * hs + 0], qkv[(0 * T + 12) * 3 * C + 2 * C + 1 * hs]);
-    std::vector<float> ds(cpu.attention_decode_scratch_bytes(static_cast<int>(N), C, H, n_ctx) /
-                          sizeof(float));
-    cpu.attention_decode(out.data(), ds.data(), qkv.data(), K.data(), Vc.data(), rows.data(), pos.data(),
-                         static_cast<int>(N), C, H, n_ctx, band);
+    std::vector<float> ds(cpu.attention_cached_scratch_bytes(static_cast<int>(N), C, H, n_ctx) /
+                          sizeof(float) + 1);
+    const CacheIndex all{rows.data(), pos.data(), rows.data(), pos.data()};
+    cpu.attention_cached(out.data(), ds.data(), qkv.data(), K.data(), Vc.data(), KvType::F32, all,
+                         static_cast<int>(N), C, H, n_ctx, band, nullptr);
     for (size_t i = 0; i < out.size(); i++)
       ASSERT_NEAR(out[i], ref[i], 1e-5f) << "band " << band << " at " << i;
   }

@@ -625,17 +625,20 @@ void check_decode(Backend& gpu, double tol, const DecodeCase& k) {
   Act* gqkv = dev.act(qkv);
   int32_t* grows = dev.ints(rows);
   int32_t* gpos = dev.ints(pos);
-  cpu.kv_cache_write(K.data(), V.data(), qkv.data(), rows.data(), pos.data(), N, C, H, k.n_ctx);
-  gpu.kv_cache_write(gK, gV, gqkv, grows, gpos, N, C, H, k.n_ctx);
+  const CacheIndex host_at{rows.data(), pos.data(), rows.data(), pos.data()};
+  const CacheIndex dev_at{grows, gpos, rows.data(), pos.data()};
+  const KvType gtype = gpu.kv_cache_type(ops::WeightType::F32);
+  cpu.kv_cache_write(K.data(), V.data(), KvType::F32, qkv.data(), host_at, N, C, H, k.n_ctx);
+  gpu.kv_cache_write(gK, gV, gtype, gqkv, dev_at, N, C, H, k.n_ctx);
   EXPECT_EQ(dev.read_act(gK, cache), K);  // a copy: exact
   EXPECT_EQ(dev.read_act(gV, cache), V);
   std::vector<float> out(static_cast<size_t>(N) * C),
-      scratch(cpu.attention_decode_scratch_bytes(N, C, H, k.n_ctx) / sizeof(float));
-  cpu.attention_decode(out.data(), scratch.data(), qkv.data(), K.data(), V.data(), rows.data(), pos.data(), N,
-                       C, H, k.n_ctx, k.band);
+      scratch(cpu.attention_cached_scratch_bytes(N, C, H, k.n_ctx) / sizeof(float) + 1);
+  cpu.attention_cached(out.data(), scratch.data(), qkv.data(), K.data(), V.data(), KvType::F32, host_at, N, C, H,
+                       k.n_ctx, k.band, nullptr);
   Act* gout = dev.act_zero(static_cast<size_t>(N) * C);
-  void* gscratch = dev.raw(gpu.attention_decode_scratch_bytes(N, C, H, k.n_ctx) + 1);
-  gpu.attention_decode(gout, gscratch, gqkv, gK, gV, grows, gpos, N, C, H, k.n_ctx, k.band);
+  void* gscratch = dev.raw(gpu.attention_cached_scratch_bytes(N, C, H, k.n_ctx) + 1);
+  gpu.attention_cached(gout, gscratch, gqkv, gK, gV, gtype, dev_at, N, C, H, k.n_ctx, k.band, nullptr);
   expect_close("decode out", dev.read_act(gout, static_cast<size_t>(N) * C), out, tol);
 }
 

@@ -15,13 +15,12 @@
 #include "core/cpu.h"
 #include "core/error.h"
 #include "eval/evaluate.h"
-#include "generate/attention_kernels.h"
 #include "generate/decoder.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
-#include "model/packed_model.h"
+#include "ops/cpu/kernels.h"
 #include "model_test_util.h"
 
 namespace gpt {
@@ -41,7 +40,7 @@ using test::small;
 TEST(Decoder, PrefillLogitsEqualForwardOnF32) {
   for (const auto& sh : shapes()) {
     GPT m = make_model(sh.cfg, 3);
-    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    GPT pm = test::packed_copy(m, ops::WeightType::F32);
     std::mt19937 g(4);
     const int T = sh.cfg.n_ctx, V = sh.cfg.vocab_size;
     const auto ids = random_tokens(g, T, V);
@@ -60,7 +59,7 @@ TEST(Decoder, PrefillLogitsEqualForwardOnF32) {
 TEST(Decoder, CachedGreedyEqualsUncachedOver200TokensWithSlidingWindow) {
   for (const auto& sh : shapes()) {
     GPT m = make_model(sh.cfg, 5);
-    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    GPT pm = test::packed_copy(m, ops::WeightType::F32);
     std::mt19937 g(6);
     const int V = sh.cfg.vocab_size;
     std::vector<TokenId> seq = random_tokens(g, 5, V);
@@ -85,9 +84,9 @@ TEST(Decoder, ReducedPrecisionWeightsCachedEqualUncached) {
   const auto sh = shapes()[1];
   GPT m = make_model(sh.cfg, 19);
   const int V = sh.cfg.vocab_size;
-  PackedModel f32 = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT f32 = test::packed_copy(m, ops::WeightType::F32);
   for (ops::WeightType type : {ops::WeightType::BF16, ops::WeightType::Q8}) {
-    PackedModel pm = pack_model(m, type, nullptr);
+    GPT pm = test::packed_copy(m, type);
     Decoder dec(pm, 1), fresh(pm, 1), ref(f32, 1);
     std::mt19937 g(20);
     std::vector<TokenId> seq = random_tokens(g, 5, V);
@@ -115,7 +114,7 @@ TEST(Decoder, ReducedPrecisionWeightsCachedEqualUncached) {
 TEST(Decoder, BatchRowsOfDifferentLengths) {
   const auto sh = shapes()[1];  // banded, the hardest for positions
   GPT m = make_model(sh.cfg, 7);
-  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   const int V = sh.cfg.vocab_size;
   std::mt19937 g(8);
   std::vector<std::vector<TokenId>> seqs = {random_tokens(g, 3, V), random_tokens(g, 17, V),
@@ -141,7 +140,7 @@ TEST(Decoder, BatchRowsOfDifferentLengths) {
 TEST(Decoder, CopyAndReorderRows) {
   const auto sh = shapes()[0];
   GPT m = make_model(sh.cfg, 9);
-  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   std::mt19937 g(10);
   Decoder dec(pm, 4);
   check_copy_and_reorder(dec, m, g);
@@ -150,7 +149,7 @@ TEST(Decoder, CopyAndReorderRows) {
 TEST(Decoder, RejectsBadCalls) {
   const auto sh = shapes()[0];
   GPT m = make_model(sh.cfg, 1);
-  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   Decoder dec(pm, 2);
   const std::vector<TokenId> none;
   EXPECT_THROW(dec.prefill(0, none), Error);
@@ -166,7 +165,7 @@ TEST(Decoder, RejectsBadCalls) {
 TEST(Decoder, EvalOnPackedWeightsEqualsTheTrainingNetwork) {
   for (const auto& sh : shapes()) {
     GPT m = make_model(sh.cfg, 17);
-    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    GPT pm = test::packed_copy(m, ops::WeightType::F32);
     std::mt19937 g(18);
     const auto ids = random_tokens(g, 3 * sh.cfg.n_ctx + 5, sh.cfg.vocab_size);
     for (int stride : {0, 16}) {
@@ -183,10 +182,10 @@ TEST(Decoder, EvalOnPackedWeightsEqualsTheTrainingNetwork) {
 
 // ---- the attention kernels, at every level this CPU runs ----------------------------------------
 
-std::vector<const gen::AttentionKernels*> kernel_levels() {
-  std::vector<const gen::AttentionKernels*> k = {&gen::attention_scalar};
-  if (cpu().avx2) k.push_back(&gen::attention_avx2);
-  if (cpu().avx512f) k.push_back(&gen::attention_avx512);
+std::vector<const ops::cpu::KernelTable*> kernel_levels() {
+  std::vector<const ops::cpu::KernelTable*> k = {&ops::cpu::kernels_scalar};
+  if (cpu().avx2) k.push_back(&ops::cpu::kernels_avx2);
+  if (cpu().avx512f) k.push_back(&ops::cpu::kernels_avx512);
   return k;
 }
 
@@ -281,12 +280,12 @@ TEST(Decoder, HalfPrecisionCacheIsCloseAndHalvesTheMemory) {
   const auto sh = shapes()[0];
   GPT m = make_model(sh.cfg, 23);
   const int V = sh.cfg.vocab_size;
-  PackedModel f32 = pack_model(m, ops::WeightType::F32, nullptr);
-  PackedModel q8 = pack_model(m, ops::WeightType::Q8, nullptr);
-  Decoder a(f32, 1), b(f32, 1, 0, KvCacheType::F16), c(q8, 1);
-  EXPECT_EQ(a.cache_type(), KvCacheType::F32);
-  EXPECT_EQ(b.cache_type(), KvCacheType::F16);
-  EXPECT_EQ(c.cache_type(), KvCacheType::F16);  // Auto: fp16 for reduced-precision weights
+  GPT f32 = test::packed_copy(m, ops::WeightType::F32);
+  GPT q8 = test::packed_copy(m, ops::WeightType::Q8);
+  Decoder a(f32, 1), b(f32, 1, 0, KvType::F16), c(q8, 1);
+  EXPECT_EQ(a.cache_type(), KvType::F32);
+  EXPECT_EQ(b.cache_type(), KvType::F16);
+  EXPECT_EQ(c.cache_type(), KvType::F16);  // Auto: fp16 for reduced-precision weights
   EXPECT_EQ(2 * b.cache_bytes(), a.cache_bytes());
   std::mt19937 g(24);
   std::vector<TokenId> seq = random_tokens(g, 10, V);
@@ -310,7 +309,7 @@ TEST(Decoder, HalfPrecisionCacheIsCloseAndHalvesTheMemory) {
 TEST(DecoderGenerator, CachedAndUncachedGiveTheSameSamples) {
   for (const auto& sh : shapes()) {
     GPT m = make_model(sh.cfg, 11);
-    PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+    GPT pm = test::packed_copy(m, ops::WeightType::F32);
     Generator gen(pm);
     std::mt19937 g(12);
     const auto prompt = random_tokens(g, 9, sh.cfg.vocab_size);
@@ -343,7 +342,7 @@ TEST(DecoderGenerator, CachedAndUncachedGiveTheSameSamples) {
 TEST(DecoderGenerator, SampleKIsTheSameInAnyBatch) {
   const auto sh = shapes()[0];
   GPT m = make_model(sh.cfg, 13);
-  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   Generator gen(pm);
   const std::vector<TokenId> prompt = {1, 2, 3};
   GenerateSettings s;
@@ -373,7 +372,7 @@ TEST(DecoderGenerator, SampleKIsTheSameInAnyBatch) {
 TEST(DecoderGenerator, BeamCachedEqualsUncachedAndBeatsGreedy) {
   const auto sh = shapes()[1];
   GPT m = make_model(sh.cfg, 15);
-  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   Generator gen(pm);
   const std::vector<TokenId> prompt = {4, 5, 6, 7};
   GenerateSettings s;
@@ -457,9 +456,9 @@ TEST(DecoderGenerator, TextIsValidUtf8AndStopsWhereAStopStringAppears) {
   // different steps.
   float* head = m.param("lm_head.weight");
   for (int c = 0; c < cfg.n_embd; c++) head[29 * cfg.n_embd + c] = 0.0f;
-  PackedModel pm = pack_model(m, ops::WeightType::F32, std::make_shared<TinyTokenizer>());
-  Generator gen(pm);
-  const auto tok = pm.tokenizer;
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
+  const std::shared_ptr<const Tokenizer> tok = std::make_shared<TinyTokenizer>();
+  Generator gen(pm, tok);
   for (const std::vector<std::string>& stop :
        {std::vector<std::string>{}, std::vector<std::string>{"ab", "\xC3\xA9"},
         std::vector<std::string>{"b", " "}}) {

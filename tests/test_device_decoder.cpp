@@ -1,9 +1,9 @@
-// The DeviceDecoder (KV-cache generation over a GPT on any backend) against the training
+// The Decoder (KV-cache generation over a GPT on any backend) against the training
 // network's forward pass without a cache (GPT::forward on the CPU backend), run on the staged CPU
 // backend (device memory, CPU kernels): logits within 1e-5 and identical greedy tokens over 150
 // generated tokens with the context window sliding, on dense, banded, post-LN and bias-free
 // shapes; batches of rows at different lengths; row copies and beam reordering; the generator on
-// it giving the samples of the packed-weight Decoder. The same checks on a GPU (DeviceDecoderCuda,
+// it giving the samples of packed weights on the CPU. The same checks on a GPU (DecoderOnCuda,
 // fp32 to 1e-4 and bf16 to 2e-2) skip without one.
 #include <gtest/gtest.h>
 
@@ -18,11 +18,9 @@
 #include "backend/staged_backend.h"
 #include "core/error.h"
 #include "generate/decoder.h"
-#include "generate/device_decoder.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"
 #include "model/gpt.h"
-#include "model/packed_model.h"
 #include "model_test_util.h"
 
 namespace gpt {
@@ -52,13 +50,13 @@ float max_abs(const float* a, size_t n) {
   return d;
 }
 
-void step1(RowDecoder& dec, int row, TokenId t) {
+void step1(Decoder& dec, int row, TokenId t) {
   dec.step(std::span<const int>(&row, 1), std::span<const TokenId>(&t, 1));
 }
 
 // ---- on the staged CPU backend ----------------------------------------------------------------------
 
-TEST(DeviceDecoder, PrefillLogitsEqualForward) {
+TEST(DecoderOnDevice, PrefillLogitsEqualForward) {
   auto all = shapes();
   all.push_back({"long-context", small(2, 2, 16, 150, 53)});  // the head runs in pieces of 64 rows
   for (const auto& sh : all) {
@@ -69,7 +67,7 @@ TEST(DeviceDecoder, PrefillLogitsEqualForward) {
     const int T = sh.cfg.n_ctx, V = sh.cfg.vocab_size;
     const auto ids = random_tokens(g, T, V);
     m.forward(ids.data(), nullptr, 1, T);
-    DeviceDecoder dec(d, 2);
+    Decoder dec(d, 2);
     std::vector<float> logits(static_cast<size_t>(T) * V);
     dec.prefill(1, ids, logits.data());
     EXPECT_LT(max_diff(logits.data(), m.logits(), logits.size()), 1e-5f) << sh.name;
@@ -82,7 +80,7 @@ TEST(DeviceDecoder, PrefillLogitsEqualForward) {
   }
 }
 
-TEST(DeviceDecoder, CachedGreedyEqualsUncachedOver150TokensWithSlidingWindow) {
+TEST(DecoderOnDevice, CachedGreedyEqualsUncachedOver150TokensWithSlidingWindow) {
   for (const auto& sh : shapes()) {
     StagedCpuBackend be;
     GPT m = make_model(sh.cfg, 5);
@@ -90,7 +88,7 @@ TEST(DeviceDecoder, CachedGreedyEqualsUncachedOver150TokensWithSlidingWindow) {
     std::mt19937 g(6);
     const int V = sh.cfg.vocab_size;
     std::vector<TokenId> seq = random_tokens(g, 5, V);
-    DeviceDecoder dec(d, 1);
+    Decoder dec(d, 1);
     dec.prefill(0, seq);
     const size_t live = be.live_bytes;
     const auto run = greedy_against_reference(dec, m, seq, 150);
@@ -105,7 +103,7 @@ TEST(DeviceDecoder, CachedGreedyEqualsUncachedOver150TokensWithSlidingWindow) {
   }
 }
 
-TEST(DeviceDecoder, BatchRowsOfDifferentLengths) {
+TEST(DecoderOnDevice, BatchRowsOfDifferentLengths) {
   for (int s : {0, 1}) {  // dense, and banded (the hardest for positions)
     const auto sh = shapes()[s];
     StagedCpuBackend be;
@@ -115,7 +113,7 @@ TEST(DeviceDecoder, BatchRowsOfDifferentLengths) {
     std::mt19937 g(8);
     std::vector<std::vector<TokenId>> seqs = {random_tokens(g, 3, V), random_tokens(g, 17, V),
                                               random_tokens(g, 40, V)};
-    DeviceDecoder dec(d, 4);
+    Decoder dec(d, 4);
     const std::vector<int> rows = {2, 0, 3};  // rows need not be 0..n-1
     for (size_t i = 0; i < rows.size(); i++) dec.prefill(rows[i], seqs[i]);
     float worst = 0;
@@ -137,21 +135,21 @@ TEST(DeviceDecoder, BatchRowsOfDifferentLengths) {
   }
 }
 
-TEST(DeviceDecoder, CopyAndReorderRows) {
+TEST(DecoderOnDevice, CopyAndReorderRows) {
   const auto sh = shapes()[0];
   StagedCpuBackend be;
   GPT m = make_model(sh.cfg, 9);
   GPT d = on_backend(m, be);
   std::mt19937 g(10);
-  DeviceDecoder dec(d, 4);
+  Decoder dec(d, 4);
   check_copy_and_reorder(dec, m, g);
 }
 
-TEST(DeviceDecoder, RejectsBadCalls) {
+TEST(DecoderOnDevice, RejectsBadCalls) {
   StagedCpuBackend be;
   GPT m = make_model(shapes()[0].cfg, 1);
   GPT d = on_backend(m, be);
-  DeviceDecoder dec(d, 2);
+  Decoder dec(d, 2);
   EXPECT_THROW(dec.prefill(0, std::vector<TokenId>{}), Error);
   EXPECT_THROW(dec.prefill(2, std::vector<TokenId>{1}), Error);
   EXPECT_THROW(dec.prefill(0, std::vector<TokenId>{static_cast<TokenId>(d.config().vocab_size)}), Error);
@@ -159,18 +157,19 @@ TEST(DeviceDecoder, RejectsBadCalls) {
   dec.prefill(0, std::vector<TokenId>{1, 2});
   const std::vector<int> twice = {0, 0};
   EXPECT_THROW(dec.step(twice, std::vector<TokenId>{1, 2}), Error);
-  EXPECT_THROW(DeviceDecoder(d, 0), Error);
+  EXPECT_THROW(Decoder(d, 0), Error);
 }
 
-// The generator over the DeviceDecoder gives the packed-weight Decoder's samples and beams.
-TEST(DeviceDecoder, GeneratorGivesThePackedDecodersTokens) {
+// The generator over a training-storage model on the staged backend gives the samples and beams of
+// packed weights on the CPU.
+TEST(DecoderOnDevice, GeneratorGivesThePackedDecodersTokens) {
   const auto sh = shapes()[1];
   StagedCpuBackend be;
   GPT m = make_model(sh.cfg, 11);
   GPT d = on_backend(m, be);
-  PackedModel pm = pack_model(m, ops::WeightType::F32, nullptr);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
   Generator packed(pm);
-  Generator device(d.config(), nullptr, [&d](int rows) { return std::make_unique<DeviceDecoder>(d, rows); });
+  Generator device(d);
   std::mt19937 g(12);
   const auto prompt = random_tokens(g, 6, sh.cfg.vocab_size);
   GenerateSettings s;
@@ -188,7 +187,6 @@ TEST(DeviceDecoder, GeneratorGivesThePackedDecodersTokens) {
     for (size_t k = 0; k < a.size(); k++)
       EXPECT_EQ(a[k].ids, b[k].ids) << "beams " << beams << " sample " << k;
   }
-  EXPECT_EQ(device.decoder(), nullptr);  // not a packed Decoder
 }
 
 // ---- on a GPU ---------------------------------------------------------------------------------------
@@ -217,7 +215,7 @@ void check_on_gpu(Backend& gpu, float tol, bool exact_tokens) {
     std::mt19937 g(14);
     const int V = sh.cfg.vocab_size;
     std::vector<std::vector<TokenId>> seqs = {random_tokens(g, 5, V), random_tokens(g, 30, V)};
-    DeviceDecoder dec(d, 2);
+    Decoder dec(d, 2);
     const std::vector<int> rows = {0, 1};
     for (int r = 0; r < 2; r++) dec.prefill(r, seqs[r]);
     float worst = 0;
@@ -242,14 +240,14 @@ void check_on_gpu(Backend& gpu, float tol, bool exact_tokens) {
   }
 }
 
-TEST(DeviceDecoderCuda, Fp32MatchesTheCpuTo1e4) {
+TEST(DecoderOnCuda, Fp32MatchesTheCpuTo1e4) {
   std::string why;
   Backend* gpu = gpu_or_null("cuda-fp32", why);
   if (!gpu) GTEST_SKIP() << "no CUDA GPU: " << why;
   check_on_gpu(*gpu, 1e-4f, true);
 }
 
-TEST(DeviceDecoderCuda, Bf16MatchesTheCpuTo2e2) {
+TEST(DecoderOnCuda, Bf16MatchesTheCpuTo2e2) {
   std::string why;
   Backend* gpu = gpu_or_null("cuda", why);
   if (!gpu) GTEST_SKIP() << "no CUDA GPU: " << why;

@@ -290,18 +290,18 @@ TEST(ParamSync, ThePathFollowsTheMemoryTheRanksAndTheBuild) {
   using dist::choose_sync_path;
   using dist::SyncPath;
   for (bool nccl : {false, true}) {
-    EXPECT_EQ(choose_sync_path("cpu", true, 1, nccl), SyncPath::Local);
-    EXPECT_EQ(choose_sync_path("cuda", false, 1, nccl), SyncPath::Local);
-    EXPECT_EQ(choose_sync_path("cpu", true, 2, nccl), SyncPath::Direct);
-    EXPECT_EQ(choose_sync_path("cpu-staged", false, 2, nccl), SyncPath::Staged);
+    EXPECT_EQ(choose_sync_path(DeviceKind::Cpu, true, 1, nccl), SyncPath::Local);
+    EXPECT_EQ(choose_sync_path(DeviceKind::Cuda, false, 1, nccl), SyncPath::Local);
+    EXPECT_EQ(choose_sync_path(DeviceKind::Cpu, true, 2, nccl), SyncPath::Direct);
+    EXPECT_EQ(choose_sync_path(DeviceKind::CpuStaged, false, 2, nccl), SyncPath::Staged);
   }
-  EXPECT_EQ(choose_sync_path("cuda", false, 2, true), SyncPath::Nccl);
-  EXPECT_EQ(choose_sync_path("cuda-fp32", false, 8, true), SyncPath::Nccl);
-  EXPECT_EQ(choose_sync_path("cuda", false, 2, false), SyncPath::Staged);  // no NCCL: through the host
-  EXPECT_EQ(dist::gpu_for_local_rank(0, 4), 0);
-  EXPECT_EQ(dist::gpu_for_local_rank(3, 4), 3);
-  EXPECT_EQ(dist::gpu_for_local_rank(5, 4), 1);  // more ranks than GPUs: they share
-  EXPECT_EQ(dist::gpu_for_local_rank(0, 0), -1);
+  EXPECT_EQ(choose_sync_path(DeviceKind::Cuda, false, 2, true), SyncPath::Nccl);
+  EXPECT_EQ(choose_sync_path(DeviceKind::CudaFp32, false, 8, true), SyncPath::Nccl);
+  EXPECT_EQ(choose_sync_path(DeviceKind::Cuda, false, 2, false), SyncPath::Staged);  // no NCCL: through the host
+  EXPECT_EQ(gpu_for_local_rank(0, 4), 0);
+  EXPECT_EQ(gpu_for_local_rank(3, 4), 3);
+  EXPECT_EQ(gpu_for_local_rank(5, 4), 1);  // more ranks than GPUs: they share
+  EXPECT_EQ(gpu_for_local_rank(0, 0), -1);
 }
 
 TEST(ParamSync, OneRankMovesNothingAndTheNcclPathNeedsDevicePointers) {

@@ -14,7 +14,6 @@
 #include "io/safetensors.h"
 #include "model/gpt.h"
 #include "model/lora.h"
-#include "model/packed_model.h"
 #include "train/adamw.h"
 
 namespace gpt {
@@ -301,9 +300,11 @@ TEST(Lora, PackingRefusesAttachedAdapters) {
   GPT m(tiny());
   LoraAdapters a(tiny(), lora_cfg());
   m.attach_lora(&a);
-  EXPECT_THROW(pack_model(m, ops::WeightType::F32, nullptr), Error);
+  EXPECT_THROW(m.pack(ops::WeightType::F32), Error);
+  EXPECT_FALSE(m.packed());
   m.attach_lora(nullptr);
-  EXPECT_NO_THROW(pack_model(m, ops::WeightType::F32, nullptr));
+  EXPECT_NO_THROW(m.pack(ops::WeightType::F32));
+  EXPECT_TRUE(m.packed());
 }
 
 // Training the adapters alone with AdamWBuffer: the loss falls, the base stays bit-identical.

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,7 +19,7 @@
 #include "core/io.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
-#include "model/packed_model.h"
+#include "model/gpt.h"
 #include "ops/cpu/packed_kernels.h"
 #include "ops/packed.h"
 #include "test_util.h"
@@ -266,20 +268,48 @@ GPT random_model(const ModelConfig& cfg) {
   return g;
 }
 
-void expect_same(const PackedModel& a, const PackedModel& b) {
-  EXPECT_EQ(a.type, b.type);
-  EXPECT_EQ(a.config.n_layer, b.config.n_layer);
-  EXPECT_EQ(a.config.n_embd, b.config.n_embd);
-  EXPECT_EQ(a.config.tied_head, b.config.tied_head);
-  EXPECT_EQ(a.config.bias, b.config.bias);
-  ASSERT_EQ(a.matrices.size(), b.matrices.size());
-  for (const auto& [name, m] : a.matrices) {
-    const PackedMatrix& n = b.matrix(name);
-    ASSERT_EQ(m.bytes(), n.bytes()) << name;
-    EXPECT_EQ(std::memcmp(m.data(), n.data(), m.bytes()), 0) << name;  // storage bit for bit
+// A copy of g with its matrices packed in t.
+GPT packed(const GPT& g, WeightType t) {
+  GPT p(g.config());
+  std::memcpy(p.params(), g.params(), g.num_parameters() * sizeof(float));
+  p.pack(t);
+  return p;
+}
+
+// A packed matrix by name, as the CPU holds it.
+const PackedMatrix& matrix(const GPT& m, const std::string& name) {
+  const PackedWeight* w = m.packed_matrix(name);
+  if (!w || !w->host()) throw Error("no packed matrix " + name);
+  return *w->host();
+}
+
+LoadedModel load_packed(const std::string& dir, std::optional<WeightType> t = std::nullopt) {
+  LoadOptions opt;
+  opt.inference = true;
+  opt.weights = t;
+  return load_model_dir(dir, opt);
+}
+
+// Two packed models hold the same weights: every matrix bit for bit, every vector the same.
+void expect_same(const GPT& a, const GPT& b) {
+  ASSERT_TRUE(a.packed() && b.packed());
+  EXPECT_EQ(a.weight_type(), b.weight_type());
+  EXPECT_EQ(a.config().n_layer, b.config().n_layer);
+  EXPECT_EQ(a.config().n_embd, b.config().n_embd);
+  EXPECT_EQ(a.config().tied_head, b.config().tied_head);
+  EXPECT_EQ(a.config().bias, b.config().bias);
+  ASSERT_EQ(a.num_parameters(), b.num_parameters());
+  EXPECT_EQ(std::memcmp(a.params(), b.params(), a.num_parameters() * sizeof(float)), 0);  // the vectors
+  size_t matrices = 0;
+  for (const ParamInfo& p : GPT(a.config()).layout()) {
+    if (!is_packed_matrix(p)) continue;
+    const PackedMatrix& m = matrix(a, p.name);
+    const PackedMatrix& n = matrix(b, p.name);
+    ASSERT_EQ(m.bytes(), n.bytes()) << p.name;
+    EXPECT_EQ(std::memcmp(m.data(), n.data(), m.bytes()), 0) << p.name;  // storage bit for bit
+    matrices++;
   }
-  ASSERT_EQ(a.vectors.size(), b.vectors.size());
-  for (const auto& [name, v] : a.vectors) EXPECT_EQ(v, b.vectors.at(name)) << name;
+  EXPECT_GT(matrices, 0u);
 }
 
 TEST(Packed, ModelSaveLoadRoundTrip) {
@@ -293,28 +323,50 @@ TEST(Packed, ModelSaveLoadRoundTrip) {
         const bool bpe = bias && tied;
         const ModelConfig cfg = small_config(bias, tied, bpe ? 50257 : 97);
         const GPT g = random_model(cfg);
-        const PackedModel pm =
-            pack_model(g, t, bpe ? gpt2_tokenizer() : std::static_pointer_cast<const Tokenizer>(char_tok));
-        EXPECT_EQ(pm.matrices.size(), 4u * cfg.n_layer + (tied ? 1 : 2));
-        EXPECT_EQ(&pm.lm_head(), &pm.matrix(tied ? "wte.weight" : "lm_head.weight"));
-        EXPECT_EQ(pm.vector("h.0.attn.c_attn.bias") != nullptr, bias);
-        EXPECT_THROW(pm.matrix("h.9.mlp.c_fc.weight"), Error);
+        const std::shared_ptr<const Tokenizer> tok =
+            bpe ? gpt2_tokenizer() : std::static_pointer_cast<const Tokenizer>(char_tok);
+        const GPT pm = packed(g, t);
+        size_t matrices = 0;
+        for (const ParamInfo& p : g.layout()) matrices += is_packed_matrix(p);
+        EXPECT_EQ(matrices, 4u * cfg.n_layer + (tied ? 1 : 2));
+        EXPECT_EQ(pm.packed_matrix("lm_head.weight") != nullptr, !tied);
+        EXPECT_EQ(pm.find("h.0.attn.c_attn.bias") != nullptr, bias);
+        EXPECT_EQ(pm.packed_matrix("h.9.mlp.c_fc.weight"), nullptr);
+        if (t != WeightType::F32) EXPECT_LT(pm.weight_bytes(), g.weight_bytes());
         TempDir dir(std::string("packed_rt_") + ops::weight_type_name(t));
-        save_packed_model(dir.path, pm);
-        const PackedModel back = load_packed_model(dir.path);
-        expect_same(pm, back);
+        save_model_dir(dir.path, pm, tok.get());
+        const LoadedModel back = load_packed(dir.path);
+        expect_same(pm, back.model);
         ASSERT_TRUE(back.tokenizer);
         EXPECT_EQ(back.tokenizer->kind(), bpe ? "bpe" : "char");
         EXPECT_EQ(back.tokenizer->vocab_size(), bpe ? 50257u : 26u);
-        EXPECT_NO_THROW(load_packed_model(dir.path, t));
+        EXPECT_NO_THROW(load_packed(dir.path, t));
         if (t != WeightType::F32) {
           const WeightType other = t == WeightType::Q8 ? WeightType::BF16 : WeightType::Q8;
-          EXPECT_THROW(load_packed_model(dir.path, other), Error);
+          EXPECT_THROW(load_packed(dir.path, other), Error);
         }
-        // Every path to fp32 agrees: load_model_dir reads bf16 and q8 directories too.
-        const GPT unpacked = unpack_model(pm), loaded = load_model_dir(dir.path).model;
-        ASSERT_EQ(unpacked.num_parameters(), loaded.num_parameters());
-        EXPECT_EQ(std::memcmp(unpacked.params(), loaded.params(), loaded.num_parameters() * 4), 0);
+        // Every path to fp32 agrees: load_model_dir reads bf16 and q8 directories into training
+        // storage as the packed matrices' dequantized values, and the vectors as they are.
+        const GPT loaded = load_model_dir(dir.path).model;
+        ASSERT_FALSE(loaded.packed());
+        ASSERT_EQ(g.num_parameters(), loaded.num_parameters());
+        for (const ParamInfo& p : loaded.layout()) {
+          const float* got = loaded.params() + p.offset;
+          if (!is_packed_matrix(p)) {
+            ASSERT_EQ(std::memcmp(got, g.params() + p.offset, p.numel * 4), 0) << p.name;
+            continue;
+          }
+          const PackedMatrix& m = matrix(pm, p.name);
+          std::vector<float> row(m.in());
+          const bool conv1d = p.name != "wte.weight" && p.name != "lm_head.weight";  // [IN, OUT]
+          for (int o = 0; o < m.out(); o++) {
+            m.dequantize_row(o, row.data());
+            for (int k = 0; k < m.in(); k++)
+              ASSERT_EQ(got[conv1d ? static_cast<size_t>(k) * m.out() + o : static_cast<size_t>(o) * m.in() + k],
+                        row[k])
+                  << p.name << " (" << o << ", " << k << ")";
+          }
+        }
       }
 }
 
@@ -323,14 +375,14 @@ TEST(Packed, PlainDirectoryPacksOnLoad) {
   const GPT g = random_model(small_config(true, true));
   TempDir dir("packed_plain");
   save_model_dir(dir.path, g, nullptr);
-  const PackedModel f = load_packed_model(dir.path);
-  EXPECT_EQ(f.type, WeightType::F32);
+  const LoadedModel f = load_packed(dir.path);
+  EXPECT_EQ(f.model.weight_type(), WeightType::F32);
   EXPECT_FALSE(f.tokenizer);
-  expect_same(f, pack_model(g, WeightType::F32, nullptr));
-  expect_same(load_packed_model(dir.path, WeightType::Q8), pack_model(g, WeightType::Q8, nullptr));
+  expect_same(f.model, packed(g, WeightType::F32));
+  expect_same(load_packed(dir.path, WeightType::Q8).model, packed(g, WeightType::Q8));
   // wte's rows are the embeddings, exactly, in f32.
   std::vector<float> row(40);
-  f.matrix("wte.weight").dequantize_row(50256, row.data());
+  matrix(f.model, "wte.weight").dequantize_row(50256, row.data());
   EXPECT_EQ(std::memcmp(row.data(), g.param("wte.weight") + 50256 * 40, 40 * 4), 0);
 }
 
@@ -338,7 +390,7 @@ TEST(Packed, PlainDirectoryPacksOnLoad) {
 TEST(Packed, Bf16DirectoryIsOrdinary) {
   const GPT g = random_model(small_config(true, true));
   TempDir dir("packed_bf16");
-  save_packed_model(dir.path, pack_model(g, WeightType::BF16, nullptr));
+  save_model_dir(dir.path, packed(g, WeightType::BF16), nullptr);
   const SafetensorsFile f = SafetensorsFile::open(dir.path + "/model.safetensors");
   EXPECT_EQ(f.metadata().at("gptcpp_quant"), "bf16");
   const TensorEntry* w = f.find("transformer.h.1.mlp.c_fc.weight");
@@ -360,9 +412,9 @@ TEST(Packed, Bf16DirectoryIsOrdinary) {
 
 TEST(Packed, Q8DirectoryLayout) {
   const GPT g = random_model(small_config(true, false));
-  const PackedModel pm = pack_model(g, WeightType::Q8, nullptr);
+  const GPT pm = packed(g, WeightType::Q8);
   TempDir dir("packed_q8");
-  save_packed_model(dir.path, pm);
+  save_model_dir(dir.path, pm, nullptr);
   const SafetensorsFile f = SafetensorsFile::open(dir.path + "/model.safetensors");
   EXPECT_EQ(f.metadata().at("gptcpp_quant"), "q8");
   EXPECT_EQ(f.metadata().at("gptcpp_quant_block"), "32");
@@ -402,7 +454,7 @@ void rewrite_tensor(const std::string& dir, const std::string& name, DType dtype
 
 void expect_error(const std::string& dir, const std::string& needle) {
   try {
-    load_packed_model(dir);
+    load_packed(dir);
     FAIL() << "no error; expected one mentioning " << needle;
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
@@ -411,74 +463,74 @@ void expect_error(const std::string& dir, const std::string& needle) {
 
 TEST(Packed, BadQ8Files) {
   const GPT g = random_model(small_config(true, true));
-  const PackedModel pm = pack_model(g, WeightType::Q8, nullptr);
+  const GPT pm = packed(g, WeightType::Q8);
   const std::string w = "transformer.h.1.mlp.c_proj.weight";  // [OUT 40, IN 160]
   std::vector<float> f32(40 * 160, 0.5f);
   std::vector<int8_t> i8(160 * 40, 1);
   std::vector<uint16_t> f16(40 * 5, 0x3c00);
   {
     TempDir dir("packed_bad_dtype");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, w, DType::F32, {40, 160}, f32.data());
     expect_error(dir.path, "a q8 model needs I8 [40, 160]");
   }
   {
     TempDir dir("packed_bad_shape");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, w, DType::I8, {160, 40}, i8.data());  // the Conv1D shape: not what q8 stores
     expect_error(dir.path, "I8 [160, 40]");
   }
   {
     TempDir dir("packed_no_scales");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, w + ".scales", DType::F16, {}, nullptr);
     expect_error(dir.path, w + ".scales\" is missing");
   }
   {
     TempDir dir("packed_bad_scales");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, w + ".scales", DType::F16, {40, 4}, f16.data());
     expect_error(dir.path, "the scales need F16 (or F32) [40, 5]");
   }
   {
     TempDir dir("packed_i8_scales");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, w + ".scales", DType::I8, {40, 5}, i8.data());
     expect_error(dir.path, "is I8 [40, 5]");
   }
   {
     TempDir dir("packed_missing");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, "transformer.ln_f.bias", DType::F32, {}, nullptr);
     expect_error(dir.path, "\"transformer.ln_f.bias\" is missing");
   }
   {
     TempDir dir("packed_extra");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     rewrite_tensor(dir.path, "transformer.h.7.attn.c_attn.weight", DType::F32, {40, 4}, f32.data());
     expect_error(dir.path, "unexpected tensor \"transformer.h.7.attn.c_attn.weight\"");
   }
   {
     TempDir dir("packed_minus128");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     std::vector<int8_t> q(40 * 160, -128);
     rewrite_tensor(dir.path, w, DType::I8, {40, 160}, q.data());
     expect_error(dir.path, "-128");
   }
   {  // float scales (another writer's choice) are accepted, rounded to half as the kernels use them
     TempDir dir("packed_f32_scales");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     std::vector<int8_t> q(40 * 160);
     std::vector<uint16_t> h(40 * 5);
-    pm.matrix("h.1.mlp.c_proj.weight").q8_rows(q.data(), h.data());
+    matrix(pm, "h.1.mlp.c_proj.weight").q8_rows(q.data(), h.data());
     std::vector<float> fs(h.size());
     for (size_t i = 0; i < h.size(); i++) fs[i] = f16_to_f32(h[i]);
     rewrite_tensor(dir.path, w + ".scales", DType::F32, {40, 5}, fs.data());
-    expect_same(load_packed_model(dir.path), pm);
+    expect_same(load_packed(dir.path).model, pm);
   }
   {
     TempDir dir("packed_bad_config");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     auto cfg = nlohmann::json::parse(read_file(dir.path + "/config.json"));
     cfg["gptcpp_quant"] = "q4";
     write_file_atomic(dir.path + "/config.json", cfg.dump());
@@ -486,7 +538,7 @@ TEST(Packed, BadQ8Files) {
   }
   {
     TempDir dir("packed_meta");
-    save_packed_model(dir.path, pm);
+    save_model_dir(dir.path, pm, nullptr);
     const std::string path = dir.path + "/model.safetensors";
     const std::string bytes = read_file(path);
     const SafetensorsFile f = SafetensorsFile::parse(bytes, path);

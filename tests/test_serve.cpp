@@ -15,7 +15,6 @@
 #include "core/error.h"
 #include "generate/generator.h"
 #include "model/gpt.h"
-#include "model/packed_model.h"
 #include "serve/http_checks.h"
 #include "serve/openai_api.h"
 #include "serve/scheduler.h"
@@ -135,7 +134,12 @@ TEST(ServeApi, DeepNestingIsRefused) {
 // ---- the scheduler ----------------------------------------------------------------------------------
 
 // A tiny model over the GPT-2 vocabulary with decisive logits (large embeddings), packed.
-PackedModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), int width = 32) {
+struct TinyModel {
+  GPT model;
+  std::shared_ptr<const Tokenizer> tok;
+};
+
+TinyModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), int width = 32) {
   ModelConfig c;
   c.n_layer = 2;
   c.n_head = 2;
@@ -147,7 +151,8 @@ PackedModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), 
   for (const auto& p : m.layout())
     if (p.name == "wte.weight")
       for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] *= 8.0f;
-  return pack_model(m, ops::WeightType::F32, std::move(tok));
+  m.pack(ops::WeightType::F32);
+  return {std::move(m), std::move(tok)};
 }
 
 struct JobOutput {
@@ -196,11 +201,11 @@ std::vector<std::vector<TokenId>> prompts() {
 }
 
 TEST(ServeScheduler, ConcurrentGreedyMatchesGeneratorOneAtATime) {
-  const PackedModel pm = tiny_model();
+  TinyModel pm = tiny_model();
   const auto ps = prompts();
   const int max_tokens[] = {12, 5, 20, 9, 15, 3, 18};
   // The reference: each request alone through the single-request Generator.
-  Generator gen(pm);
+  Generator gen(pm.model, pm.tok);
   std::vector<SampleResult> want;
   for (size_t i = 0; i < ps.size(); i++) {
     GenerateSettings s;
@@ -209,7 +214,7 @@ TEST(ServeScheduler, ConcurrentGreedyMatchesGeneratorOneAtATime) {
     want.push_back(gen.generate(ps[i], s)[0]);
   }
   // All at once through 3 slots: 4 wait in the queue and join as others finish (mid-flight).
-  Scheduler sched(pm, 3);
+  Scheduler sched(pm.model, pm.tok, 3);
   std::vector<std::shared_ptr<Job>> jobs;
   for (size_t i = 0; i < ps.size(); i++) jobs.push_back(sched.submit(request(ps[i], max_tokens[i])));
   for (size_t i = 0; i < ps.size(); i++) {
@@ -227,14 +232,14 @@ TEST(ServeScheduler, ConcurrentGreedyMatchesGeneratorOneAtATime) {
 }
 
 TEST(ServeScheduler, JoiningMidFlightChangesNothing) {
-  const PackedModel pm = tiny_model(gpt2_tokenizer(), 256);  // slow enough that b joins a running a
+  TinyModel pm = tiny_model(gpt2_tokenizer(), 256);  // slow enough that b joins a running a
   const std::vector<TokenId> pa = {464, 2068, 7586}, pb = {40, 588, 257};
-  Generator gen(pm);
+  Generator gen(pm.model, pm.tok);
   GenerateSettings s;
   s.max_new_tokens = 55;
   s.sampling.greedy = true;
   const auto wa = gen.generate(pa, s)[0], wb = gen.generate(pb, s)[0];
-  Scheduler sched(pm, 2);
+  Scheduler sched(pm.model, pm.tok, 2);
   auto a = sched.submit(request(pa, 55));
   std::vector<Event> first;
   while (first.size() < 5) a->wait(first, std::chrono::milliseconds(100));  // a is mid-flight
@@ -247,9 +252,9 @@ TEST(ServeScheduler, JoiningMidFlightChangesNothing) {
 }
 
 TEST(ServeScheduler, SeededSamplesMatchGenerator) {
-  const PackedModel pm = tiny_model();
+  TinyModel pm = tiny_model();
   const std::vector<TokenId> p = {464, 2068, 7586};
-  Generator gen(pm);
+  Generator gen(pm.model, pm.tok);
   GenerateSettings s;
   s.max_new_tokens = 10;
   s.num_samples = 2;
@@ -257,7 +262,7 @@ TEST(ServeScheduler, SeededSamplesMatchGenerator) {
   s.sampling.top_k = 0;
   s.sampling.seed = 42;
   const auto want = gen.generate(p, s);
-  Scheduler sched(pm, 4);
+  Scheduler sched(pm.model, pm.tok, 4);
   // Another request runs beside it: a row's random stream is its own.
   auto other = sched.submit(request({40, 588}, 10, 0.8f, 1, 7));
   auto job = sched.submit(request(p, 10, 1.0f, 2, 42));
@@ -270,9 +275,9 @@ TEST(ServeScheduler, SeededSamplesMatchGenerator) {
 }
 
 TEST(ServeScheduler, StopStringEndsTheChoice) {
-  const PackedModel pm = tiny_model();
+  TinyModel pm = tiny_model();
   const std::vector<TokenId> p = {15496, 11, 995};
-  Scheduler sched(pm, 2);
+  Scheduler sched(pm.model, pm.tok, 2);
   const JobOutput full = drain(*sched.submit(request(p, 12)));
   ASSERT_GE(full.text[0].size(), 8u);
   const std::string stop = full.text[0].substr(full.text[0].size() / 2, 3);
@@ -284,8 +289,8 @@ TEST(ServeScheduler, StopStringEndsTheChoice) {
 }
 
 TEST(ServeScheduler, CancellationFreesTheSlot) {
-  const PackedModel pm = tiny_model();
-  Scheduler sched(pm, 1);
+  TinyModel pm = tiny_model();
+  Scheduler sched(pm.model, pm.tok, 1);
   auto a = sched.submit(request({464}, 60));
   std::vector<Event> evs;
   while (evs.empty()) a->wait(evs, std::chrono::milliseconds(100));  // a is running
@@ -305,8 +310,8 @@ TEST(ServeScheduler, CancellationFreesTheSlot) {
 }
 
 TEST(ServeScheduler, RefusesWhatCanNeverRun) {
-  const PackedModel pm = tiny_model();
-  Scheduler sched(pm, 2);
+  TinyModel pm = tiny_model();
+  Scheduler sched(pm.model, pm.tok, 2);
   EXPECT_THROW(sched.submit(request({1}, 10, 0, 3)), Error);                     // 3 choices, 2 slots
   EXPECT_THROW(sched.submit(request(std::vector<TokenId>(60, 1), 10)), Error);   // beyond the context
   EXPECT_THROW(sched.submit(request({50257}, 4)), Error);                        // outside the vocabulary
@@ -317,8 +322,8 @@ TEST(ServeScheduler, RefusesWhatCanNeverRun) {
 // ever emits tokens the vocabulary can decode.
 TEST(ServeScheduler, SamplesOnlyTokensTheVocabularyHas) {
   auto chars = std::make_shared<CharTokenizer>(CharTokenizer::from_text("abcdefgh "));
-  const PackedModel pm = tiny_model(chars);
-  Scheduler sched(pm, 2);
+  TinyModel pm = tiny_model(chars);
+  Scheduler sched(pm.model, pm.tok, 2);
   EngineRequest r = request({0, 1, 2}, 30, 1.5f, 2, 9);
   r.logprobs = 3;
   const JobOutput out = drain(*sched.submit(r));
@@ -435,12 +440,12 @@ size_t count(const std::string& s, const std::string& what) {
 }
 
 TEST(ServeHttp, PipeliningFramingSlowClientsAndStop) {
-  const PackedModel pm = tiny_model();
+  TinyModel pm = tiny_model();
   ServerOptions opt;
   opt.port = 0;
   opt.parallel = 2;
   opt.timeout = 1;
-  Server server(pm, opt);
+  Server server(pm.model, pm.tok, opt);
   const int port = server.bind();
   std::thread runner([&] { server.run(); });
   const std::string health = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -483,12 +488,12 @@ TEST(ServeHttp, PipeliningFramingSlowClientsAndStop) {
 }
 
 TEST(ServeHttp, PortInUse) {
-  const PackedModel pm = tiny_model();
+  TinyModel pm = tiny_model();
   ServerOptions opt;
   opt.port = 0;
-  Server first(pm, opt);
+  Server first(pm.model, pm.tok, opt);
   opt.port = first.bind();
-  Server second(pm, opt);
+  Server second(pm.model, pm.tok, opt);
   try {
     second.bind();
     ADD_FAILURE() << "bound a port in use";

@@ -8,7 +8,6 @@
 
 #include "core/parallel.h"
 #include "generate/decoder.h"
-#include "model/packed_model.h"
 #include "model_test_util.h"
 #include "ops/ops.h"
 
@@ -90,7 +89,7 @@ TEST(Threads, DecodingDoesNotDependOnTheTeamSize) {
   std::vector<TokenId> prompt(40);
   for (size_t i = 0; i < prompt.size(); i++) prompt[i] = static_cast<TokenId>((i * 31 + 5) % cfg.vocab_size);
   for (auto type : {ops::WeightType::F32, ops::WeightType::BF16, ops::WeightType::Q8}) {
-    const PackedModel pm = pack_model(m, type, nullptr);
+    GPT pm = test::packed_copy(m, type);
     auto run = [&] {
       Decoder d(pm, 2, 16);
       d.prefill(0, prompt);

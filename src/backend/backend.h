@@ -64,6 +64,11 @@ class PackedWeight {
 struct Weight {
   const float* f32 = nullptr;
   const PackedWeight* packed = nullptr;
+  Weight() = default;
+  Weight(const float* m) : f32(m) {}  // NOLINT: an fp32 master is a weight
+  Weight(const PackedWeight* p) : packed(p) {}  // NOLINT
+  Weight(std::nullptr_t) {}  // NOLINT
+  Weight(const float* m, const PackedWeight* p) : f32(m), packed(p) {}
 };
 
 // The element type of a key/value cache.
@@ -262,5 +267,11 @@ Backend& backend_for(DeviceKind kind, int local_rank = 0);
 Backend& backend_for(std::string_view device);
 // Whether this build can make a CUDA backend (it may still find no GPU at run time).
 bool cuda_backend_built();
+// The GPU a rank uses on its machine: its local rank modulo the machine's GPU count (several
+// ranks share a GPU only when there are more ranks than GPUs). -1 when there is no GPU.
+inline int gpu_for_local_rank(int local_rank, int device_count) {
+  if (device_count <= 0) return -1;
+  return (local_rank < 0 ? 0 : local_rank) % device_count;
+}
 
 }  // namespace gpt

@@ -5,10 +5,6 @@
 
 #include "core/error.h"
 
-#if GPT_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
-
 namespace gpt::dist {
 
 std::string_view sync_path_name(SyncPath p) {
@@ -25,34 +21,11 @@ std::string_view sync_path_name(SyncPath p) {
   return "?";
 }
 
-SyncPath choose_sync_path(std::string_view device, bool host_memory, int ranks, bool nccl_built) {
+SyncPath choose_sync_path(DeviceKind device, bool host_memory, int ranks, bool nccl_built) {
   if (ranks <= 1) return SyncPath::Local;
   if (host_memory) return SyncPath::Direct;
-  if (device.starts_with("cuda") && nccl_built) return SyncPath::Nccl;
+  if (is_cuda(device) && nccl_built) return SyncPath::Nccl;
   return SyncPath::Staged;
-}
-
-int gpu_for_local_rank(int local_rank, int device_count) {
-  if (device_count <= 0) return -1;
-  return (local_rank < 0 ? 0 : local_rank) % device_count;
-}
-
-int use_gpu_of_local_rank([[maybe_unused]] int local_rank) {
-#if GPT_HAVE_CUDA
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear it: no GPU, and the CUDA backend will say so
-    return -1;
-  }
-  const int gpu = gpu_for_local_rank(local_rank, count);
-  if (gpu >= 0 && cudaSetDevice(gpu) != cudaSuccess) {
-    cudaGetLastError();
-    return -1;
-  }
-  return gpu;
-#else
-  return -1;
-#endif
 }
 
 ParamSync::ParamSync(SyncPath path, Communicator& host, Communicator* device, Backend& be,

@@ -20,18 +20,10 @@ namespace gpt::dist {
 enum class SyncPath { Local, Direct, Staged, Nccl };
 std::string_view sync_path_name(SyncPath p);
 
-// `device` is the backend's name ("cpu", "cpu-staged", "cuda", "cuda-fp32", ...). NCCL is taken for
-// a CUDA backend with more than one rank when the build has it; without it, CUDA ranks stage
-// through host memory like any other device.
-SyncPath choose_sync_path(std::string_view device, bool host_memory, int ranks, bool nccl_built);
+// `device`: the backend's kind. NCCL is taken for a CUDA backend with more than one rank when the
+// build has it; without it, CUDA ranks stage through host memory like any other device.
+SyncPath choose_sync_path(DeviceKind device, bool host_memory, int ranks, bool nccl_built);
 
-// The GPU a rank uses on its machine: its local rank modulo the machine's GPU count (several
-// ranks share a GPU only when there are more ranks than GPUs). -1 when there is no GPU.
-int gpu_for_local_rank(int local_rank, int device_count);
-// Makes GPU gpu_for_local_rank(local_rank, count) the current CUDA device of this process; call it
-// before the CUDA backend is made (which takes the current device). Returns the device, or -1
-// (doing nothing) when the build has no CUDA or the machine no GPU (the backend then says so).
-int use_gpu_of_local_rank(int local_rank);
 
 class ParamSync {
  public:

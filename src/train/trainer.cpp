@@ -209,10 +209,8 @@ class Run {
 
 void Run::setup() {
   check_hyperparameters(cfg_);
-  // The device. Ranks sharing a machine take one GPU each; the CUDA backend uses the current one.
-  if (!cfg_.backend && cfg_.device.starts_with("cuda") && R_ > 1)
-    dist::use_gpu_of_local_rank(comm_.local_rank());
-  be_ = cfg_.backend ? cfg_.backend : &backend_for(cfg_.device);
+  // The device. Ranks sharing a machine take one GPU each (backend_for by local rank).
+  be_ = cfg_.backend ? cfg_.backend : &backend_for(parse_device(cfg_.device), comm_.local_rank());
   const std::string& out = cfg_.out_dir;
   // The data. Its vocabulary is known when `gpt prepare` wrote it (dataset.json); plain llm.c
   // shards from elsewhere are taken as GPT-2 ids when the model's vocabulary can hold them.
@@ -458,7 +456,7 @@ void Run::log_line(const std::string& s) {
 // others may be waiting inside NCCL.
 void Run::setup_sync() {
   const dist::SyncPath path =
-      dist::choose_sync_path(be_->name(), be_->host_memory(), R_, dist::nccl_compiled_in());
+      dist::choose_sync_path(be_->kind(), be_->host_memory(), R_, dist::nccl_compiled_in());
   if (path == dist::SyncPath::Nccl) nccl_ = dist::make_nccl_communicator(comm_);
   sync_.emplace(path, comm_, nccl_.get(), *be_, counts_);
 }

@@ -573,7 +573,7 @@ void CudaBackend::scale(float* x, size_t n, float factor) {
 std::unique_ptr<Backend> make_cuda_backend(ActType act, int local_rank) {
   int count = 0;
   if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) {
-    if (cudaSetDevice((local_rank < 0 ? 0 : local_rank) % count) != cudaSuccess) cudaGetLastError();
+    if (cudaSetDevice(gpu_for_local_rank(local_rank, count)) != cudaSuccess) cudaGetLastError();
   } else {
     cudaGetLastError();  // no GPU: the backend's constructor says so
   }
