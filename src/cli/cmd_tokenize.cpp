@@ -7,6 +7,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "core/parallel.h"
 #include "tokenizer/ids_text.h"
 
@@ -31,12 +32,7 @@ void run_batch_jsonl(const Tokenizer& tok, const std::string& input, const Allow
     pos = eol + 1;
     ++line_no;
     if (line.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--batch-jsonl: line {} is not valid JSON ({})", line_no, json_error_text(e));
-    }
+    const nlohmann::json j = parse_json(line, fmt::format("--batch-jsonl: line {}", line_no));
     if (!j.is_string()) fail("--batch-jsonl: line {} is not a JSON string", line_no);
     out += nlohmann::json(tok.encode(j.get_ref<const std::string&>(), allowed)).dump();
     out += '\n';
