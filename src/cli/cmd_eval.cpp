@@ -102,7 +102,7 @@ void generate_summaries(const EvalArgs& a, std::vector<std::string>* hyp, std::v
   ReadOptions ro;
   ro.skip_bad_lines = a.skip_bad;
   const std::vector<Record> recs = read_records(a.input, ro);
-  const PackedModel pm = load_packed_model(a.model);
+  const PackedModel pm = load_packed_model(a.model, std::nullopt, WeightCheck::Fail);  // NaN cannot generate
   if (!pm.tokenizer) fail("{} has no vocabulary files", a.model);
   Generator gen(pm);
   GenerateSettings gs;

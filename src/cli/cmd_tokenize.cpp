@@ -100,8 +100,7 @@ void add_tokenize_commands(CLI::App& app) {
   t->add_flag("--batch-jsonl", targs->batch_jsonl,
               "Each input line is a JSON string; print one JSON array of ids per line");
   t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")
-      ->type_name("N")
-      ->check(CLI::Range(0, 4096).description(""));
+      ->type_name("N");  // checked like every --threads (main.cpp)
   t->callback([targs] { run_tokenize(*targs); });
 
   auto dargs = std::make_shared<DetokenizeArgs>();

@@ -26,7 +26,7 @@ DatasetInfo read_dataset_info(const std::string& dir) {
   DatasetInfo info;
   const std::vector<std::string> train = find_shards(dir, "train"), val = find_shards(dir, "val");
   const std::string path = dir + "/" + kDatasetJson;
-  if (!file_exists(path)) {
+  if (!path_exists(path)) {  // (a FIFO or directory of that name is an error below, not "absent")
     // A plain llm.c directory (e.g. made by llm.c's own scripts): GPT-2 tokens by convention.
     if (train.empty() && val.empty())
       fail("{}: not a dataset: no {} and no train_*.bin / val_*.bin shards (make one with `gpt prepare`)",

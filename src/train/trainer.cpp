@@ -211,7 +211,7 @@ void Run::setup() {
   // The data. Its vocabulary is known when `gpt prepare` wrote it (dataset.json); plain llm.c
   // shards from elsewhere are taken as GPT-2 ids when the model's vocabulary can hold them.
   std::shared_ptr<const Tokenizer> data_tok;
-  if (file_exists(cfg_.data_dir + "/dataset.json")) data_tok = data::dataset_tokenizer(cfg_.data_dir);
+  if (path_exists(cfg_.data_dir + "/dataset.json")) data_tok = data::dataset_tokenizer(cfg_.data_dir);
   const auto train_shards = data::find_shards(cfg_.data_dir, "train");
   if (train_shards.empty()) fail("{}: no train_*.bin token shards (make them with gpt prepare)", cfg_.data_dir);
   const auto val_shards = data::find_shards(cfg_.data_dir, "val");
