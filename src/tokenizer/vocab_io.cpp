@@ -73,6 +73,9 @@ class VocabSax : public nlohmann::json_sax<nlohmann::json> {
 }  // namespace
 
 std::vector<std::string> parse_vocab_json(std::string_view json, const std::string& source) {
+  // The SAX reader builds no tree, but keeps the same depth limit as every other reader (core/json.h).
+  if (json_depth_exceeded(json) != std::string_view::npos)
+    fail("{}: not valid JSON (nested deeper than {} levels)", source, kMaxJsonDepth);
   VocabSax sax;
   bool ok = nlohmann::json::sax_parse(json.begin(), json.end(), &sax);
   if (!ok || !sax.error.empty()) fail("{}: {}", source, sax.error.empty() ? "not valid JSON" : sax.error);
