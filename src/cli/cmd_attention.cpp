@@ -25,7 +25,7 @@ void run_attention(const AttentionArgs& a, const CLI::App* c) {
   if (c->count("--prompt") + c->count("--ids") != 1) fail("give one of --prompt and --ids");
   std::optional<ops::WeightType> type;
   if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-  const PackedModel model = load_packed_model(a.model, type);
+  const PackedModel model = load_packed_model(a.model, type, WeightCheck::Fail);
   std::shared_ptr<const Tokenizer> tok = model.tokenizer;
   if (!a.tokenizer.empty()) tok = tokenizer_from_spec(a.tokenizer);
   std::vector<TokenId> ids;

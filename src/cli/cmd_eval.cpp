@@ -13,6 +13,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "core/parallel.h"
 #include "eval/choices.h"
 #include "eval/evaluate.h"
@@ -73,16 +74,15 @@ std::vector<std::string> read_texts(const std::string& path, const std::string& 
     }
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::string why;
-    try {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      if (!j.is_object() || !j.contains(field))
+    if (const std::optional<nlohmann::json> j = try_parse_json(line, &why)) {
+      if (!j->is_object() || !j->contains(field))
         why = fmt::format("missing field \"{}\"", field);
-      else if (!j[field].is_string())
+      else if (!(*j)[field].is_string())
         why = fmt::format("field \"{}\" is not a string", field);
       else
-        out.push_back(j[field].get<std::string>());
-    } catch (const nlohmann::json::exception&) {
-      why = "invalid JSON";
+        out.push_back((*j)[field].get<std::string>());
+    } else {
+      why = "invalid JSON (" + why + ")";
     }
     // Never skipped: the texts that follow would pair with the wrong partners.
     if (!why.empty()) fail("{} line {}: {}", path, line_no, why);
@@ -102,7 +102,7 @@ void generate_summaries(const EvalArgs& a, std::vector<std::string>* hyp, std::v
   ReadOptions ro;
   ro.skip_bad_lines = a.skip_bad;
   const std::vector<Record> recs = read_records(a.input, ro);
-  const PackedModel pm = load_packed_model(a.model);
+  const PackedModel pm = load_packed_model(a.model, std::nullopt, WeightCheck::Fail);  // NaN cannot generate
   if (!pm.tokenizer) fail("{} has no vocabulary files", a.model);
   Generator gen(pm);
   GenerateSettings gs;

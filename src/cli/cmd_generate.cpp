@@ -123,7 +123,7 @@ void run_generate(GenerateArgs a, const CLI::App* c) {
   if (a.device == "cpu") {
     std::optional<ops::WeightType> type;
     if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-    packed.emplace(load_packed_model(a.model, type));
+    packed.emplace(load_packed_model(a.model, type, WeightCheck::Fail));  // NaN weights cannot sample
     generator.emplace(*packed);
   } else {
     if (!a.weights.empty() && ops::parse_weight_type(a.weights) != ops::WeightType::F32)
@@ -132,7 +132,7 @@ void run_generate(GenerateArgs a, const CLI::App* c) {
     Backend& be = backend_for(a.device);  // an unknown device or no GPU fails before the load
     std::shared_ptr<const Tokenizer> dir_tok;
     {
-      LoadedModel lm = load_model_dir(a.model);
+      LoadedModel lm = load_model_dir(a.model, WeightCheck::Fail);
       net.emplace(lm.model.config(), be);
       std::memcpy(net->params(), std::as_const(lm.model).params(), lm.model.num_parameters() * sizeof(float));
       dir_tok = lm.tokenizer;

@@ -56,7 +56,7 @@ void run_serve(ServeArgs a) {
   if (a.threads > 0) set_num_threads(a.threads);
   std::optional<ops::WeightType> type;
   if (!a.weights.empty()) type = ops::parse_weight_type(a.weights);
-  const PackedModel model = load_packed_model(a.model, type);
+  const PackedModel model = load_packed_model(a.model, type, WeightCheck::Fail);
   if (!model.tokenizer) fail("{} has no vocabulary: the server needs one to read and write text", a.model);
   a.opt.model_name =
       a.name.empty() ? std::filesystem::path(a.model).lexically_normal().filename().string() : a.name;

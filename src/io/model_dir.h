@@ -2,14 +2,44 @@
 // layout transformers' GPT2LMHeadModel.save_pretrained writes and from_pretrained reads.
 // See docs/checkpoints.md.
 #pragma once
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "io/hf_config.h"
 #include "model/gpt.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gpt {
+
+// What a loader does when the weights it read hold NaN or Inf: print one warning line
+// ("gpt: warning: ...", and go on: gpt info, eval, convert) or fail (where the model cannot work:
+// generation, serving, training).
+enum class WeightCheck { Warn, Fail };
+
+// Counts NaN and infinite values tensor by tensor and names the first tensor that has any.
+class FiniteCheck {
+ public:
+  void add(std::string_view tensor, std::span<const float> values, const std::vector<int64_t>& shape);
+  // Every tensor of a model's parameter arena.
+  void add_model(const GPT& model);
+  bool ok() const { return count_ == 0; }
+  // "tensor \"h.1.mlp.c_fc.weight\" holds 1 NaN or infinite value (the first at [3, 5])", and
+  // how many more other tensors hold.
+  std::string describe() const;
+  // Nothing if ok(); else "gpt: warning: WHERE: <describe()>: ..." on stderr, or
+  // gpt::Error "WHERE: the weights are not finite: <describe()>".
+  void report(std::string_view where, WeightCheck check) const;
+
+ private:
+  std::string first_;
+  std::vector<int64_t> first_shape_;
+  size_t first_index_ = 0, first_count_ = 0;
+  size_t count_ = 0, tensors_ = 0;
+};
 
 struct LoadedModel {
   GPT model;
@@ -26,7 +56,8 @@ struct LoadedModel {
 // tokenizer.json, chars.json) if there are any.
 // A directory `gpt quantize` wrote loads too: bf16 as above, q8 ("gptcpp_quant": "q8") with its
 // int8 matrices dequantized to fp32 (model/packed_model.h; docs/quantization.md).
-LoadedModel load_model_dir(const std::string& dir);
+// NaN or infinite weights are reported as `check` says (one warning line by default).
+LoadedModel load_model_dir(const std::string& dir, WeightCheck check = WeightCheck::Warn);
 
 // The tokenizer of a model directory, by the rule above (null if it has none); checks it fits the
 // config's vocab_size. `config_path` names config.json in errors.

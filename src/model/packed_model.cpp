@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "io/hf_config.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
@@ -39,7 +40,8 @@ std::pair<int, int> matrix_dims(const ParamInfo& p) {
 
 
 // A q8 directory: int8 rows [OUT, IN] with half (or float) scales [OUT, ceil(IN/32)] per matrix.
-PackedModel read_q8_dir(const std::string& dir, const HfConfig& hc, const std::string& config_path) {
+PackedModel read_q8_dir(const std::string& dir, const HfConfig& hc, const std::string& config_path,
+                        WeightCheck check) {
   const std::string path = dir + "/model.safetensors";
   if (!file_exists(path)) fail("{}: no model.safetensors", dir);
   const SafetensorsFile f = SafetensorsFile::open(path);
@@ -51,6 +53,7 @@ PackedModel read_q8_dir(const std::string& dir, const HfConfig& hc, const std::s
   PackedModel m;
   m.config = hc.model;
   m.type = WeightType::Q8;
+  FiniteCheck finite;
   std::set<std::string_view> used;
   auto find = [&](const std::string& name) -> const TensorEntry* {
     const TensorEntry* t = f.find(file_name(name));
@@ -67,6 +70,7 @@ PackedModel read_q8_dir(const std::string& dir, const HfConfig& hc, const std::s
              shape_string(p.shape));
       std::vector<float> v(p.numel);
       f.read_f32(*t, v);
+      finite.add(p.name, v, p.shape);
       m.vectors.emplace(p.name, std::move(v));
       continue;
     }
@@ -99,6 +103,7 @@ PackedModel read_q8_dir(const std::string& dir, const HfConfig& hc, const std::s
     if (!used.contains(t.name))
       fail("{}: unexpected tensor \"{}\" (n_layer {}, bias {}, head {})", path, t.name, hc.model.n_layer,
            hc.model.bias ? "yes" : "no", hc.model.tied_head ? "tied" : "untied");
+  finite.report(dir, check);  // (a q8 scale that is not finite is an error above)
   m.tokenizer = load_dir_tokenizer(dir, hc, config_path);
   return m;
 }
@@ -178,20 +183,20 @@ GPT unpack_model(const PackedModel& m) {
   return g;
 }
 
-PackedModel load_packed_model(const std::string& dir, std::optional<WeightType> type) {
+PackedModel load_packed_model(const std::string& dir, std::optional<WeightType> type, WeightCheck check) {
   if (!std::filesystem::is_directory(dir)) fail("{}: no such model directory", dir);
   const std::string config_path = dir + "/config.json";
-  if (!file_exists(config_path)) fail("{}: no config.json (not a Hugging Face model directory)", dir);
-  const HfConfig hc = parse_hf_config(read_file(config_path), config_path);
+  if (!path_exists(config_path)) fail("{}: no config.json (not a Hugging Face model directory)", dir);
+  const HfConfig hc = parse_hf_config(read_regular_file(config_path), config_path);
   if (hc.quant) {
     const WeightType qt = ops::parse_weight_type(*hc.quant);
     if (type && *type != qt)
       fail("{} holds {} weights (written by gpt quantize), not {}", dir, *hc.quant,
            ops::weight_type_name(*type));
-    if (qt == WeightType::Q8) return read_q8_dir(dir, hc, config_path);
+    if (qt == WeightType::Q8) return read_q8_dir(dir, hc, config_path, check);
   }
   // A plain directory, or a bf16 one: an ordinary Hugging Face directory that converts exactly.
-  LoadedModel lm = load_model_dir(dir);
+  LoadedModel lm = load_model_dir(dir, check);
   return pack_model(lm.model, type.value_or(hc.quant ? ops::parse_weight_type(*hc.quant) : WeightType::F32),
                     std::move(lm.tokenizer));
 }
@@ -251,7 +256,7 @@ void save_packed_model(const std::string& dir, const PackedModel& m) {
     tensors.push_back({name, m.type == WeightType::BF16 ? DType::BF16 : DType::F32, p.shape, data});
   }
   std::map<std::string, std::string> meta{{"format", "pt"}};
-  nlohmann::json config = nlohmann::json::parse(config_to_hf_json(cfg, tok));
+  nlohmann::json config = parse_json(config_to_hf_json(cfg, tok), "the model's config");
   if (m.type != WeightType::F32) {
     meta["gptcpp_quant"] = ops::weight_type_name(m.type);
     config["gptcpp_quant"] = ops::weight_type_name(m.type);

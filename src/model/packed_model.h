@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/model_dir.h"  // WeightCheck
 #include "model/config.h"
 #include "model/gpt.h"
 #include "ops/packed.h"
@@ -36,8 +37,9 @@ struct PackedModel {
 PackedModel pack_model(const GPT& model, ops::WeightType type, std::shared_ptr<const Tokenizer> tokenizer);
 // Any model directory: a plain one (f32/f16/bf16 safetensors, as load_model_dir reads; packed as f32 unless
 // `type` is given) or one `gpt quantize` wrote (its own type; `type`, if given, must match or it is an
-// error).
-PackedModel load_packed_model(const std::string& dir, std::optional<ops::WeightType> type = std::nullopt);
+// error). NaN or infinite weights (or q8 scales) are reported as `check` says (io/model_dir.h).
+PackedModel load_packed_model(const std::string& dir, std::optional<ops::WeightType> type = std::nullopt,
+                              WeightCheck check = WeightCheck::Warn);
 void save_packed_model(const std::string& dir, const PackedModel& model);  // what `gpt quantize` writes
 
 // The fp32 network with the packed weights dequantized (what `gpt eval` runs on a q8 directory).
