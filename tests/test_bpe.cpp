@@ -71,7 +71,7 @@ TEST_P(Conformance, EveryIdMatchesTiktoken) {
 INSTANTIATE_TEST_SUITE_P(Tiktoken, Conformance,
                          testing::Values("english_prose", "source_code", "cjk", "emoji", "combining",
                                          "whitespace", "digits", "contractions", "punctuation", "long_words",
-                                         "special", "mixed_misc", "tinyshakespeare"));
+                                         "long_runs", "special", "mixed_misc", "tinyshakespeare"));
 
 TEST(Conformance, SpecialTokensAllowedMatchTiktoken) {
   const std::string text = test::read_source("tests/data/corpus/special.txt");
@@ -129,6 +129,42 @@ TEST(Bpe, SmallAndLargeMergeLoopsAgreeWithAReference) {
     ASSERT_EQ(fast, reference_bpe(piece)) << piece;
     ASSERT_EQ(gpt2().decode(fast), piece);
   }
+}
+
+// The long-piece loop (bucket queue, merge_long) against the heap loop and the reference, on pieces
+// of every length; the pieces of the long_runs fixture check it against tiktoken itself.
+TEST(Bpe, LongPieceLoopAgreesWithTheHeapAndAReference) {
+  std::mt19937 rng(11);
+  const char* syllables[] = {"th", "e", "in", "g",  "er",  "an",   "re", "on",
+                             "a",  "t", "s",  "qu", "ing", "tion", "aa"};
+  for (int trial = 0; trial < 200; ++trial) {
+    std::string piece;
+    const size_t len = 1 + rng() % (trial < 150 ? 300 : 3000);
+    while (piece.size() < len) piece += syllables[rng() % std::size(syllables)];
+    Ids linear, heap;
+    gpt2().encode_piece_linear(piece, linear);
+    gpt2().encode_piece_uncached(piece, heap);
+    ASSERT_EQ(linear, heap) << piece;
+    if (trial % 10 == 0 && len <= 300) {
+      ASSERT_EQ(linear, reference_bpe(piece)) << piece;
+    }
+  }
+}
+
+// One letter, no spaces: a single pre-token of 200,003 bytes. Its ids follow from tiktoken's for
+// 100,003 (the first line of long_runs): 50,000 x "aaaa" and the fixture's last token ("aaa").
+// The merge loop's work is linear in the length (the speed itself is for gpt bench / bench/).
+TEST(Bpe, ALongSingleLetterRunTakesLinearWork) {
+  const Ids fixture = test::read_ids("tests/data/corpus/long_runs.ids");
+  ASSERT_GT(fixture.size(), 25001u);
+  const Ids first_line(fixture.begin(), fixture.begin() + 25001);            // 'a' x 100003
+  for (size_t i = 0; i < 25000; i++) ASSERT_EQ(first_line[i], 24794u) << i;  // "aaaa"
+  Ids want(50000, 24794u);
+  want.push_back(first_line.back());
+  const size_t n = 200003;
+  EXPECT_EQ(gpt2().encode(std::string(n, 'a')), want);
+  EXPECT_GT(BpeTokenizer::last_merge_work(), n);
+  EXPECT_LT(BpeTokenizer::last_merge_work(), 4 * n);
 }
 
 TEST(Bpe, ParallelEncodingIsIdenticalForAnyThreadCount) {

@@ -268,7 +268,7 @@ TEST(DeviceTrain, MomentsRoundTripThroughACheckpointOnADevice) {
   opt.set_steps(5);
   const std::string dir = test::temp_dir("devtrain_moments");
   std::filesystem::remove_all(dir + "/out");
-  save_checkpoint(dir + "/out", 5, g, nullptr, opt, nlohmann::json{{"step", 5}});
+  save_checkpoint(dir + "/out", 5, g, nullptr, opt, test::trainer_state_at(5));
   const auto ck = find_checkpoint(dir + "/out");
   ASSERT_TRUE(ck);
   for (int R : {1, 3})

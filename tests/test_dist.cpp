@@ -154,7 +154,7 @@ TEST(Shard, ACheckpointLoadsIntoAShardedOptimizer) {
     whole.v()[i] = static_cast<float>(i) * 0.25f;
   }
   whole.set_steps(9);
-  save_checkpoint(dir + "/out", 9, m, nullptr, whole, nlohmann::json{{"step", 9}});
+  save_checkpoint(dir + "/out", 9, m, nullptr, whole, test::trainer_state_at(9));
   const auto ck = find_checkpoint(dir + "/out");
   ASSERT_TRUE(ck);
   for (const auto& r : dist::shard_ranges(m.num_parameters(), 3)) {
@@ -166,7 +166,7 @@ TEST(Shard, ACheckpointLoadsIntoAShardedOptimizer) {
       ASSERT_EQ(s.v()[i], static_cast<float>(r.begin + i) * 0.25f);
     }
     // Its moments alone are not a checkpoint.
-    EXPECT_THROW(save_checkpoint(dir + "/out", 10, m, nullptr, s, nlohmann::json{{"step", 10}}), Error);
+    EXPECT_THROW(save_checkpoint(dir + "/out", 10, m, nullptr, s, test::trainer_state_at(10)), Error);
   }
   std::filesystem::remove_all(dir);
 }

@@ -214,10 +214,15 @@ TEST(HfConfig, BadValues) {
   expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "resid_pdrop": 1.5})"), "dropout");
   expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "resid_pdrop": "0.1"})"),
                "\"resid_pdrop\" must be a number");
+  // Deep nesting is refused before anything walks it (core/json.h); shallow nesting is a type error.
   const std::string deep = std::string(200000, '[') + std::string(200000, ']');
   expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": )" + deep + "}"),
+               "d/config.json: not valid JSON (nested deeper than 256 levels, at line 1, column ");
+  expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": [[[1]]]})"),
                "\"n_embd\" must be an integer, got an array");
   expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "gptcpp_chars": [)" + deep + "]}"),
+               "nested deeper than 256 levels");
+  expect_error(parse("{" + base + R"(, "n_head": 2, "n_embd": 8, "gptcpp_chars": [[["a"]]]})"),
                "gptcpp_chars");
   expect_error(parse("{\"n_layer\": "), "d/config.json: not valid JSON");
   expect_error(parse("[]"), "not a JSON object");

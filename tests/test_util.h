@@ -5,10 +5,19 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/io.h"
 #include "tokenizer/ids_text.h"
 
 namespace gpt::test {
+
+// A trainer_state.json at `step` with every field a resume checks (the loader's state included).
+inline nlohmann::json trainer_state_at(int64_t step) {
+  return nlohmann::json{{"step", step}, {"elapsed_s", 0.0}, {"tokens", 0},
+                        {"loader", {{"shard", 0}, {"position", 0}, {"batches", step},
+                                    {"rng", {"1", "2", "3", "4"}}}}};
+}
 
 inline std::string source_path(const std::string& rel) { return std::string(GPT_SOURCE_DIR) + "/" + rel; }
 

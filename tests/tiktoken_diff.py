@@ -2,7 +2,8 @@
 
 Generates N seeded random strings (0..300 chars) from a mixture of generators (ASCII soup heavy
 in whitespace/apostrophes/digits, contractions in random case, code points from many Unicode
-blocks and the astral planes, whitespace-run stress, and mixtures of these), runs ONE process
+blocks and the astral planes, whitespace-run stress, and mixtures of these; and a few single
+pre-tokens of up to 40,000 chars for the long-piece merge loops), runs ONE process
 `gpt tokenize --batch-jsonl` with one JSON string per stdin line, expects one JSON array of ids
 per stdout line, and compares each with tiktoken's encode_ordinary.
 
@@ -107,8 +108,17 @@ def mixture(r, n):
     return out[:n]
 
 
+def long_run(r, n):
+    """One unit repeated into a single pre-token far longer than n: past the 128-byte switch to the
+    heap merge loop, and past kLongPiece (16384 bytes) to the bucket-queue one (bpe.cpp)."""
+    unit = "".join(r.choice(r.choice(["a", "ab", "abcdefghijklmnopqrstuvwxyz", "Z", "0123456789", "!?-=",
+                                      "\u00e9\u4e2d", "\U0001F600"])) for _ in range(r.randint(1, 3)))
+    length = r.choice([r.randint(129, 2000), r.randint(16385, 40000)])
+    return r.choice(["", " "]) + (unit * (length // len(unit) + 1))[:length]
+
+
 GENERATORS = [(ascii_soup, 4), (contractions, 3), (unicode_blocks, 3), (any_code_point, 1),
-              (whitespace_runs, 3), (words_and_emoji, 2), (mixture, 4)]
+              (whitespace_runs, 3), (words_and_emoji, 2), (mixture, 4), (long_run, 1)]
 
 
 def make_cases(n, seed):

@@ -41,7 +41,7 @@ void run_chat(ChatArgs& a) {
   s.max_new_tokens = a.max_new ? *a.max_new : 1;  // the default needs the model's context (below)
   s.sampling.seed = a.seed ? *a.seed : std::random_device{}();
   s.validate();
-  LoadedModel lm = load_for_inference(a.model);
+  LoadedModel lm = load_for_inference(a.model);  // NaN weights fail
   Generator gen(lm.model, lm.tokenizer);
   if (!gen.tokenizer()) fail("{} has no vocabulary files: chat needs its tokenizer", a.model);
   const Tokenizer& tok = *gen.tokenizer();

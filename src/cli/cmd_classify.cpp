@@ -31,7 +31,7 @@ struct ClassifyTrainArgs {
 TokenId pad_token(const Tokenizer& tok) { return tok.eot_token().value_or(0); }
 
 void run_finetune_classify(const ClassifyTrainArgs& a) {
-  LoadedModel lm = load_model_dir(a.model);
+  LoadedModel lm = load_model_dir(a.model, WeightCheck::Fail);  // NaN weights cannot train
   if (!lm.tokenizer) fail("{} has no vocabulary files; classification needs the model's tokenizer", a.model);
   const Tokenizer& tok = *lm.tokenizer;
   GPT& model = lm.model;
@@ -114,7 +114,7 @@ void run_classify(const ClassifyArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   if (!a.text.empty() && !a.input.empty()) fail("give --text or --input, not both");
   if (!a.text_b.empty() && a.text.empty()) fail("--text-b is the second text of --text: give --text too");
-  LoadedModel lm = load_model_dir(a.model);
+  LoadedModel lm = load_model_dir(a.model, WeightCheck::Fail);  // nor classify
   if (!lm.tokenizer) fail("{} has no vocabulary files", a.model);
   ClassifierInfo info;
   const ClassifierHead head = load_classifier(a.model, lm.model.config().n_embd, &info);

@@ -13,6 +13,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "core/parallel.h"
 #include "eval/choices.h"
 #include "eval/evaluate.h"
@@ -72,16 +73,15 @@ std::vector<std::string> read_texts(const std::string& path, const std::string& 
     }
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::string why;
-    try {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      if (!j.is_object() || !j.contains(field))
+    if (const std::optional<nlohmann::json> j = try_parse_json(line, &why)) {
+      if (!j->is_object() || !j->contains(field))
         why = fmt::format("missing field \"{}\"", field);
-      else if (!j[field].is_string())
+      else if (!(*j)[field].is_string())
         why = fmt::format("field \"{}\" is not a string", field);
       else
-        out.push_back(j[field].get<std::string>());
-    } catch (const nlohmann::json::exception&) {
-      why = "invalid JSON";
+        out.push_back((*j)[field].get<std::string>());
+    } else {
+      why = "invalid JSON (" + why + ")";
     }
     // Never skipped: the texts that follow would pair with the wrong partners.
     if (!why.empty()) fail("{} line {}: {}", path, line_no, why);
@@ -238,7 +238,7 @@ void run_eval(const EvalArgs& a) {
   Backend& be = backend_for(a.device);  // before loading: a bad device is the first error
   LoadOptions load;
   load.backend = &be;
-  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights) : load_model_dir(a.model, load);
+  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights, WeightCheck::Warn) : load_model_dir(a.model, load);
   std::shared_ptr<const Tokenizer> tok = lm.tokenizer;
   const ModelConfig& cfg = lm.model.config();
   std::vector<TokenId> ids;

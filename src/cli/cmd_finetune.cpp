@@ -34,7 +34,7 @@ void report_encoding(const std::string& what, const EncodeReport& r, size_t reco
 }
 
 void run_instruct(InstructArgs& a) {
-  LoadedModel lm = load_model_dir(a.model_dir);
+  LoadedModel lm = load_model_dir(a.model_dir, WeightCheck::Fail);  // NaN weights cannot train
   if (!lm.tokenizer) fail("{} has no vocabulary files: instruction tuning needs its tokenizer", a.model_dir);
   const Tokenizer& tok = *lm.tokenizer;
   const TokenId eot = require_eot(tok);

@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "core/io.h"
+#include "core/memory.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/lora.h"
@@ -48,6 +49,9 @@ void run_init(const InitArgs& a) {
     cfg.vocab_size = static_cast<int>(tok->vocab_size());
   if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
     fail("the tokenizer has {} tokens but --vocab-size is {}", tok->vocab_size(), cfg.vocab_size);
+  cfg.validate();
+  require_memory(4 * cfg.num_parameters(),
+                 fmt::format("the weights ({} parameters, fp32)", with_commas(cfg.num_parameters())));
   GPT model(cfg);
   model.init_gpt2(a.seed);
   save_model_dir(a.out, model, tok.get());

@@ -7,6 +7,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "core/parallel.h"
 #include "tokenizer/ids_text.h"
 
@@ -31,12 +32,7 @@ void run_batch_jsonl(const Tokenizer& tok, const std::string& input, const Allow
     pos = eol + 1;
     ++line_no;
     if (line.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--batch-jsonl: line {} is not valid JSON ({})", line_no, json_error_text(e));
-    }
+    const nlohmann::json j = parse_json(line, fmt::format("--batch-jsonl: line {}", line_no));
     if (!j.is_string()) fail("--batch-jsonl: line {} is not a JSON string", line_no);
     out += nlohmann::json(tok.encode(j.get_ref<const std::string&>(), allowed)).dump();
     out += '\n';
@@ -104,8 +100,7 @@ void add_tokenize_commands(CLI::App& app) {
   t->add_flag("--batch-jsonl", targs->batch_jsonl,
               "Each input line is a JSON string; print one JSON array of ids per line");
   t->add_option("--threads", targs->threads, "Threads for encoding (default: all cores)")
-      ->type_name("N")
-      ->check(CLI::Range(0, 4096).description(""));
+      ->type_name("N");  // checked like every --threads (main.cpp)
   t->callback([targs] { run_tokenize(*targs); });
 
   auto dargs = std::make_shared<DetokenizeArgs>();

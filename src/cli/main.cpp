@@ -1,10 +1,35 @@
 // gpt: the command-line front end. A thin layer: parse options, call the engine, print.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/parallel.h"
+
+namespace {
+
+// Every command's --threads gets the same check (core/parallel.h): a count this machine cannot run
+// is a one-line error before anything starts, never thousands of threads or a hang.
+void check_thread_options(CLI::App* app) {
+  for (CLI::Option* o : app->get_options())
+    if (o->get_name() == "--threads")
+      o->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            char* end = nullptr;
+            const long n = std::strtol(s.c_str(), &end, 10);
+            if (end == s.c_str() || *end != '\0') return "";  // not a number: the option says so
+            if (n < 0) return "must not be negative";
+            if (n == 0) return "";  // the default
+            return gpt::thread_count_problem(static_cast<int>(std::min<long>(n, 1L << 30)));
+          },
+          "", "threads"));
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) check_thread_options(sub);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -33,6 +58,8 @@ int main(int argc, char** argv) {
   gpt::cli::add_lora_commands(app);
   gpt::cli::add_attention_command(app);
   gpt::cli::add_serve_command(app);
+  check_thread_options(&app);
+  gpt::fit_threads_to_address_space();
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

@@ -42,6 +42,39 @@ std::string read_file(const std::string& path) {
   return read_fd(fd, path);
 }
 
+int open_regular_file(const std::string& path, size_t* size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail("cannot open {}: {}", path, std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail("cannot stat {}: {}", path, std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("cannot read {}: not a regular file ({})", path,
+         S_ISDIR(st.st_mode)    ? "a directory"
+         : S_ISFIFO(st.st_mode) ? "a FIFO"
+         : S_ISSOCK(st.st_mode) ? "a socket"
+                                : "a device");
+  }
+  // Regular files ignore O_NONBLOCK; clear it anyway so reads behave as usual.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  if (size) *size = static_cast<size_t>(st.st_size);
+  return fd;
+}
+
+std::string read_regular_file(const std::string& path) {
+  size_t size = 0;
+  const int fd = open_regular_file(path, &size);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  return read_fd(fd, path);
+}
+
 std::string read_stdin() { return read_fd(0, "standard input"); }
 
 AtomicFileWriter::AtomicFileWriter(const std::string& path)
@@ -140,6 +173,11 @@ void make_dirs(const std::string& path) {
 bool file_exists(const std::string& path) {
   std::error_code ec;
   return std::filesystem::is_regular_file(path, ec);
+}
+
+bool path_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
 }
 
 }  // namespace gpt

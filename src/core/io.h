@@ -7,8 +7,18 @@
 
 namespace gpt {
 
-// Whole file as bytes; throws gpt::Error naming the path on failure.
+// Whole file as bytes; throws gpt::Error naming the path on failure. Reads whatever `path` is,
+// a pipe or a FIFO included (--input <(...)).
 std::string read_file(const std::string& path);
+
+// The same for a file that must be a regular file (a part of a model, checkpoint or dataset
+// directory): a FIFO, device or directory there is an error at once, never a blocking open.
+std::string read_regular_file(const std::string& path);
+
+// Opens `path` for reading without blocking (O_NONBLOCK: opening a FIFO with no writer would wait
+// forever) and fails unless it is a regular file; the caller closes the descriptor. *size gets the
+// file's size.
+int open_regular_file(const std::string& path, size_t* size);
 
 // All of standard input as bytes.
 std::string read_stdin();
@@ -42,6 +52,9 @@ class AtomicFileWriter {
 // Creates a directory (and parents) if missing; throws gpt::Error if that fails.
 void make_dirs(const std::string& path);
 
+// True if `path` is a regular file (a FIFO or directory of that name is not).
 bool file_exists(const std::string& path);
+// True if anything is at `path` (without following a last symlink that dangles: false then).
+bool path_exists(const std::string& path);
 
 }  // namespace gpt

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <omp.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,7 +15,11 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <thread>
 #include <vector>
+
+#include "core/error.h"
+#include "core/memory.h"
 
 extern "C" void openblas_set_num_threads(int);  // from OpenBLAS (cblas.h is private to ops/)
 
@@ -120,16 +126,83 @@ Governor& governor() {
 
 }  // namespace
 
-int num_threads() { return ceiling_var().load(); }
+namespace {
 
-int active_threads() { return std::min(team_var().load(), num_threads()); }
+constexpr int kThreadsPerCpu = 8;
+// What each thread reserves: OpenBLAS (0.3.21, Debian's openmp build) maps a 128 MiB buffer per
+// thread, and glibc gives a thread a stack of RLIMIT_STACK (32 MiB when that is unlimited).
+constexpr uint64_t kBlasBufferBytes = (uint64_t{128} << 20) + (uint64_t{2} << 20);
 
-void set_num_threads(int n) {
-  if (n < 1) n = 1;
+uint64_t thread_stack_bytes() {
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_STACK, &r) == 0 && r.rlim_cur != RLIM_INFINITY && r.rlim_cur < (uint64_t{1} << 32))
+    return std::max<uint64_t>(r.rlim_cur, uint64_t{1} << 20);
+  return uint64_t{32} << 20;
+}
+
+// Whether `bytes` more of address space can be mapped now: a reservation that is released at
+// once (PROT_NONE, MAP_NORESERVE: no memory is touched or committed).
+bool address_space_fits(uint64_t bytes) {
+  if (bytes >= (uint64_t{1} << 47)) return false;
+  void* p = ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return false;
+  ::munmap(p, bytes);
+  return true;
+}
+
+bool address_space_limited() {
+  struct rlimit r {};
+  return ::getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY;
+}
+
+void set_ceiling(int n) {
   ceiling_var().store(n);
   team_var().store(n);
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
+}
+
+}  // namespace
+
+int num_threads() { return ceiling_var().load(); }
+
+int active_threads() { return std::min(team_var().load(), num_threads()); }
+
+int max_threads() {
+  const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return kThreadsPerCpu * std::max(cpus, omp_get_num_procs());
+}
+
+std::string thread_count_problem(int n) {
+  if (n < 1) return fmt::format("{} is not a thread count (at least 1)", n);
+  const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (n > max_threads())
+    return fmt::format("{} threads is more than {}, the most this machine takes ({} per CPU, {} CPU{})", n,
+                       max_threads(), kThreadsPerCpu, cpus, cpus == 1 ? "" : "s");
+  if (!address_space_limited()) return "";
+  const uint64_t per_thread = kBlasBufferBytes + thread_stack_bytes();
+  if (address_space_fits(static_cast<uint64_t>(n) * per_thread)) return "";
+  int fits = n - 1;
+  while (fits > 1 && !address_space_fits(static_cast<uint64_t>(fits) * per_thread)) fits--;
+  return fmt::format(
+      "{} threads need about {} of address space ({} each for a stack and OpenBLAS's buffer), more than the "
+      "address-space limit (ulimit -v) leaves: use --threads {} or fewer",
+      n, format_bytes(static_cast<uint64_t>(n) * per_thread), format_bytes(per_thread), std::max(fits, 1));
+}
+
+void set_num_threads(int n) {
+  if (n < 1) n = 1;
+  if (std::string why = thread_count_problem(n); !why.empty()) fail("{}", why);
+  set_ceiling(n);
+}
+
+void fit_threads_to_address_space() {
+  if (!address_space_limited()) return;
+  const int n = num_threads();
+  const uint64_t per_thread = kBlasBufferBytes + thread_stack_bytes();
+  int fits = n;
+  while (fits > 1 && !address_space_fits(static_cast<uint64_t>(fits) * per_thread)) fits--;
+  if (fits < n) set_ceiling(fits);
 }
 
 void set_active_threads(int n) {

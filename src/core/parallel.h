@@ -9,13 +9,28 @@
 // become many times slower than with fewer threads. Results never depend on the team size (the
 // kernels and GEMMs split their work the same way for any thread count; tests/test_threads.cpp).
 #pragma once
+#include <string>
 
 namespace gpt {
 
 // The ceiling: threads the engine may use, sizing every per-thread buffer.
 int num_threads();
-// Sets the ceiling (n >= 1) and the team size to it.
+// Sets the ceiling (n >= 1) and the team size to it; throws gpt::Error (thread_count_problem)
+// instead of starting threads that cannot run.
 void set_num_threads(int n);
+
+// The most threads any command takes: 8 per CPU of this machine. More only adds overhead, and a
+// few thousand exhaust memory (every thread has a stack and an OpenBLAS buffer).
+int max_threads();
+
+// Why n threads cannot run here, or "" if they can: n above max_threads(), or more per-thread
+// memory (stacks and OpenBLAS's buffers) than the address-space limit (ulimit -v) leaves. OpenBLAS
+// would otherwise retry its buffer allocation forever, and libgomp end the process.
+std::string thread_count_problem(int n);
+
+// Under an address-space limit, lowers the default ceiling to what fits (an explicit --threads is
+// checked by set_num_threads instead). Called once at startup; a no-op without a limit.
+void fit_threads_to_address_space();
 // The team size now (1 <= active_threads() <= num_threads()).
 int active_threads();
 // Sets the team size, clamped to [1, num_threads()], as adapt_threads() would (tests, benchmarks).

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 
+#include "core/error.h"
+
 namespace gpt {
 
 __extension__ typedef unsigned __int128 uint128_t;  // GCC/Clang's 128-bit integer
@@ -48,7 +50,12 @@ class Rng {
     return static_cast<uint64_t>(m >> 64);
   }
   std::array<uint64_t, 4> state() const { return s_; }
-  void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
+  // All zero is refused: it is xoshiro's one fixed point (every draw 0, and below() would loop
+  // forever), which no seed and no draw ever leads to; only a corrupt saved state holds it.
+  void set_state(const std::array<uint64_t, 4>& s) {
+    if ((s[0] | s[1] | s[2] | s[3]) == 0) fail("a random generator state of all zeros is not valid");
+    s_ = s;
+  }
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "data/shards.h"
 #include "tokenizer/char_tokenizer.h"
 
@@ -25,7 +26,7 @@ DatasetInfo read_dataset_info(const std::string& dir) {
   DatasetInfo info;
   const std::vector<std::string> train = find_shards(dir, "train"), val = find_shards(dir, "val");
   const std::string path = dir + "/" + kDatasetJson;
-  if (!file_exists(path)) {
+  if (!path_exists(path)) {  // (a FIFO or directory of that name is an error below, not "absent")
     // A plain llm.c directory (e.g. made by llm.c's own scripts): GPT-2 tokens by convention.
     if (train.empty() && val.empty())
       fail("{}: not a dataset: no {} and no train_*.bin / val_*.bin shards (make one with `gpt prepare`)",
@@ -41,14 +42,7 @@ DatasetInfo read_dataset_info(const std::string& dir) {
     return info;
   }
 
-  json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON (byte {})", path, e.byte);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON ({})", path, json_error_text(e));
-  }
+  const json j = parse_json(read_regular_file(path), path);
   if (!j.is_object()) fail("{}: expected a JSON object", path);
   if (j.value("format", "") != "llmc-shards") fail("{}: \"format\" must be \"llmc-shards\"", path);
   if (!j.contains("tokenizer") || !j["tokenizer"].is_string())

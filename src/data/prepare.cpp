@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "data/shards.h"
@@ -204,14 +205,7 @@ class JsonlBatches {
 
 // The document text of one JSONL line: its string field `field`.
 std::string jsonl_text(const JsonLine& line, const std::string& field, const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line.text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}:{}: not valid JSON (byte {} of the line)", path, line.number, e.byte);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}:{}: not valid JSON ({})", path, line.number, json_error_text(e));
-  }
+  const nlohmann::json j = parse_json(line.text, fmt::format("{}:{}", path, line.number));
   if (!j.is_object())
     fail("{}:{}: expected a JSON object with a string field \"{}\"", path, line.number, field);
   auto it = j.find(field);

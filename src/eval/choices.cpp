@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/rng.h"
 
 namespace gpt {
@@ -112,12 +113,10 @@ std::vector<ChoiceExample> parse_choice_jsonl(std::string_view text, const std::
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
     try {
-      json j;
-      try {
-        j = json::parse(line);
-      } catch (const json::exception&) {
-        fail("invalid JSON");
-      }
+      std::string why;
+      std::optional<json> parsed = try_parse_json(line, &why);
+      if (!parsed) fail("invalid JSON ({})", why);
+      const json& j = *parsed;
       ChoiceExample ex = parse_record(j);
       ex.line = line_no;
       out.push_back(std::move(ex));

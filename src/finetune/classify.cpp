@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
 
@@ -219,11 +220,11 @@ void save_classifier(const std::string& dir, const ClassifierHead& head, const C
 
 ClassifierHead load_classifier(const std::string& dir, int n_embd, ClassifierInfo* info) {
   const std::string jpath = dir + "/classifier.json";
-  if (!file_exists(jpath))
+  if (!path_exists(jpath))
     fail("{} is not a classifier directory: no classifier.json (train one with gpt finetune classify)", dir);
   ClassifierInfo ci;
+  const nlohmann::json j = parse_json(read_regular_file(jpath), jpath);
   try {
-    const nlohmann::json j = nlohmann::json::parse(read_file(jpath));
     ci.labels = j.at("labels").get<std::vector<std::string>>();
     ci.fields.text = j.at("text_field").get<std::string>();
     ci.fields.label = j.at("label_field").get<std::string>();
@@ -231,7 +232,7 @@ ClassifierHead load_classifier(const std::string& dir, int n_embd, ClassifierInf
     ci.max_len = j.at("max_len").get<int>();
     ci.train = j.value("train", std::string());
   } catch (const nlohmann::json::exception& e) {
-    fail("{}: {}", jpath, e.what());
+    fail("{}: {}", jpath, json_error_text(e));
   }
   const int K = static_cast<int>(ci.labels.size());
   if (K < 2) fail("{}: fewer than 2 labels", jpath);

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 
 namespace gpt {
 
@@ -73,13 +74,13 @@ void parse_jsonl(std::string_view text, BadLines& bad, std::vector<Record>& out)
     while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
     while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
     if (s.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
-      bad.add(line, "invalid JSON (" + json_error_text(e) + ")");
+    std::string why;
+    std::optional<nlohmann::json> parsed = try_parse_json(s, &why);  // syntax, depth, a number out of range
+    if (!parsed) {
+      bad.add(line, "invalid JSON (" + why + ")");
       continue;
     }
+    nlohmann::json& j = *parsed;
     if (!j.is_object()) {
       bad.add(line, fmt::format("expected a JSON object, got {}", j.type_name()));
       continue;
@@ -138,14 +139,14 @@ void parse_json_array(std::string_view text, const std::string& path, BadLines& 
     }
     if (pos >= text.size()) fail("{}:{}: the JSON array is never closed", path, start_line);
     std::string_view elem = text.substr(start, pos - start);
-    try {
-      nlohmann::json j = nlohmann::json::parse(elem);
-      if (j.is_object())
-        out.push_back({std::move(j), start_line});
+    std::string why;
+    if (std::optional<nlohmann::json> j = try_parse_json(elem, &why)) {
+      if (j->is_object())
+        out.push_back({std::move(*j), start_line});
       else
-        bad.add(start_line, fmt::format("expected a JSON object, got {}", j.type_name()));
-    } catch (const nlohmann::json::exception& e) {
-      bad.add(start_line, "invalid JSON in the record starting here (" + json_error_text(e) + ")");
+        bad.add(start_line, fmt::format("expected a JSON object, got {}", j->type_name()));
+    } else {
+      bad.add(start_line, "invalid JSON in the record starting here (" + why + ")");
     }
     char c = text[pos++];
     if (c == ']') break;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace gpt {
 
@@ -85,13 +86,7 @@ double json_float(float f) { return std::stod(fmt::format("{}", f)); }
 }  // namespace
 
 HfConfig parse_hf_config(std::string_view text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  } catch (const json::exception&) {
-    j = json(json::value_t::discarded);
-  }
-  if (j.is_discarded()) fail("{}: not valid JSON", where);
+  const json j = parse_json(text, where);
   if (!j.is_object()) fail("{}: not a JSON object", where);
   const Keys k{j, where};
 

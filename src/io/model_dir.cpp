@@ -1,15 +1,21 @@
 #include "io/model_dir.h"
 
 #include <cstring>
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
+#include "core/memory.h"
+#include "core/progress.h"  // format_count
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "tokenizer/char_tokenizer.h"
@@ -42,15 +48,15 @@ std::string base_name(const std::string& path) { return std::filesystem::path(pa
 // model.safetensors, or every shard listed by model.safetensors.index.json.
 std::vector<SafetensorsFile> open_weights(const std::string& dir) {
   const std::string single = dir + "/model.safetensors";
-  if (file_exists(single)) {
+  if (path_exists(single)) {  // a FIFO or directory there is an error, not "no weights"
     std::vector<SafetensorsFile> files;
     files.push_back(SafetensorsFile::open(single));
     return files;
   }
   const std::string index = dir + "/model.safetensors.index.json";
-  if (file_exists(index)) {
-    auto j = nlohmann::json::parse(read_file(index), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+  if (path_exists(index)) {
+    const nlohmann::json j = parse_json(read_regular_file(index), index);
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       fail("{}: expected a JSON object with a \"weight_map\" object", index);
     std::set<std::string> shards;
     for (const auto& [name, file] : j["weight_map"].items()) {
@@ -77,7 +83,72 @@ struct Found {
   const TensorEntry* tensor;
 };
 
+// Non-finite floats: all exponent bits set.
+size_t count_non_finite(const float* p, size_t n, size_t* first) {
+  size_t count = 0;
+  const auto* u = reinterpret_cast<const uint32_t*>(p);
+#pragma omp parallel for reduction(+ : count) schedule(static) if (n > (1 << 20))
+  for (size_t i = 0; i < n; i++) count += (u[i] & 0x7f800000u) == 0x7f800000u;
+  if (count > 0)
+    for (size_t i = 0; i < n; i++)
+      if ((u[i] & 0x7f800000u) == 0x7f800000u) {
+        *first = i;
+        break;
+      }
+  return count;
+}
+
+std::string index_text(size_t i, const std::vector<int64_t>& shape) {
+  if (shape.empty()) return fmt::format("{}", i);
+  std::vector<int64_t> idx(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    const auto n = static_cast<size_t>(std::max<int64_t>(shape[d], 1));
+    idx[d] = static_cast<int64_t>(i % n);
+    i /= n;
+  }
+  return fmt::format("[{}]", fmt::join(idx, ", "));
+}
+
 }  // namespace
+
+void FiniteCheck::add(std::string_view tensor, std::span<const float> values,
+                      const std::vector<int64_t>& shape) {
+  size_t first = 0;
+  const size_t n = count_non_finite(values.data(), values.size(), &first);
+  if (n == 0) return;
+  if (count_ == 0) {
+    first_ = tensor;
+    first_shape_ = shape;
+    first_index_ = first;
+    first_count_ = n;
+  }
+  count_ += n;
+  tensors_++;
+}
+
+void FiniteCheck::add_model(const GPT& model) {
+  for (const ParamInfo& p : model.layout())
+    add(p.name, std::span<const float>(model.params() + p.offset, p.numel), p.shape);
+}
+
+std::string FiniteCheck::describe() const {
+  if (ok()) return "";
+  std::string s =
+      fmt::format("tensor \"{}\" holds {} NaN or infinite value{} (the first at {})", first_, first_count_,
+                  first_count_ == 1 ? "" : "s", index_text(first_index_, first_shape_));
+  if (tensors_ > 1)
+    s += fmt::format(", and {} other tensor{} {} more", tensors_ - 1, tensors_ == 2 ? "" : "s",
+                     count_ - first_count_);
+  return s;
+}
+
+void FiniteCheck::report(std::string_view where, WeightCheck check) const {
+  if (ok()) return;
+  if (check == WeightCheck::Fail) fail("{}: the weights are not finite: {}", where, describe());
+  std::fprintf(stderr,
+               "gpt: warning: %s: the weights are not finite: %s: what the model computes from them is NaN\n",
+               std::string(where).c_str(), describe().c_str());
+}
 
 std::shared_ptr<const Tokenizer> load_dir_tokenizer(const std::string& dir, const HfConfig& hc,
                                                     const std::string& config_path) {
@@ -157,8 +228,8 @@ void unpack_into(const ops::PackedMatrix& w, const ParamInfo& p, float* dst) {
 LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opt) {
   if (!std::filesystem::is_directory(dir)) fail("{}: no such model directory", dir);
   const std::string config_path = dir + "/config.json";
-  if (!file_exists(config_path)) fail("{}: no config.json (not a Hugging Face model directory)", dir);
-  HfConfig hc = parse_hf_config(read_file(config_path), config_path);
+  if (!path_exists(config_path)) fail("{}: no config.json (not a Hugging Face model directory)", dir);
+  HfConfig hc = parse_hf_config(read_regular_file(config_path), config_path);
   const ModelConfig& cfg = hc.model;
   Backend& be = opt.backend ? *opt.backend : cpu_backend();
   const ops::WeightType stored = hc.quant ? ops::parse_weight_type(*hc.quant) : ops::WeightType::F32;
@@ -222,6 +293,12 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opt) {
     const Found& w = found.at(p.name);
     return read_q8_matrix(*w.file, *w.tensor, *found.at(p.name + ".scales").tensor, p);
   };
+  // bytes per weight: 4 in fp32, 2 in bf16, about 1 in q8 (the vectors' fp32 left out: a lower bound)
+  const size_t per_weight = !packed || type == ops::WeightType::F32 ? 4 : type == ops::WeightType::BF16 ? 2 : 1;
+  require_memory(per_weight * cfg.num_parameters(),
+                 fmt::format("the weights of {} ({} parameters, {})", dir, format_count(cfg.num_parameters()),
+                             packed ? ops::weight_type_name(type) : "fp32"));
+  FiniteCheck finite;
 
   std::shared_ptr<const Tokenizer> tok = load_dir_tokenizer(dir, hc, config_path);
   if (!packed) {  // training storage: every tensor fp32 (q8 matrices dequantized)
@@ -234,7 +311,9 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opt) {
       }
       const auto& [file, t] = found.at(p.name);
       file->read_f32(*t, std::span<float>(dst, p.numel));
+      finite.add(p.name, std::span<const float>(dst, p.numel), p.shape);
     }
+    finite.report(dir, opt.check);
     return {std::move(model), std::move(tok)};
   }
   // Packed storage: one matrix at a time, straight into its format (q8 as stored, bit for bit).
@@ -243,23 +322,35 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opt) {
   for (const auto& p : layout) {
     if (!is_packed_matrix(p)) {
       const auto& [file, t] = found.at(p.name);
-      file->read_f32(*t, std::span<float>(model.param(p.name), p.numel));
+      const std::span<float> dst(model.param(p.name), p.numel);
+      file->read_f32(*t, dst);
+      finite.add(p.name, dst, p.shape);
       continue;
     }
-    if (stored == ops::WeightType::Q8) {
+    if (stored == ops::WeightType::Q8) {  // int8 values; a scale that is not finite fails in q8()
       model.set_packed_matrix(p.name, q8(p));
       continue;
     }
     const auto& [file, t] = found.at(p.name);
     values.resize(p.numel);
     file->read_f32(*t, values);
+    finite.add(p.name, values, p.shape);
     model.set_packed_matrix(p.name, pack_parameter(p, values.data(), type));
   }
+  finite.report(dir, opt.check);
   return {std::move(model), std::move(tok)};
 }
 
-LoadedModel load_for_inference(const std::string& dir, std::string_view device, std::string_view weights) {
+LoadedModel load_model_dir(const std::string& dir, WeightCheck check) {
   LoadOptions opt;
+  opt.check = check;
+  return load_model_dir(dir, opt);
+}
+
+LoadedModel load_for_inference(const std::string& dir, std::string_view device, std::string_view weights,
+                               WeightCheck check) {
+  LoadOptions opt;
+  opt.check = check;
   opt.backend = &backend_for(device);
   opt.inference = true;
   if (!weights.empty()) opt.weights = ops::parse_weight_type(weights);
@@ -278,7 +369,7 @@ void save_model_dir(const std::string& dir, const GPT& model, const Tokenizer* t
   };
   std::vector<TensorView> tensors;
   std::map<std::string, std::string> meta{{"format", "pt"}};
-  nlohmann::json config = nlohmann::json::parse(config_to_hf_json(cfg, tok));
+  nlohmann::json config = parse_json(config_to_hf_json(cfg, tok), "the model's config");
   std::vector<std::vector<uint8_t>> buffers;  // converted matrices, alive until the file is written
   if (!model.packed()) {
     for (const auto& p : model.layout())

@@ -17,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/io.h"
+#include "core/json.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
 
@@ -143,20 +145,11 @@ uint16_t f32_to_bf16(float f) {
 // ---- MappedFile ----------------------------------------------------------------------------------
 
 MappedFile MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open {}: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    fail("cannot stat {}: {}", path, std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("cannot read {}: not a regular file", path);
-  }
+  // Never a blocking open: a FIFO named like a shard or a weights file is an error at once.
+  size_t size = 0;
+  const int fd = open_regular_file(path, &size);
   MappedFile m;
-  m.size_ = static_cast<size_t>(st.st_size);
+  m.size_ = size;
   if (m.size_ > 0) {
     void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -215,13 +208,7 @@ SafetensorsFile SafetensorsFile::parse(std::string_view bytes, const std::string
       duplicate = parsed.get<std::string>();
     return true;
   };
-  json j;
-  try {
-    j = json::parse(header.begin(), header.end(), cb, /*allow_exceptions=*/false);
-  } catch (const json::exception&) {
-    j = json(json::value_t::discarded);
-  }
-  if (j.is_discarded()) fail("{}: the header is not valid JSON", name);
+  const json j = parse_json(header, name + ": the header", cb);
   if (!j.is_object()) fail("{}: the header is not a JSON object", name);
   if (!duplicate.empty()) fail("{}: tensor \"{}\" appears twice in the header", name, duplicate);
 

@@ -6,6 +6,8 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/memory.h"
+#include "core/progress.h"  // format_count
 
 namespace gpt {
 
@@ -30,7 +32,8 @@ void ModelConfig::validate() const {
     fail("model config: layer_norm_epsilon must be in (0, 1), got {}", ln_eps);
   // Parameters must fit comfortably in memory arithmetic (and in a size_t count).
   if (num_parameters() > (uint64_t{1} << 40))
-    fail("model config: {} parameters is too many", num_parameters());
+    fail("model config: {} parameters ({} of fp32 weights alone) is more than the {} gpt.cpp supports",
+         format_count(num_parameters()), format_bytes(4 * num_parameters()), format_count(uint64_t{1} << 40));
 }
 
 uint64_t ModelConfig::num_parameters() const {

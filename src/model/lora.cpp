@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
 
@@ -218,14 +219,14 @@ void save_lora(const std::string& dir, const LoraAdapters& adapters, const std::
 
 LoraAdapters load_lora(const std::string& dir, const GPT& model) {
   const std::string cpath = dir + "/adapter_config.json";
-  auto j = nlohmann::json::parse(read_file(cpath), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) fail("{}: not a JSON object", cpath);
+  const nlohmann::json j = parse_json(read_regular_file(cpath), cpath);
+  if (!j.is_object()) fail("{}: not a JSON object", cpath);
   auto get = [&](const char* key) -> const nlohmann::json& {
     if (!j.contains(key)) fail("{}: no \"{}\"", cpath, key);
     return j[key];
   };
   if (!get("peft_type").is_string() || get("peft_type") != "LORA")
-    fail("{}: peft_type is {}, expected \"LORA\"", cpath, get("peft_type").dump());
+    fail("{}: peft_type is {}, expected \"LORA\"", cpath, json_excerpt(get("peft_type")));
   LoraConfig c;
   if (!get("r").is_number_integer()) fail("{}: r must be an integer", cpath);
   c.r = get("r").get<int>();

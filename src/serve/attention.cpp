@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "generate/decoder.h"
 #include "generate/utf8_stream.h"
 
@@ -61,7 +62,7 @@ namespace {
 int int_field(const nlohmann::json& req, const char* key, int fallback) {
   auto it = req.find(key);
   if (it == req.end()) return fallback;
-  if (!it->is_number_integer()) fail("attention: '{}' must be an integer, got {}", key, it->dump());
+  if (!it->is_number_integer()) fail("attention: '{}' must be an integer, got {}", key, json_excerpt(*it));
   const int64_t v = it->get<int64_t>();
   if (v < -1000000 || v > 1000000) fail("attention: '{}' is out of range: {}", key, v);
   return static_cast<int>(v);
@@ -85,6 +86,10 @@ nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohma
     fail("attention: the vocabulary has {} tokens but the model only {}", tok.vocab_size(),
          model.config().vocab_size);
   return attention_json(model, &tok, ids, layer, head);
+}
+
+nlohmann::json attention_response(GPT& model, const Tokenizer& tok, std::string_view body) {
+  return attention_response(model, tok, parse_json(body, "attention: the request body"));
 }
 
 }  // namespace gpt

@@ -30,5 +30,7 @@ nlohmann::json attention_json(GPT& model, const Tokenizer* tok, std::span<const 
 // POST /v1/attention: {"prompt": str, "layer": int (default 0), "head": int (default 0)} ->
 // attention_json of the prompt's tokens. Bad input throws gpt::Error (the server answers 400).
 nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req);
+// The same from the raw request body, parsed by core/json.h (a depth limit; bad JSON is gpt::Error).
+nlohmann::json attention_response(GPT& model, const Tokenizer& tok, std::string_view body);
 
 }  // namespace gpt

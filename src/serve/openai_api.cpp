@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json.h"
 #include "generate/utf8_stream.h"
 
 namespace gpt::serve {
@@ -31,31 +32,9 @@ void throw_api(int status, std::string param, std::string message) {
 
 namespace {
 
-// Deeper nesting than any valid request is refused before parsing, so no input can make the
-// parser or the destructor of its tree recurse without bound.
+// Deeper nesting than any valid request is refused before parsing (core/json.h), so no input can
+// make anything that walks the tree recurse without bound.
 constexpr int kMaxDepth = 32;
-
-void check_depth(std::string_view s) {
-  int depth = 0;
-  bool in_str = false;
-  for (size_t i = 0; i < s.size(); i++) {
-    const char c = s[i];
-    if (in_str) {
-      if (c == '\\') {
-        i++;
-      } else if (c == '"') {
-        in_str = false;
-      }
-    } else if (c == '"') {
-      in_str = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxDepth)
-        throw_api(400, "", fmt::format("the JSON body nests deeper than {} levels", kMaxDepth));
-    } else if (c == ']' || c == '}') {
-      depth--;
-    }
-  }
-}
 
 const char* type_name(const json& v) {
   if (v.is_null()) return "null";
@@ -210,9 +189,11 @@ void require_neutral(const std::string& key, const json& v) {
 }  // namespace
 
 CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLimits& limits) {
-  check_depth(body);
-  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw_api(400, "", "the body is not valid JSON");
+  if (json_depth_exceeded(body, kMaxDepth) != std::string_view::npos)
+    throw_api(400, "", fmt::format("the JSON body nests deeper than {} levels", kMaxDepth));
+  std::optional<json> parsed = try_parse_json(body, nullptr, nullptr, kMaxDepth);
+  if (!parsed) throw_api(400, "", "the body is not valid JSON");
+  const json j = std::move(*parsed);
   if (!j.is_object()) throw_api(400, "", "the body must be a JSON object");
   CompletionRequest r;
   r.endpoint = ep;

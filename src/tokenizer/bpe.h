@@ -36,6 +36,14 @@ class BpeTokenizer final : public Tokenizer {
   void encode_ordinary(std::string_view text, std::vector<TokenId>& out) const;
   // The BPE of one pre-token, without the cache (exposed for tests).
   void encode_piece_uncached(std::string_view piece, std::vector<TokenId>& out) const;
+  // The same through the long-piece merge loop whatever the length (for tests).
+  void encode_piece_linear(std::string_view piece, std::vector<TokenId>& out) const;
+  // Pieces longer than this merge with a bucket queue (linear) instead of a heap (n log n, but
+  // faster while it fits in the cache).
+  static constexpr size_t kLongPiece = 16384;
+  // Candidate merges handled (pushed, taken, sorted) by this thread's last piece over kLongPiece
+  // bytes: linear in its length (for the tests).
+  static uint64_t last_merge_work();
 
   const std::vector<std::pair<std::string, std::string>>& merges() const { return merges_; }
 
@@ -48,6 +56,7 @@ class BpeTokenizer final : public Tokenizer {
   void encode_piece(const uint8_t* p, size_t n, std::vector<TokenId>& out) const;
   void merge_small(const uint8_t* p, size_t n, std::vector<TokenId>& out) const;
   void merge_large(const uint8_t* p, size_t n, std::vector<TokenId>& out) const;
+  void merge_long(const uint8_t* p, size_t n, std::vector<TokenId>& out) const;
 
   std::vector<std::string> tokens_;
   std::vector<uint8_t> present_;

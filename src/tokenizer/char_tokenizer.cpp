@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "tokenizer/unicode.h"
 
 namespace gpt {
@@ -55,15 +56,7 @@ CharTokenizer CharTokenizer::from_text(std::string_view text) {
 
 CharTokenizer CharTokenizer::load(const std::string& dir) {
   const std::string path = dir + "/chars.json";
-  std::string text = read_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON (byte {})", path, e.byte);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON ({})", path, json_error_text(e));
-  }
+  const nlohmann::json j = parse_json(read_regular_file(path), path);
   if (!j.is_object() || !j.contains("chars") || !j["chars"].is_array())
     fail("{}: expected an object with a \"chars\" array", path);
   std::vector<std::string> chars;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
 #include "tokenizer/byte_level.h"
 
 namespace gpt {
@@ -72,6 +73,9 @@ class VocabSax : public nlohmann::json_sax<nlohmann::json> {
 }  // namespace
 
 std::vector<std::string> parse_vocab_json(std::string_view json, const std::string& source) {
+  // The SAX reader builds no tree, but keeps the same depth limit as every other reader (core/json.h).
+  if (json_depth_exceeded(json) != std::string_view::npos)
+    fail("{}: not valid JSON (nested deeper than {} levels)", source, kMaxJsonDepth);
   VocabSax sax;
   bool ok = nlohmann::json::sax_parse(json.begin(), json.end(), &sax);
   if (!ok || !sax.error.empty()) fail("{}: {}", source, sax.error.empty() ? "not valid JSON" : sax.error);
@@ -106,14 +110,7 @@ std::vector<std::pair<std::string, std::string>> parse_merges(std::string_view t
 
 std::pair<std::vector<std::string>, std::vector<std::pair<std::string, std::string>>> parse_tokenizer_json(
     std::string_view json, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json.begin(), json.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON (byte {})", source, e.byte);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON ({})", source, json_error_text(e));
-  }
+  nlohmann::json j = parse_json(json, source);
   const auto* model = j.is_object() && j.contains("model") ? &j["model"] : nullptr;
   if (!model || !model->is_object() || model->value("type", std::string("BPE")) != "BPE" ||
       !model->contains("vocab") || !(*model)["vocab"].is_object() || !model->contains("merges") ||

@@ -17,13 +17,29 @@
 
 #include "model/gpt.h"
 #include "train/adamw.h"
+#include "train/data_loader.h"
 
 namespace gpt {
+
+// trainer_state.json as read back: what resuming uses, every field checked for type and range.
+struct TrainerState {
+  int64_t step = 0;
+  LoaderState loader;
+  double elapsed_s = 0.0;
+  uint64_t tokens = 0;
+  // The run that wrote it (absent in checkpoints of older versions).
+  std::optional<int64_t> ranks, batch_size, grad_accum;
+};
+
+// Checks trainer_state.json's value `j` (every field gpt train writes: types, ranges, the random
+// generator's state) and returns what resuming needs; gpt::Error names `path` and the field.
+TrainerState parse_trainer_state(const nlohmann::json& j, const std::string& path);
 
 struct TrainCheckpoint {
   std::string dir;      // OUT/checkpoint-NNNNNNNN
   int64_t step = 0;
   nlohmann::json state;  // trainer_state.json
+  TrainerState trainer;  // the same, checked
 };
 
 // AdamW's state as a checkpoint holds it: the moments of every parameter of the model, in the
@@ -44,8 +60,15 @@ void save_checkpoint(const std::string& out, int64_t step, const GPT& model, con
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
                      const AdamW& opt, const nlohmann::json& state);
 
-// The newest complete checkpoint in OUT, if any.
+// The newest complete checkpoint in OUT, if any: `latest` and its trainer_state.json read and
+// checked (parse_trainer_state).
 std::optional<TrainCheckpoint> find_checkpoint(const std::string& out);
+
+// Checks every file of a checkpoint before anything of it is used, so that a damaged one is
+// reported by its file and field: config.json, the headers and sizes of model.safetensors and
+// optimizer.safetensors (a truncated file), the moments' sizes against the config, and the
+// optimizer's step count. (The weights themselves are checked when they load.)
+void check_checkpoint_files(const TrainCheckpoint& c);
 
 // Loads the optimizer moments saved with a checkpoint into `opt` (the model's size must match): the
 // whole model's moments, of which a sharded `opt` keeps its own shard.

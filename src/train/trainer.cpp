@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +19,8 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "core/json.h"
+#include "core/memory.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "backend/backend.h"
@@ -85,17 +88,6 @@ json loader_json(const LoaderState& s) {
   json rng = json::array();
   for (uint64_t w : s.rng) rng.push_back(std::to_string(w));  // strings: JSON readers lose 64-bit ints
   return {{"shard", s.shard}, {"position", s.position}, {"batches", s.batches}, {"rng", rng}};
-}
-
-LoaderState loader_from_json(const json& j) {
-  LoaderState s;
-  s.shard = j.at("shard").get<uint64_t>();
-  s.position = j.at("position").get<uint64_t>();
-  s.batches = j.at("batches").get<uint64_t>();
-  const auto& rng = j.at("rng");
-  if (!rng.is_array() || rng.size() != 4) throw json::other_error::create(501, "rng: 4 words expected", nullptr);
-  for (size_t i = 0; i < 4; i++) s.rng[i] = std::stoull(rng[i].get<std::string>());
-  return s;
 }
 
 // A plain line for logs (stdout not a terminal) or the progress bar's tail.
@@ -177,6 +169,8 @@ class Run {
   void save(int64_t step, double elapsed, uint64_t tokens);
   void write_plot();
   void log_line(const std::string& s);
+  std::string why_not_finite(int64_t step);
+  void check_memory(const ModelConfig& mc) const;
 
   TrainConfig cfg_;
   dist::Communicator& comm_;
@@ -215,7 +209,7 @@ void Run::setup() {
   // The data. Its vocabulary is known when `gpt prepare` wrote it (dataset.json); plain llm.c
   // shards from elsewhere are taken as GPT-2 ids when the model's vocabulary can hold them.
   std::shared_ptr<const Tokenizer> data_tok;
-  if (file_exists(cfg_.data_dir + "/dataset.json")) data_tok = data::dataset_tokenizer(cfg_.data_dir);
+  if (path_exists(cfg_.data_dir + "/dataset.json")) data_tok = data::dataset_tokenizer(cfg_.data_dir);
   const auto train_shards = data::find_shards(cfg_.data_dir, "train");
   if (train_shards.empty()) fail("{}: no train_*.bin token shards (make them with gpt prepare)", cfg_.data_dir);
   const auto val_shards = data::find_shards(cfg_.data_dir, "val");
@@ -229,21 +223,31 @@ void Run::setup() {
     fail("{} already holds a training run (checkpoint at step {}): pass --resume to continue it, or choose another "
          "--out",
          out, ckpt->step);
+  if (ckpt) {
+    // The whole checkpoint is checked before any of it is used: a damaged file is named as such,
+    // never mistaken for something else.
+    check_checkpoint_files(*ckpt);
+    if (ckpt->step >= cfg_.steps)
+      fail("--resume: the checkpoint in {} is at step {} already; raise --steps (now {}) to train further",
+           out, ckpt->step, cfg_.steps);
+  }
   std::shared_ptr<const Tokenizer> model_tok;
   if (ckpt || !cfg_.init_dir.empty()) {
     const std::string dir = ckpt ? ckpt->dir : cfg_.init_dir;
     if (!ckpt && !file_exists(dir + "/config.json")) fail("--init {}: not a model directory (no config.json)", dir);
-    LoadedModel lm = load_model_dir(dir);
+    LoadedModel lm = load_model_dir(dir, WeightCheck::Fail);  // NaN weights cannot train
     model_.emplace(on_backend(std::move(lm.model), *be_));
     model_tok = lm.tokenizer;
   } else {
     ModelConfig mc = cfg_.model.value_or(ModelConfig{});
     if (mc.vocab_size == 0) mc.vocab_size = data_tok ? static_cast<int>(data_tok->vocab_size()) : 50257;
     mc.validate();
+    check_memory(mc);  // before the first allocation
     model_.emplace(mc, *be_);
     model_->init_gpt2(cfg_.seed);
   }
   const ModelConfig& mc = model_->config();
+  if (ckpt || !cfg_.init_dir.empty()) check_memory(mc);  // the weights fit: the rest too?
   if (data_tok && data_tok->vocab_size() > static_cast<size_t>(mc.vocab_size))
     fail("the data's vocabulary ({} tokens, {}) does not fit the model's vocab_size {}", data_tok->vocab_size(),
          data_tok->kind(), mc.vocab_size);
@@ -273,22 +277,20 @@ void Run::setup() {
 
   if (ckpt) {
     load_optimizer_state(ckpt->dir, *opt_);
+    const TrainerState& ts = ckpt->trainer;  // checked by find_checkpoint
+    start_step_ = ts.step;
     try {
-      start_step_ = ckpt->step;
-      train_->restore(loader_from_json(ckpt->state.at("loader")));
-      elapsed_before_ = ckpt->state.value("elapsed_s", 0.0);
-      tokens_before_ = ckpt->state.value("tokens", uint64_t{0});
-    } catch (const std::exception& e) {
-      fail("{}/trainer_state.json: corrupt training state: {}", ckpt->dir, e.what());
+      train_->restore(ts.loader);
+    } catch (const Error& e) {
+      fail("{}/trainer_state.json: {}", ckpt->dir, e.what());
     }
-    if (start_step_ >= cfg_.steps)
-      fail("--resume: the checkpoint in {} is at step {} already; raise --steps (now {}) to train further", out,
-           start_step_, cfg_.steps);
+    elapsed_before_ = ts.elapsed_s;
+    tokens_before_ = ts.tokens;
     // Another rank count is allowed (the data cursor and the moments are global), but the global batch
     // then changes unless --batch-size or --grad-accum make up for it.
-    const int64_t saved_ranks = ckpt->state.value("ranks", int64_t{1});
-    const int64_t saved_global = ckpt->state.value("batch_size", int64_t{B_}) *
-                                 ckpt->state.value("grad_accum", int64_t{cfg_.grad_accum}) * saved_ranks;
+    const int64_t saved_ranks = ts.ranks.value_or(1);
+    const int64_t saved_global =
+        ts.batch_size.value_or(B_) * ts.grad_accum.value_or(cfg_.grad_accum) * saved_ranks;
     const int64_t global = static_cast<int64_t>(B_) * cfg_.grad_accum * R_;
     if (saved_ranks != R_ && saved_global != global)
       warning_ = fmt::format(
@@ -297,13 +299,19 @@ void Run::setup() {
           R_, R_ == 1 ? "" : "s", saved_ranks, global, saved_global);
     // metrics.jsonl keeps one line per step across runs: drop what a killed run logged after the checkpoint.
     if (file_exists(out + "/metrics.jsonl")) {
-      std::istringstream in(read_file(out + "/metrics.jsonl"));
+      std::istringstream in(read_regular_file(out + "/metrics.jsonl"));
       for (std::string line; std::getline(in, line);) {
-        json j = json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() > start_step_) continue;
+        // Lines this version did not write (or a torn last line) are dropped, not trusted.
+        const std::optional<json> j = try_parse_json(line, nullptr);
+        if (!j || !j->is_object() || !j->contains("step") || !(*j)["step"].is_number_integer() ||
+            (*j)["step"].get<int64_t>() > start_step_)
+          continue;
         kept_.push_back(line);
-        if (j.contains("loss")) train_curve_.push_back({j["step"].get<double>(), j["loss"].get<double>()});
-        if (j.contains("val_loss")) val_curve_.push_back({j["step"].get<double>(), j["val_loss"].get<double>()});
+        const double step = (*j)["step"].get<double>();
+        if (j->contains("loss") && (*j)["loss"].is_number())
+          train_curve_.push_back({step, (*j)["loss"].get<double>()});
+        if (j->contains("val_loss") && (*j)["val_loss"].is_number())
+          val_curve_.push_back({step, (*j)["val_loss"].get<double>()});
       }
     }
     last_saved_ = start_step_;
@@ -440,6 +448,51 @@ void Run::save(int64_t step, double elapsed, uint64_t tokens) {
   save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), moments, state);
 }
 
+// Fails with the sizes when training `mc` on this rank's batch cannot fit in memory, before the
+// arenas are allocated: weights, gradients, AdamW's moments (this rank's shard) and the
+// activations of a training step (GPT::plan's largest terms; a lower bound). On a device backend
+// only the host's copy of the weights is host memory.
+void Run::check_memory(const ModelConfig& mc) const {
+  const uint64_t n = mc.num_parameters(), weights = 4 * n;
+  if (!be_->host_memory()) {
+    require_memory(weights, fmt::format("the weights ({} parameters, fp32)", format_count(n)));
+    return;
+  }
+  const uint64_t B = static_cast<uint64_t>(cfg_.batch_size);
+  const uint64_t T = static_cast<uint64_t>(cfg_.seq_len > 0 ? std::min(cfg_.seq_len, mc.n_ctx) : mc.n_ctx);
+  const uint64_t N = B * T, C = static_cast<uint64_t>(mc.n_embd), V = static_cast<uint64_t>(mc.vocab_size);
+  const uint64_t L = static_cast<uint64_t>(mc.n_layer), es = act_size(be_->act_type());
+  const uint64_t att = be_->attention_saved_bytes(static_cast<int>(std::min<uint64_t>(B, INT32_MAX)),
+                                                  static_cast<int>(T), mc.n_embd, mc.n_head);
+  // Per layer 16 N C activations (ln_1, qkv, attention out, residual, ln_2, fc, gelu, residual) and
+  // the saved attention; N V logits; 13 N C more (embeddings, ln_f, the backward buffers). In long
+  // double: no overflow.
+  const long double acts =
+      static_cast<long double>(L) * (16.0L * N * C * es + att) + 1.0L * N * V * es + 13.0L * N * C * es;
+  const uint64_t moments = 8 * (n / static_cast<uint64_t>(R_) + 1);
+  const long double total = 2.0L * weights + moments + acts;
+  const uint64_t bytes = total >= 1.8e19L ? UINT64_MAX : static_cast<uint64_t>(total);
+  require_memory(
+      bytes, fmt::format("training ({} parameters: weights {}, gradients {}, AdamW moments {}; "
+                         "activations of a {} x {} batch at least {})",
+                         format_count(n), format_bytes(weights), format_bytes(weights), format_bytes(moments),
+                         B, T, format_bytes(acts >= 1.8e19L ? UINT64_MAX : static_cast<uint64_t>(acts))));
+}
+
+// The rest of the message when the loss is not finite at `step`: the tensor whose weights are not
+// finite, if any, and where the last good checkpoint is (or the usual remedy).
+std::string Run::why_not_finite(int64_t step) {
+  model_->download_parameters();  // (a no-op on the CPU)
+  FiniteCheck weights;
+  weights.add_model(*model_);
+  if (!weights.ok() && step == start_step_ + 1)
+    return fmt::format("; the starting weights are not finite: {}", weights.describe());
+  std::string s = weights.ok() ? "" : "; the weights are not finite: " + weights.describe();
+  if (last_saved_ >= 0)
+    return s + fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir);
+  return s + " (no checkpoint was saved yet; try a lower --lr)";
+}
+
 void Run::write_plot() {
   write_loss_plot_svg(cfg_.out_dir + "/loss.svg", "gpt.cpp training loss",
                       {{"train", train_curve_}, {"val", val_curve_}});
@@ -510,11 +563,8 @@ void Run::go() {
       const GlobalLoss gl = global_loss(l, scored);
       // Every rank sees the same global loss, so every rank stops here together.
       if (!std::isfinite(gl.mean))
-        throw dist::CollectiveError(fmt::format(
-            "the loss became {} at step {}: training stopped{}", gl.mean, step,
-            last_saved_ >= 0
-                ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
-                : " (no checkpoint was saved yet; try a lower --lr)"));
+        throw dist::CollectiveError(fmt::format("the loss became {} at step {}: training stopped{}", gl.mean,
+                                                step, why_not_finite(step)));
       // The gradient of the global mean: this rank's share of the scored tokens (1/R when even). The
       // reduce-scatter below then sums the ranks' gradients.
       const float share = R_ == 1 ? 1.0f : static_cast<float>(static_cast<double>(scored) / gl.scored);

@@ -573,6 +573,27 @@ Last line ends with the token<|endoftext|>"""
 
 
 # ---------------------------------------------------------------------------------------------
+def long_runs_text():
+    """Single pre-tokens of tens of thousands of bytes: the merge loop for long pieces (bpe.cpp's
+    merge_large) against tiktoken, on the inputs where a slow merge loop shows (one letter, no
+    spaces). Each run length is odd or prime, so the merges leave a tail."""
+    r = random.Random(7)
+    out = [
+        "a" * 100003 + "\n",
+        " " + "Z" * 10007 + "\n",
+        "ab" * 5003 + "\n",
+        "aab" * 3001 + "\n",
+        "\u00e9" * 5003 + "\n",
+        "\u4e2d" * 3001 + "\n",
+        "1" * 10007 + "\n",
+        "!" * 10007 + "\n",
+        "".join(chr(r.randrange(97, 123)) for _ in range(20011)) + "\n",
+        "x" * 20011,
+    ]
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
 def mixed_misc_text():
     def span(lo, hi):
         return "".join(chr(c) for c in range(lo, hi))
@@ -626,6 +647,7 @@ def main():
     write("contractions.txt", contractions_text())
     write("punctuation.txt", PUNCTUATION)
     write("long_words.txt", long_words_text())
+    write("long_runs.txt", long_runs_text())
     write("special.txt", SPECIAL)
     write("mixed_misc.txt", mixed_misc_text())
 
