@@ -123,7 +123,7 @@ gen b2 --prompt "The" -n 20 --beam 3 --num-samples 2 --format ids --no-kv-cache
 [[ -z $why ]] && why=$(why_same "$TMP/b1.out" "$TMP/b2.out")
 report "beam: two hypotheses, the same without the cache" "$why"
 
-# ---- --device: the DeviceDecoder (here on the staged CPU backend: device memory, CPU kernels) ------
+# ---- --device: the same Decoder on another backend (the staged CPU one: device memory, CPU kernels) -
 # Greedy with a repetition penalty, so that the tokens vary (plain greedy soon repeats one).
 gen d1 --prompt "The" -n 90 --greedy --repetition-penalty 3 --format ids
 gen d2 --prompt "The" -n 90 --greedy --repetition-penalty 3 --format ids --device cpu-staged
@@ -133,7 +133,10 @@ report "--device cpu-staged: greedy gives --device cpu's 90 tokens (the 64-token
 gen d3 --prompt "The" -n 20 --beam 3 --num-samples 2 --format ids --device cpu-staged
 report "--device cpu-staged: beam search gives --device cpu's hypotheses" "$(why_run "$TMP/d3.err")$(why_same "$TMP/d3.out" "$TMP/b1.out")"
 expect_error "error: unknown device" "tpu" generate --model "$M" --device tpu --prompt hi
-expect_error "error: --weights q8 on a device" "--weights" generate --model "$M" --device cpu-staged --weights q8 --prompt hi
+# q8 weights are weight handles any backend with kernels for them holds: the staged one does.
+gen d4 --prompt "The" -n 40 --greedy --repetition-penalty 3 --format ids --weights q8
+gen d5 --prompt "The" -n 40 --greedy --repetition-penalty 3 --format ids --weights q8 --device cpu-staged
+report "--device cpu-staged --weights q8: the tokens of --device cpu" "$(why_run "$TMP/d5.err")$(why_same "$TMP/d4.out" "$TMP/d5.out")"
 
 # ---- stop strings, prompts ------------------------------------------------------------------------
 gen st0 --prompt "The" -n 30 --greedy
@@ -233,7 +236,8 @@ last=$(tail -n 1 "$TMP/benchd.out")
 for key in prefill_tokens_per_s decode_tokens_per_s decode_tokens_per_s_batch1; do
   [[ -z $why && $last != *"\"$key\":"* ]] && why="last line has no $key: $last"
 done
-[[ -z $why ]] && ! grep -q '^decode: *batch 3:' "$TMP/benchd.out" && why="no batch-3 decode line: $(excerpt "$TMP/benchd.out")"
+[[ -z $why ]] && ! grep -q '^decode: *3 x 4 tokens' "$TMP/benchd.out" && why="no batch-3 decode line: $(excerpt "$TMP/benchd.out")"
+[[ -z $why ]] && ! grep -q '^ *batch 1: 4 tokens' "$TMP/benchd.out" && why="no batch-1 decode line: $(excerpt "$TMP/benchd.out")"
 report "bench generate --device: decode tokens/s at batch 1 and at --batch, JSON last" "$why"
 
 # A model with more output rows than its vocabulary has tokens (--vocab-size beyond a character

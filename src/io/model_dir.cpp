@@ -278,16 +278,20 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opt) {
              t.name);
     }
   }
-  for (const auto& [name, p] : wanted) {
-    auto it = found.find(name);
-    if (it == found.end())
-      fail("{}: tensor \"{}\" is missing from {}", mismatch, name,
-           files.size() == 1 ? base_name(files[0].name()) : "the safetensors shards");
-    const TensorEntry* t = it->second.tensor;
-    const bool q8_part = stored == ops::WeightType::Q8 && is_packed_matrix(*p);
-    if (!q8_part && t->shape != p->shape)
-      fail("{}: tensor \"{}\" is {} in {}, the config needs {}", mismatch, t->name, shape_string(t->shape),
-           base_name(it->second.file->name()), shape_string(p->shape));
+  // In the layout's order, so the first error is the first tensor of the model that is wrong.
+  for (const ParamInfo& p : layout) {
+    const bool q8_matrix = stored == ops::WeightType::Q8 && is_packed_matrix(p);
+    for (const std::string& name : q8_matrix ? std::vector<std::string>{p.name, p.name + ".scales"}
+                                             : std::vector<std::string>{p.name}) {
+      auto it = found.find(name);
+      if (it == found.end())
+        fail("{}: tensor \"{}\" is missing from {}", mismatch, name,
+             files.size() == 1 ? base_name(files[0].name()) : "the safetensors shards");
+      const TensorEntry* t = it->second.tensor;
+      if (!q8_matrix && t->shape != p.shape)  // (q8 shapes: read_q8_matrix)
+        fail("{}: tensor \"{}\" is {} in {}, the config needs {}", mismatch, t->name, shape_string(t->shape),
+             base_name(it->second.file->name()), shape_string(p.shape));
+    }
   }
   auto q8 = [&](const ParamInfo& p) {
     const Found& w = found.at(p.name);
@@ -334,7 +338,10 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opt) {
     const auto& [file, t] = found.at(p.name);
     values.resize(p.numel);
     file->read_f32(*t, values);
+    const size_t before = finite.count();
     finite.add(p.name, values, p.shape);
+    // Non-finite values cannot be quantized: with check = Fail the whole report comes at the end.
+    if (finite.count() != before && opt.check == WeightCheck::Fail) continue;
     model.set_packed_matrix(p.name, pack_parameter(p, values.data(), type));
   }
   finite.report(dir, opt.check);

@@ -28,6 +28,7 @@ class FiniteCheck {
   // Every tensor of a model's parameter arena.
   void add_model(const GPT& model);
   bool ok() const { return count_ == 0; }
+  size_t count() const { return count_; }  // non-finite values so far
   // "tensor \"h.1.mlp.c_fc.weight\" holds 1 NaN or infinite value (the first at [3, 5])", and
   // how many more other tensors hold.
   std::string describe() const;
