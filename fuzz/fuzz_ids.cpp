@@ -1,4 +1,5 @@
-// libFuzzer: the id text format read by `gpt detokenize`, then decoding those ids.
+// libFuzzer: the id text formats, the list `gpt detokenize` reads (then decoding those ids) and the
+// matrix `gpt logits` reads.
 #include <string_view>
 
 #include "core/error.h"
@@ -9,6 +10,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     auto ids = gpt::parse_ids(std::string_view(reinterpret_cast<const char*>(data), size));
     tok->decode(ids);
+  } catch (const gpt::Error&) {
+  }
+  try {
+    const std::string_view text(reinterpret_cast<const char*>(data), size);
+    const gpt::IdMatrix m = gpt::parse_id_matrix(text, "fuzz", size % 2 == 0);
+    if (m.values.size() != static_cast<size_t>(m.rows) * m.cols) __builtin_trap();
   } catch (const gpt::Error&) {
   }
   return 0;

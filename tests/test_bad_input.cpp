@@ -26,6 +26,7 @@
 #include "finetune/records.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
+#include "io/peft.h"
 #include "model/lora.h"
 #include "serve/attention.h"
 #include "test_util.h"

@@ -85,6 +85,30 @@ TEST(Cpu, LevelIsConsistentWithTheFeaturesAndTheCap) {
   EXPECT_NE(f.summary().find("dispatch " + level), std::string::npos);
 }
 
+TEST(IdsText, MatrixOfRows) {
+  const IdMatrix m = parse_id_matrix("1 2 3\n\n 4\t5 6\r\n", "ids.txt", false);
+  EXPECT_EQ(m.rows, 2);
+  EXPECT_EQ(m.cols, 3);
+  EXPECT_EQ(m.values, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(parse_id_matrix("-1 7\n", "t.txt", true).values, (std::vector<int64_t>{-1, 7}));
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"1 2\n3\n", "ids.txt: line 2 has 1 ids, line 1 has 2"},
+      {"-1 7\n", "ids.txt: line 1: '-1' is not a token id"},
+      {"1 -2\n", "ids.txt: line 1: '-2' is not a token id"},
+      {"4294967296\n", "is not a token id"},
+      {"1 \xFF\n", "'\\xFF' is not a token id"},
+      {" \n\t\n", "ids.txt: no token ids"},
+  };
+  for (const auto& [text, want] : bad) {
+    try {
+      parse_id_matrix(text, "ids.txt", false);
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(IdsText, ParsesAndFormats) {
   EXPECT_EQ(parse_ids(" 1\n22\t333\r\n4294967295 "), (std::vector<TokenId>{1, 22, 333, 4294967295u}));
   EXPECT_EQ(parse_ids(""), std::vector<TokenId>{});

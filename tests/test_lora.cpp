@@ -13,6 +13,7 @@
 #include "grad_check.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
+#include "io/peft.h"
 #include "model/lora.h"
 #include "train/adamw.h"
 

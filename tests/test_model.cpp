@@ -27,6 +27,9 @@ TEST(Config, PresetParameterCounts) {
   // GPT-1: 12 x 768, context 512, vocabulary 40478, no final LayerNorm.
   EXPECT_EQ(preset_config("gpt1").num_parameters(), 116'534'784u);
   EXPECT_EQ(preset_config("gpt2").num_matmul_parameters(), 123'532'032u);
+  // MFU's count (PaLM, llm.c): 6 N + 12 L T C with N = 124,439,808 - 1024 * 768; a third forward only.
+  EXPECT_EQ(preset_config("gpt2").mfu_flops_per_token(1024, true), 6.0 * 123'653'376 + 12.0 * 12 * 1024 * 768);
+  EXPECT_EQ(preset_config("gpt2").mfu_flops_per_token(1024, false), (6.0 * 123'653'376 + 12.0 * 12 * 1024 * 768) / 3);
   for (const auto& name : preset_names()) {
     ModelConfig c = preset_config(name);
     auto layout = parameter_layout(c);

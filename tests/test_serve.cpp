@@ -12,6 +12,7 @@
 #include <chrono>
 #include <thread>
 
+#include "backend/staged_backend.h"
 #include "core/error.h"
 #include "generate/generator.h"
 #include "model/gpt.h"
@@ -139,19 +140,20 @@ struct TinyModel {
   std::shared_ptr<const Tokenizer> tok;
 };
 
-TinyModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), int width = 32) {
+TinyModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), int width = 32,
+                     Backend* device = nullptr) {
   ModelConfig c;
   c.n_layer = 2;
   c.n_head = 2;
   c.n_embd = width;
   c.n_ctx = 64;
   c.vocab_size = 50257;
-  GPT m(c);
+  GPT m(c, device ? *device : cpu_backend());
   m.init_gpt2(11);
   for (const auto& p : m.layout())
     if (p.name == "wte.weight")
       for (size_t i = 0; i < p.numel; i++) m.params()[p.offset + i] *= 8.0f;
-  m.pack(ops::WeightType::F32);
+  if (!device) m.pack(ops::WeightType::F32);  // on a device: its fp32 masters, as a GPU serves
   return {std::move(m), std::move(tok)};
 }
 
@@ -229,6 +231,28 @@ TEST(ServeScheduler, ConcurrentGreedyMatchesGeneratorOneAtATime) {
   EXPECT_EQ(m.slots_busy, 0);
   EXPECT_GT(m.step_rows, m.steps);  // steps did run several rows at once
   EXPECT_EQ(m.ttft.count, ps.size());
+}
+
+// Any backend serves: the same weights on the staged backend (device memory, as a GPU holds them,
+// in training storage) give the CPU's packed model's greedy tokens, through the same scheduler.
+TEST(ServeScheduler, ADeviceBackendServesTheSameTokens) {
+  StagedCpuBackend staged;
+  TinyModel cpu = tiny_model();
+  TinyModel dev = tiny_model(gpt2_tokenizer(), 32, &staged);
+  ASSERT_FALSE(dev.model.packed());
+  const auto ps = prompts();
+  Scheduler a(cpu.model, cpu.tok, 3), b(dev.model, dev.tok, 3);
+  std::vector<std::shared_ptr<Job>> ja, jb;
+  for (size_t i = 0; i < ps.size(); i++) {
+    ja.push_back(a.submit(request(ps[i], 16)));
+    jb.push_back(b.submit(request(ps[i], 16)));
+  }
+  for (size_t i = 0; i < ps.size(); i++) {
+    const JobOutput x = drain(*ja[i]), y = drain(*jb[i]);
+    EXPECT_EQ(x.ids[0], y.ids[0]) << "request " << i;
+    EXPECT_EQ(x.text[0], y.text[0]) << "request " << i;
+  }
+  EXPECT_GT(staged.uploads, 0);  // it ran on the staged backend's memory
 }
 
 TEST(ServeScheduler, JoiningMidFlightChangesNothing) {

@@ -38,15 +38,6 @@ struct BenchModelArgs {
   int freeze_below = -1;  // train-step: embeddings and blocks below this one frozen
 };
 
-// The FLOPs per token that model FLOPs utilisation counts (issue 7's definition, PaLM's and llm.c's
-// rule): 6 N + 12 L T C for a training step, N the parameters without the position table, and a
-// third of that for a forward pass. Banded attention is counted as dense, as in that rule.
-double mfu_flops_per_token(const ModelConfig& c, int T, bool train) {
-  const double N = static_cast<double>(c.num_parameters()) - static_cast<double>(c.n_ctx) * c.n_embd;
-  const double per_token = 6.0 * N + 12.0 * c.n_layer * static_cast<double>(T) * c.n_embd;
-  return train ? per_token : per_token / 3.0;
-}
-
 void run_bench_model(const BenchModelArgs& a, bool train) {
   if (a.threads > 0) set_num_threads(a.threads);
   ModelConfig cfg = a.model.resolve("gpt2");
@@ -115,7 +106,7 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   // MFU against the device's dense bf16 peak; none where the peak is unknown (the CPU: its fp32
   // ceiling is `gpt bench gemm`'s to measure).
   const double peak = be.peak_bf16_flops();
-  const double mfu = peak > 0 ? tokens_per_s * mfu_flops_per_token(cfg, a.seq, train) / peak : 0.0;
+  const double mfu = peak > 0 ? tokens_per_s * cfg.mfu_flops_per_token(a.seq, train) / peak : 0.0;
   const std::string precision = be.act_type() == ActType::BF16 ? "bf16 mixed precision" : "fp32";
   std::string s;
   s += fmt::format("model:     {} ({} parameters), B={} T={}, {}, {}\n", cfg.preset,

@@ -15,6 +15,7 @@
 #include "finetune/loop.h"
 #include "finetune/records.h"
 #include "io/model_dir.h"
+#include "io/peft.h"
 #include "model/lora.h"
 
 namespace gpt::cli {

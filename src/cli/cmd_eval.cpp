@@ -19,6 +19,7 @@
 #include "eval/evaluate.h"
 #include "eval/rouge.h"
 #include "finetune/records.h"
+#include "finetune/summarize.h"
 #include "finetune/template.h"
 #include "generate/generator.h"
 #include "io/hf_config.h"
@@ -91,46 +92,44 @@ std::vector<std::string> read_texts(const std::string& path, const std::string& 
 
 // --generate: summaries of --input's source texts by the model (greedy, GPT-2's "TL;DR: " prompt,
 // up to the first newline or <|endoftext|>), with the records' references beside them.
-void generate_summaries(const EvalArgs& a, std::vector<std::string>* hyp, std::vector<std::string>* ref) {
+void summaries_for_rouge(const EvalArgs& a, std::vector<std::string>* hyp, std::vector<std::string>* ref) {
   if (a.model.empty()) fail("--rouge --generate needs --model DIR");
   if (a.input.empty())
     fail("--rouge --generate needs --input FILE (records with the source text and its reference)");
   if (!a.hyp.empty() || !a.ref.empty()) fail("--rouge --generate takes --input, not --hyp/--ref");
   if (a.max_new_tokens < 1) fail("--max-new-tokens must be at least 1");
-  const std::string ref_field = a.ref_field.empty() ? "summary" : a.ref_field;
   ReadOptions ro;
   ro.skip_bad_lines = a.skip_bad;
   const std::vector<Record> recs = read_records(a.input, ro);
   LoadedModel lm = load_for_inference(a.model);
   if (!lm.tokenizer) fail("{} has no vocabulary files", a.model);
   Generator gen(lm.model, lm.tokenizer);
-  GenerateSettings gs;
-  gs.max_new_tokens = a.max_new_tokens;
-  gs.sampling.greedy = true;
-  gs.stop = {"\n"};
-  gs.logprobs = false;
+  SummarizeOptions so;
+  so.source_field = a.source_field;
+  if (!a.ref_field.empty()) so.reference_field = a.ref_field;
+  so.max_new_tokens = a.max_new_tokens;
+  so.path = a.input;
+  if (!a.quiet && isatty(2))
+    so.progress = [](size_t i, size_t n) { std::fprintf(stderr, "\reval: summary %zu/%zu", i, n); };
+  const std::vector<SummaryPair> pairs = generate_summaries(gen, recs, so);
+  if (so.progress) std::fprintf(stderr, "\n");
   std::string out;
-  for (size_t i = 0; i < recs.size(); i++) {
-    const std::string src = require_text(recs[i], a.source_field, a.input);
-    ref->push_back(require_text(recs[i], ref_field, a.input));
-    const std::vector<TokenId> prompt = lm.tokenizer->encode(summarize_prompt(src));
-    const std::vector<SampleResult> r = gen.generate(prompt, gs);
-    hyp->push_back(r.at(0).text);
+  for (size_t i = 0; i < pairs.size(); i++) {
+    hyp->push_back(pairs[i].hypothesis);
+    ref->push_back(pairs[i].reference);
     nlohmann::ordered_json j;
     j["index"] = i;
-    j["hypothesis"] = hyp->back();
-    j["reference"] = ref->back();
+    j["hypothesis"] = pairs[i].hypothesis;
+    j["reference"] = pairs[i].reference;
     out += j.dump() + "\n";
-    if (!a.quiet && isatty(2)) std::fprintf(stderr, "\reval: summary %zu/%zu", i + 1, recs.size());
   }
-  if (!a.quiet && isatty(2)) std::fprintf(stderr, "\n");
   if (!a.hyp_out.empty()) write_file_atomic(a.hyp_out, out);
 }
 
 void run_rouge(const EvalArgs& a) {
   std::vector<std::string> hyp, ref;
   if (a.generate) {
-    generate_summaries(a, &hyp, &ref);
+    summaries_for_rouge(a, &hyp, &ref);
   } else {
     if (a.hyp.empty() || a.ref.empty()) fail("--rouge needs --hyp FILE and --ref FILE (or --generate)");
     hyp = read_texts(a.hyp, a.hyp_field);

@@ -12,6 +12,7 @@
 #include "core/io.h"
 #include "io/hf_config.h"
 #include "io/model_dir.h"
+#include "io/peft.h"
 #include "model/lora.h"
 
 namespace gpt::cli {

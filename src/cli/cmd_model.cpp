@@ -15,6 +15,7 @@
 #include "core/memory.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
+#include "io/peft.h"
 #include "model/lora.h"
 #include "tokenizer/ids_text.h"
 #include "train/device_model.h"
@@ -60,47 +61,6 @@ void run_init(const InitArgs& a) {
                                : std::string("no vocabulary files")));
 }
 
-// Reads B lines of T integers each (all lines the same length).
-template <typename Int>
-std::vector<Int> read_matrix(const std::string& path, int* B, int* T, bool allow_negative) {
-  const std::string text = read_file(path);
-  std::vector<Int> out;
-  int rows = 0, cols = -1;
-  size_t line_start = 0;
-  while (line_start < text.size()) {
-    size_t line_end = text.find('\n', line_start);
-    if (line_end == std::string::npos) line_end = text.size();
-    std::string_view line(text.data() + line_start, line_end - line_start);
-    line_start = line_end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    int n = 0;
-    size_t p = 0;
-    while (p < line.size()) {
-      while (p < line.size() && (line[p] == ' ' || line[p] == '\t' || line[p] == '\r')) p++;
-      if (p == line.size()) break;
-      size_t q = p;
-      while (q < line.size() && line[q] != ' ' && line[q] != '\t' && line[q] != '\r') q++;
-      long long v = 0;
-      auto r = std::from_chars(line.data() + p, line.data() + q, v);
-      if (r.ec != std::errc() || r.ptr != line.data() + q || v > 0xFFFFFFFFLL ||
-          (v < 0 && !(allow_negative && v == -1)))
-        fail("{}: line {}: '{}' is not a token id", path, rows + 1,
-             std::string(line.substr(p, q - p)).substr(0, 40));
-      out.push_back(static_cast<Int>(v));
-      n++;
-      p = q;
-    }
-    if (cols >= 0 && n != cols)
-      fail("{}: line {} has {} ids, line 1 has {}: every row needs the same length", path, rows + 1, n, cols);
-    cols = n;
-    rows++;
-  }
-  if (rows == 0) fail("{}: no token ids", path);
-  *B = rows;
-  *T = cols;
-  return out;
-}
-
 struct LogitsArgs {
   std::string model, ids, targets, out, device = "cpu";
   std::string adapter;  // a LoRA adapter directory: grads are then the adapters' (grad.PEFT_NAME)
@@ -111,13 +71,15 @@ void run_logits(const LogitsArgs& a) {
   Backend& be = backend_for(a.device);
   LoadedModel lm = load_model_dir(a.model);
   GPT model = on_backend(std::move(lm.model), be);
-  int B = 0, T = 0;
-  std::vector<TokenId> x = read_matrix<TokenId>(a.ids, &B, &T, false);
+  const IdMatrix xm = parse_id_matrix(read_file(a.ids), a.ids, false);
+  const int B = xm.rows, T = xm.cols;
+  const std::vector<TokenId> x(xm.values.begin(), xm.values.end());
   std::vector<int32_t> y;
   if (!a.targets.empty()) {
-    int tb = 0, tt = 0;
-    y = read_matrix<int32_t>(a.targets, &tb, &tt, true);
-    if (tb != B || tt != T) fail("--targets has shape [{}, {}] but --ids has [{}, {}]", tb, tt, B, T);
+    const IdMatrix ym = parse_id_matrix(read_file(a.targets), a.targets, true);
+    if (ym.rows != B || ym.cols != T)
+      fail("--targets has shape [{}, {}] but --ids has [{}, {}]", ym.rows, ym.cols, B, T);
+    y.assign(ym.values.begin(), ym.values.end());
   }
   if (a.grads && y.empty()) fail("--grads needs --targets");
   const bool train = a.grads;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "io/peft.h"
 #include "core/json.h"
 #include "core/rng.h"
 #include "io/safetensors.h"

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/io.h"
+#include "io/peft.h"
 #include "core/progress.h"
 #include "io/model_dir.h"
 #include "ops/ops.h"

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/half.h"  // the F16 and BF16 conversions
 #include "core/io.h"  // AtomicFileWriter
 
 namespace gpt {
@@ -28,11 +29,6 @@ size_t dtype_size(DType d);
 // "[768, 2304]"
 std::string shape_string(std::span<const int64_t> shape);
 
-// IEEE half and bfloat16 <-> float32 (round to nearest even; NaN stays NaN).
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);
-float bf16_to_f32(uint16_t b);
-uint16_t f32_to_bf16(float f);
 
 struct TensorEntry {
   std::string name;

@@ -61,6 +61,12 @@ static double attention_span(const ModelConfig& c, int T) {
   return sum;
 }
 
+double ModelConfig::mfu_flops_per_token(int T, bool train) const {
+  const double N = static_cast<double>(num_parameters()) - static_cast<double>(n_ctx) * n_embd;
+  const double per_token = 6.0 * N + 12.0 * n_layer * static_cast<double>(T) * n_embd;
+  return train ? per_token : per_token / 3.0;
+}
+
 double ModelConfig::forward_flops_per_token(int T) const {
   return 2.0 * static_cast<double>(num_matmul_parameters()) + 4.0 * n_embd * attention_span(*this, T);
 }

@@ -44,6 +44,10 @@ struct ModelConfig {
   // Forward + backward FLOPs per token at sequence length T (6 N + attention 12 L C T_eff).
   double train_flops_per_token(int T) const;
   double forward_flops_per_token(int T) const;
+  // The FLOPs per token that model FLOPs utilisation counts (PaLM's and llm.c's rule): 6 N + 12 L T C
+  // for a training step, N the parameters without the position table, and a third of that for a
+  // forward pass. Banded attention is counted as dense, as in that rule.
+  double mfu_flops_per_token(int T, bool train) const;
   // Multi-line human-readable summary.
   std::string describe() const;
 };

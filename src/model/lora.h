@@ -2,7 +2,7 @@
 // becomes y = x W + b + scale * B(A(drop(x))), with A [r, in], B [out, r], scale = alpha / r, and
 // only A and B train. B starts at zero, so an attached adapter changes nothing until it learns.
 //
-// Layout and names follow Hugging Face PEFT on GPT-2, so adapters interchange: A is lora_A.weight
+// Layout and names follow Hugging Face PEFT on GPT-2, so adapters interchange (the files: io/peft.h): A is lora_A.weight
 // (nn.Linear(in, r).weight, [r, in]), B is lora_B.weight ([out, r]); the update to GPT-2's Conv1D
 // weight [in, out] is scale * (B A)^T (fan_in_fan_out). See docs/lora.md.
 //
@@ -112,13 +112,6 @@ class LoraAdapters {
 // The PEFT tensor names and shapes, in PEFT's order (by layer, then c_attn, c_proj, c_fc, c_proj):
 // what adapter_model.safetensors must hold for `model` and `cfg`.
 std::vector<LoraTensor> lora_layout(const ModelConfig& model, const LoraConfig& cfg);
-
-// Writes DIR/adapter_model.safetensors (PEFT names, fp32) and DIR/adapter_config.json (PEFT's
-// LoraConfig for a CAUSAL_LM on GPT-2's Conv1D: fan_in_fan_out true, bias "none"), each atomically.
-void save_lora(const std::string& dir, const LoraAdapters& adapters, const std::string& base_model_name);
-// Reads what save_lora writes (or PEFT's save_pretrained) for `model`: every tensor present with
-// the shape `model` and the config want, nothing else; one gpt::Error naming the first mismatch.
-LoraAdapters load_lora(const std::string& dir, const GPT& model);
 
 // W += scale * (B A)^T for every adapter: the base alone then computes what base + adapters did.
 void merge_lora(GPT& model, const LoraAdapters& adapters);

@@ -57,4 +57,40 @@ std::string format_ids(std::span<const TokenId> ids) {
   return out;
 }
 
+IdMatrix parse_id_matrix(std::string_view text, std::string_view name, bool allow_ignore) {
+  IdMatrix m;
+  m.cols = -1;
+  size_t line_start = 0;
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (line_start < text.size()) {
+    size_t line_end = text.find('\n', line_start);
+    if (line_end == std::string_view::npos) line_end = text.size();
+    const std::string_view line = text.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    int n = 0;
+    size_t p = 0;
+    while (p < line.size()) {
+      while (p < line.size() && blank(line[p])) p++;
+      if (p == line.size()) break;
+      size_t q = p;
+      while (q < line.size() && !blank(line[q])) q++;
+      int64_t v = 0;
+      auto r = std::from_chars(line.data() + p, line.data() + q, v);
+      if (r.ec != std::errc() || r.ptr != line.data() + q || v > 0xFFFFFFFFLL || (v < 0 && !(allow_ignore && v == -1)))
+        fail("{}: line {}: '{}' is not a token id{}", name, m.rows + 1, printable(line.substr(p, q - p)),
+             allow_ignore ? " (or -1)" : "");
+      m.values.push_back(v);
+      n++;
+      p = q;
+    }
+    if (m.cols >= 0 && n != m.cols)
+      fail("{}: line {} has {} ids, line 1 has {}: every row needs the same length", name, m.rows + 1, n, m.cols);
+    m.cols = n;
+    if (++m.rows > (1 << 30)) fail("{}: more than 2^30 rows", name);
+  }
+  if (m.rows == 0) fail("{}: no token ids", name);
+  return m;
+}
+
 }  // namespace gpt

@@ -17,7 +17,7 @@
 
 #include "core/cpu.h"
 #include "core/error.h"
-#include "io/safetensors.h"  // f32_to_bf16, f32_to_f16 and back
+#include "core/half.h"
 #include "ops/cpu/packed_kernels.h"
 #include "ops/ops.h"
 
