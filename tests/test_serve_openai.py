@@ -41,10 +41,10 @@ def run(gpt, *args):
     return p.stdout
 
 
-def start_server(gpt, model, parallel):
+def start_server(gpt, model, parallel, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([gpt, "serve", "--model", model, "--port", "0", "--parallel", str(parallel),
-                             "--api-key", KEY, "--threads", "1"],
+                             "--api-key", KEY, "--threads", "1", *extra],
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -127,6 +127,7 @@ def main():
     client = openai.OpenAI(base_url=base, api_key=KEY, max_retries=0)
     try:
         tests(gpt, model, port, base, client)
+        device_tests(gpt, model, client)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -137,6 +138,30 @@ def main():
         check("SIGTERM shuts the server down cleanly", rc == 0, f"exit status {rc}")
     print(f"{len(FAILED)} failed" + (f": {FAILED}" if FAILED else ""))
     sys.exit(1 if FAILED else 0)
+
+
+def device_tests(gpt, model, cpu_client):
+    """The same server on another backend: --device cpu-staged (device memory, as a GPU holds the
+    weights) answers with --device cpu's greedy completions."""
+    proc, port = start_server(gpt, model, 2, "--device", "cpu-staged")
+    try:
+        dev = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+        prompts = ["The quick brown fox", "Once upon a time", "1 2 3 4", "<|endoftext|>"]
+        same = []
+        for p in prompts:
+            a = cpu_client.completions.create(model="m", prompt=p, max_tokens=24, temperature=0)
+            b = dev.completions.create(model="m", prompt=p, max_tokens=24, temperature=0)
+            same.append((a.choices[0].text == b.choices[0].text, a.choices[0].text, b.choices[0].text))
+        check("serve --device cpu-staged: greedy completions == --device cpu's", all(x[0] for x in same),
+              "; ".join(f"{x[1]!r} vs {x[2]!r}" for x in same if not x[0]))
+        m = dev.models.list()
+        check("serve --device cpu-staged: /v1/models answers", len(m.data) == 1, str(m)[:200])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def tests(gpt, model, port, base, client):
