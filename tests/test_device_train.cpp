@@ -161,9 +161,9 @@ TEST(DeviceTrain, StagedBackendEqualsTheCpuBitForBitThroughASaveAndResume) {
   d.out_dir = dev;
   d.device = "cpu-staged";
   d.save_every = 4;
-  setenv("GPT_TEST_STOP_AFTER_STEP", "6", 1);  // a checkpoint at 4, steps 5-6 logged, then gone
+  d.hooks.stop_after = [](int64_t step) { return step == 6; };  // a checkpoint at 4, steps 5-6 logged, then gone
   train(d);
-  unsetenv("GPT_TEST_STOP_AFTER_STEP");
+  d.hooks = {};
   ASSERT_EQ(find_checkpoint(dev)->step, 4);
   d.resume = true;
   train(d);

@@ -219,9 +219,9 @@ TEST(Trainer, ResumeContinuesBitExactlyAndKeepsOneMetricsLinePerStep) {
     TrainConfig p = c;
     p.out_dir = parts;
     p.save_every = 6;
-    setenv("GPT_TEST_STOP_AFTER_STEP", "8", 1);
+    p.hooks.stop_after = [](int64_t step) { return step == 8; };
     train(p);
-    unsetenv("GPT_TEST_STOP_AFTER_STEP");
+    p.hooks = {};
     auto ck = find_checkpoint(parts);
     ASSERT_TRUE(ck);
     EXPECT_EQ(ck->step, 6);

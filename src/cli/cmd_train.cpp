@@ -1,13 +1,21 @@
 // gpt train: causal-LM pretraining (or continued training) on token shards. The loop itself is
 // the engine's (train/trainer.h); this file maps flags onto TrainConfig.
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dist/communicator.h"
+#include "generate/generator.h"
 #include "train/trainer.h"
 
 namespace gpt::cli {
@@ -20,6 +28,30 @@ struct TrainArgs {
   std::optional<float> min_lr;
   int threads = 0;
 };
+
+// The test suite's fault injection (tests/test_cli_*.sh), bound to the engine's hooks:
+//   GPT_TEST_KILL_AT_STEP=N    SIGKILL right after optimizer step N (before anything of it is saved)
+//   GPT_TEST_POISON_AT_STEP=N  a NaN in the first weight before step N
+//   GPT_TEST_FAIL_ON_RANK=R:N  an ordinary error on rank R alone at step N
+//   GPT_TEST_STOP_AFTER_STEP=N the run ends after step N without the final save
+TrainHooks test_hooks_from_environment() {
+  auto step_of = [](const char* var) -> int64_t {
+    const char* e = std::getenv(var);
+    return e ? std::atoll(e) : -1;
+  };
+  TrainHooks h;
+  if (const int64_t n = step_of("GPT_TEST_KILL_AT_STEP"); n >= 0)
+    h.after_step = [n](int64_t step) {
+      if (step == n) ::kill(::getpid(), SIGKILL);
+    };
+  if (const int64_t n = step_of("GPT_TEST_POISON_AT_STEP"); n >= 0)
+    h.poison_before = [n](int64_t step) { return step == n; };
+  if (const char* e = std::getenv("GPT_TEST_FAIL_ON_RANK"))
+    h.fail_at = [want = std::string(e)](int rank, int64_t step) { return fmt::format("{}:{}", rank, step) == want; };
+  if (const int64_t n = step_of("GPT_TEST_STOP_AFTER_STEP"); n >= 0)
+    h.stop_after = [n](int64_t step) { return step == n; };
+  return h;
+}
 
 void run_train(TrainArgs& a) {
   if (a.threads < 0) fail("--threads must not be negative");
@@ -41,6 +73,23 @@ void run_train(TrainArgs& a) {
   if (a.model.dropout) c.dropout = *a.model.dropout;
   c.schedule.kind = parse_schedule(a.schedule);
   c.schedule.min_lr = a.min_lr ? *a.min_lr : c.schedule.lr / 10.0f;
+  c.hooks = test_hooks_from_environment();
+  c.sampler = [](GPT& model, const std::shared_ptr<const Tokenizer>& tok, int tokens, uint64_t seed) {
+    // From <|endoftext|> (or a newline, or id 0 in a vocabulary with neither), temperature 0.8, top-k 200.
+    std::vector<TokenId> prompt;
+    if (auto eot = tok->eot_token()) prompt.push_back(*eot);
+    else prompt = tok->encode("\n");
+    if (prompt.empty()) prompt.push_back(0);
+    GenerateSettings s;
+    s.max_new_tokens = tokens;
+    s.sampling.temperature = 0.8f;
+    s.sampling.top_k = 200;
+    s.sampling.seed = seed;
+    s.stop_at_eot = false;
+    s.logprobs = false;
+    Generator gen(model, tok);
+    return gen.generate(prompt, s).at(0).text;
+  };
   try {
     train(c);
   } catch (const dist::CollectiveError&) {

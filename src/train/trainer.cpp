@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,6 +81,7 @@ void check_hyperparameters(const TrainConfig& c) {
     fail("--eval-every, --save-every and --sample-every must not be negative");
   if (c.eval_batches < 1) fail("--eval-batches must be at least 1 (got {})", c.eval_batches);
   if (c.sample_tokens < 1) fail("--sample-tokens must be at least 1 (got {})", c.sample_tokens);
+  if (c.sample_every > 0 && !c.sampler) fail("internal error: --sample-every without a sampler (TrainConfig::sampler)");
 }
 
 json loader_json(const LoaderState& s) {
@@ -92,31 +92,6 @@ json loader_json(const LoaderState& s) {
 
 // A plain line for logs (stdout not a terminal) or the progress bar's tail.
 std::string fmt_seconds(double s) { return format_duration(s); }
-
-// Fault injection for the tests: GPT_TEST_KILL_AT_STEP=N sends SIGKILL to this process right after
-// optimizer step N (before anything of that step is saved).
-void maybe_die_at_step(int64_t step) {
-  const char* e = std::getenv("GPT_TEST_KILL_AT_STEP");
-  if (e && std::atoll(e) == step) ::kill(::getpid(), SIGKILL);
-}
-// The in-process version for unit tests: GPT_TEST_STOP_AFTER_STEP=N ends the run after step N
-// without the final save.
-// GPT_TEST_POISON_AT_STEP=N writes a NaN into the first weight before step N: the loss must
-// become NaN and training must stop cleanly.
-bool poison_at(int64_t step) {
-  const char* e = std::getenv("GPT_TEST_POISON_AT_STEP");
-  return e && std::atoll(e) == step;
-}
-// GPT_TEST_FAIL_ON_RANK=R:N throws an ordinary error on rank R alone at step N: the other ranks must
-// not hang.
-bool fail_on_rank(int rank, int64_t step) {
-  const char* e = std::getenv("GPT_TEST_FAIL_ON_RANK");
-  return e && fmt::format("{}:{}", rank, step) == e;
-}
-bool stop_after(int64_t step) {
-  const char* e = std::getenv("GPT_TEST_STOP_AFTER_STEP");
-  return e && std::atoll(e) == step;
-}
 
 // Runs f on every rank. An error that every rank raised becomes a CollectiveError (rank 0 reports
 // it); an error that only some raised ends the run through abort, naming the rank. One rank: f's
@@ -358,43 +333,12 @@ double Run::validation_loss() {
 }
 
 std::string Run::sample() {
-  // A short sample to watch the model learn: temperature 0.8, top-k 200, from the end-of-text
-  // token (or a newline). Row 0 of a (B, T) batch carries the text, so the training plan is reused;
-  // the window slides once it fills.
+  // A short sample to watch the model learn, through the sampler the caller gave (the generation
+  // code: a KV-cache decoder over this very model), with dropout off.
   model_->set_dropout(0.0f);
-  std::vector<TokenId> ctx;
-  if (auto eot = tok_->eot_token()) ctx.push_back(*eot);
-  else ctx = tok_->encode("\n");
-  if (ctx.empty()) ctx.push_back(0);
-  const size_t prompt = ctx.size();
-  Rng rng(cfg_.seed ^ 0x5A4D504C45ull);
-  const int V = model_->config().vocab_size, Vt = static_cast<int>(tok_->vocab_size());
-  std::vector<std::pair<float, int>> cand(Vt);
-  for (int i = 0; i < cfg_.sample_tokens; i++) {
-    const size_t start = ctx.size() > static_cast<size_t>(T_) ? ctx.size() - T_ : 0;
-    const int len = static_cast<int>(ctx.size() - start);
-    std::fill(inputs_.begin(), inputs_.end(), 0);
-    std::copy(ctx.begin() + start, ctx.end(), inputs_.begin());
-    model_->forward(inputs_.data(), nullptr, B_, T_, true, 0);
-    const float* lg = model_->logits() + static_cast<size_t>(len - 1) * V;
-    for (int v = 0; v < Vt; v++) cand[v] = {lg[v] / 0.8f, v};
-    const int k = std::min(200, Vt);
-    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), std::greater<>());
-    double total = 0.0;
-    for (int j = 0; j < k; j++) total += std::exp(static_cast<double>(cand[j].first - cand[0].first));
-    double r = rng.uniform() * total;
-    int pick = cand[k - 1].second;
-    for (int j = 0; j < k; j++) {
-      r -= std::exp(static_cast<double>(cand[j].first - cand[0].first));
-      if (r < 0) {
-        pick = cand[j].second;
-        break;
-      }
-    }
-    ctx.push_back(static_cast<TokenId>(pick));
-  }
+  std::string text = cfg_.sampler(*model_, tok_, cfg_.sample_tokens, cfg_.seed ^ 0x5A4D504C45ull);
   model_->set_dropout(cfg_.dropout);
-  return tok_->decode(std::span<const TokenId>(ctx).subspan(prompt));
+  return text;
 }
 
 void Run::save(int64_t step, double elapsed, uint64_t tokens) {
@@ -546,9 +490,10 @@ void Run::go() {
   double last_loss = 0.0;
   for (int64_t step = start_step_ + 1; step <= cfg_.steps; step++) {
     const auto t0 = Clock::now();
-    if (fail_on_rank(rank_, step)) fail("a test error on rank {} at step {}", rank_, step);
+    const TrainHooks& hooks = cfg_.hooks;
+    if (hooks.fail_at && hooks.fail_at(rank_, step)) fail("a test error on rank {} at step {}", rank_, step);
     model_->zero_grad();
-    if (poison_at(step)) {
+    if (hooks.poison_before && hooks.poison_before(step)) {
       model_->download_parameters();  // the host copy becomes the newer one: it must be current
       model_->params()[0] = std::numeric_limits<float>::quiet_NaN();
     }
@@ -605,7 +550,7 @@ void Run::go() {
       std::fflush(metrics_);
     }
     train_curve_.push_back({static_cast<double>(step), loss});
-    maybe_die_at_step(step);
+    if (hooks.after_step) hooks.after_step(step);
 
     const std::string status = fmt::format("loss {:.4f} · lr {:.2e} · {:.0f} tok/s", loss, lr, tokens_per_step / dt);
     if (terminal_) bar.update(static_cast<uint64_t>(step), status);
@@ -631,7 +576,7 @@ void Run::go() {
     }
     if ((cfg_.save_every > 0 && step % cfg_.save_every == 0) || last)
       save(step, elapsed, tokens_before_ + static_cast<uint64_t>(step - start_step_) * tokens_per_step);
-    if (stop_after(step)) {
+    if (hooks.stop_after && hooks.stop_after(step)) {
       if (metrics_) std::fclose(metrics_);
       return;
     }

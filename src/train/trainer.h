@@ -3,6 +3,8 @@
 // resume bit-exactly. See docs/training-loop.md.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,9 +15,26 @@
 namespace gpt {
 
 class Backend;
+class GPT;
+class Tokenizer;
 namespace dist {
 class Communicator;
 }
+
+// Fault injection, for tests: called at fixed points of each step (an empty hook does nothing). The
+// CLI binds them from GPT_TEST_* variables (cli/cmd_train.cpp) so that its tests can kill, poison or
+// stop a real run; unit tests set them directly.
+struct TrainHooks {
+  // After optimizer step `step`, before anything of it is saved (a test kills the process here).
+  std::function<void(int64_t step)> after_step;
+  // True: a NaN goes into the first weight before step `step` (the loss must become NaN and the run
+  // stop cleanly).
+  std::function<bool(int64_t step)> poison_before;
+  // True: an ordinary error on this rank at this step (the other ranks must not hang).
+  std::function<bool(int rank, int64_t step)> fail_at;
+  // True: the run ends after step `step`, without the final save.
+  std::function<bool(int64_t step)> stop_after;
+};
 
 struct TrainConfig {
   std::string data_dir, out_dir;
@@ -39,6 +58,11 @@ struct TrainConfig {
   int save_every = 0;  // 0: only at the end
   int sample_every = 0;
   int sample_tokens = 200;
+  // Writes a sample of `tokens` tokens from the model as it is, seeded (sample_every > 0 needs it).
+  // The trainer sits below generation, so the CLI hands it the generation code's sampler
+  // (cli/cmd_train.cpp: temperature 0.8, top-k 200, from <|endoftext|> or a newline).
+  std::function<std::string(GPT& model, const std::shared_ptr<const Tokenizer>& tok, int tokens, uint64_t seed)>
+      sampler;
   bool resume = false;
   bool quiet = false;
   // The ranks of a data-parallel run (docs/distributed.md); nullptr: dist::world(). batch_size is
@@ -49,6 +73,7 @@ struct TrainConfig {
   // docs/backends.md, "Training on a device".
   std::string device = "cpu";
   Backend* backend = nullptr;
+  TrainHooks hooks;
 };
 
 // Runs the training described by `cfg`. Throws gpt::Error with one clear message on bad input or a
