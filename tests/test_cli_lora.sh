@@ -79,6 +79,10 @@ expect_error "error: a missing adapter" "adapter_config.json" lora merge --model
 expect_error "error: merge onto its own base" "differ" lora merge --model "$B" --adapter "$TMP/ad" --out "$B"
 run init --n-layer 2 --n-head 2 --n-embd 32 --context 32 --vocab-size 50 --out "$TMP/wide"
 expect_error "error: an adapter for another width" "expected [4, 32]" logits --model "$TMP/wide" --adapter "$TMP/ad" --ids "$TMP/ids.txt" --out "$TMP/never.st"
-expect_error "error: an adapter on a device backend" "CPU backend only" logits --model "$B" --adapter "$TMP/ad" --ids "$TMP/ids.txt" --out "$TMP/never.st" --device cpu-staged
+# The adapters run through the backend's ops: on cpu-staged the same logits, loss and gradients, bit for bit.
+run logits --model "$B" --adapter "$TMP/ad" --ids "$TMP/ids.txt" --targets "$TMP/targets.txt" --grads --out "$TMP/s.st" --device cpu-staged
+why=$(why_run)
+[[ -z $why ]] && ! cmp -s "$TMP/a.st" "$TMP/s.st" && why="$TMP/s.st differs from the cpu's $TMP/a.st"
+report "logits --adapter --grads on cpu-staged: the cpu's file, byte for byte" "$why"
 
 cli_finish

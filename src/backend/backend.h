@@ -167,6 +167,15 @@ class Backend {
                                     const float* w2, const Act* inp, const Act* pre, const float* w, int N,
                                     int IC, int OC, int OC2, bool accumulate) = 0;
 
+  // ---- LoRA adapters (model/lora.h): ops.h lora_forward / lora_backward ---------------------------
+  // A, B and their gradients are fp32 in backend memory; u, du and xd are the caller's activations
+  // ([N,r], [N,r], [N,IN]). A backend without them throws gpt::Error saying so.
+  virtual void lora_forward(Act* out, Act* u, Act* xd, const Act* x, const float* A, const float* B, int N, int IN,
+                            int r, int OUT, float scale, ops::Dropout drop);
+  virtual void lora_backward(Act* dinp, float* dA, float* dB, Act* du, Act* xd, const Act* dout, const Act* x,
+                             const Act* u, const float* A, const float* B, int N, int IN, int r, int OUT,
+                             float scale, ops::Dropout drop);
+
   // ---- causal self-attention over qkv[B,T,3C]; band as in ops.h --------------------------------
   // What the forward keeps for the backward (`saved`) and the scratch both passes use are the
   // backend's business: the model asks for their sizes. saved is only written in training.

@@ -115,6 +115,16 @@ class CpuBackend final : public Backend {
     ops::gelu_forward(F(out), F(pre), static_cast<size_t>(N) * OC);
   }
   void gelu_forward(Act* out, const Act* inp, size_t n) override { ops::gelu_forward(F(out), F(inp), n); }
+  void lora_forward(Act* out, Act* u, Act* xd, const Act* x, const float* A, const float* B, int N, int IN, int r,
+                    int OUT, float scale, ops::Dropout drop) override {
+    ops::lora_forward(F(out), F(u), F(xd), F(x), A, B, N, IN, r, OUT, scale, drop);
+  }
+  void lora_backward(Act* dinp, float* dA, float* dB, Act* du, Act* xd, const Act* dout, const Act* x, const Act* u,
+                     const float* A, const float* B, int N, int IN, int r, int OUT, float scale,
+                     ops::Dropout drop) override {
+    ops::lora_backward(F(dinp), dA, dB, F(du), F(xd), F(dout), F(x), F(u), A, B, N, IN, r, OUT, scale, drop);
+  }
+
   void linear_backward(Act* dinp, float* dw, float* dbias, const Act* dout, const Act* inp, const float* w,
                        int N, int IC, int OC, bool accumulate) override {
     ops::linear_backward(F(dinp), dw, dbias, F(dout), F(inp), w, N, IC, OC, accumulate);
@@ -254,6 +264,16 @@ DeviceKind parse_device(std::string_view name) {
 }
 
 bool is_cuda(DeviceKind k) { return k == DeviceKind::Cuda || k == DeviceKind::CudaFp32; }
+
+void Backend::lora_forward(Act*, Act*, Act*, const Act*, const float*, const float*, int, int, int, int, float,
+                           ops::Dropout) {
+  fail("LoRA adapters run on the cpu backends only, not yet on {} (merge them into the weights: gpt lora merge)",
+       name());
+}
+void Backend::lora_backward(Act*, float*, float*, Act*, Act*, const Act*, const Act*, const Act*, const float*,
+                            const float*, int, int, int, int, float, ops::Dropout) {
+  fail("LoRA adapters run on the cpu backends only, not yet on {}", name());
+}
 
 std::unique_ptr<PackedWeight> Backend::adopt_weight(ops::PackedMatrix&& m) {
   fail("{} weights run on the cpu backend only, not on {} (load the model with f32 weights there)",

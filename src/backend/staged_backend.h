@@ -61,6 +61,15 @@ class CpuForwardingBackend : public Backend {
     cpu.linear_gelu_forward(o, pre, x, w, b, N, I, O);
   }
   void gelu_forward(Act* o, const Act* x, size_t n) override { cpu.gelu_forward(o, x, n); }
+  void lora_forward(Act* o, Act* u, Act* xd, const Act* x, const float* A, const float* B, int N, int I, int r, int O,
+                    float s, ops::Dropout d) override {
+    cpu.lora_forward(o, u, xd, x, A, B, N, I, r, O, s, d);
+  }
+  void lora_backward(Act* dx, float* dA, float* dB, Act* du, Act* xd, const Act* d, const Act* x, const Act* u,
+                     const float* A, const float* B, int N, int I, int r, int O, float s, ops::Dropout dr) override {
+    cpu.lora_backward(dx, dA, dB, du, xd, d, x, u, A, B, N, I, r, O, s, dr);
+  }
+
   void linear_backward(Act* dx, float* dw, float* db, const Act* d, const Act* x, const float* w, int N,
                        int I, int O, bool acc) override {
     cpu.linear_backward(dx, dw, db, d, x, w, N, I, O, acc);

@@ -86,6 +86,7 @@ struct LayerActs {
   Act* fch;                    // [N,4C] before GELU
   Act* fch_gelu;               // [N,4C]
   Act* res3;                   // [N,C] after the MLP residual (pre-LN block output)
+  Act* lora_u[kLoraTargets];   // [N,r] each: an adapter's drop(x) A^T, for its backward (adapters attached)
 };
 
 class GPT::Workspace {
@@ -111,6 +112,10 @@ class GPT::Workspace {
   int32_t* index = nullptr;    // cached: [2][rows] positions, then cache rows, in backend memory
   // backward buffers (training only)
   Act *dres = nullptr, *dbuf = nullptr, *dbuf2 = nullptr, *dqkv = nullptr, *dfch = nullptr;
+  // LoRA adapters (planned when attached): the rank, and scratch for a dropped input [N, 4C] and for
+  // du [N, r] (backward)
+  int lora_r = 0;
+  Act *lora_xd = nullptr, *lora_du = nullptr;
   std::vector<int32_t> host_targets, host_index;
   std::vector<TokenId> host_inputs;  // training: the ids again, for the embedding backward
   bool have_targets = false;
@@ -143,8 +148,9 @@ void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
   // The attention scratch can depend on the thread ceiling, so a change of threads re-plans too.
   const size_t scratch_bytes = cached ? be_->attention_cached_scratch_bytes(a.rows, Ci, Hi, cfg_.n_ctx)
                                       : be_->attention_scratch_bytes(B, T, Ci, Hi);
+  const int lora_r = lora_ ? lora_->config().r : 0;
   if (!cached && a.B == B && a.T == T && a.training == training && a.scratch_bytes == scratch_bytes &&
-      (a.with_logits || !logits) && !a.arena.empty())
+      (a.with_logits || !logits) && a.lora_r == lora_r && !a.arena.empty())
     return;
   const size_t N = cached ? static_cast<size_t>(a.rows) : static_cast<size_t>(B) * T, C = Ci, V = cfg_.vocab_size;
   const size_t layer_sets = training ? cfg_.n_layer : 1;
@@ -181,6 +187,7 @@ void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
       L.fch = act(N * 4 * C);
       L.fch_gelu = act(N * 4 * C);
       L.res3 = act(N * C);
+      for (int t = 0; t < kLoraTargets; t++) L.lora_u[t] = lora_r ? act(N * lora_r) : nullptr;
     }
     for (size_t l = layer_sets; l < a.layers.size(); l++) a.layers[l] = a.layers[0];
     a.proj = act(N * C);
@@ -194,6 +201,8 @@ void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
     a.inputs = static_cast<TokenId*>(take_bytes(N * sizeof(TokenId)));
     a.targets = cached ? nullptr : static_cast<int32_t*>(take_bytes(N * sizeof(int32_t)));
     a.index = cached ? static_cast<int32_t*>(take_bytes(2 * N * sizeof(int32_t))) : nullptr;
+    a.lora_xd = lora_r ? act(N * 4 * C) : nullptr;
+    a.lora_du = lora_r && training ? act(N * lora_r) : nullptr;
     if (training) {
       a.dres = act(N * C);
       a.dbuf = act(N * C);
@@ -213,6 +222,7 @@ void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
   a.training = training;
   a.with_logits = logits;
   a.scratch_bytes = scratch_bytes;
+  a.lora_r = lora_r;
   a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
 }
 
@@ -412,8 +422,9 @@ float* GPT::grads() {
 void GPT::attach_lora(LoraAdapters* adapters) {
   if (adapters) {
     require_training("LoRA");
-    if (!be_->host_memory() || be_->act_type() != ActType::F32)
-      fail("LoRA adapters run on the CPU backend only, not on {}", be_->name());
+    if (is_cuda(be_->kind()))  // its tensors are host memory
+      fail("LoRA adapters run on the cpu backends only, not yet on {} (merge them into the weights: gpt lora merge)",
+           be_->name());
     const ModelConfig& c = adapters->model_config();
     if (c.n_layer != cfg_.n_layer || c.n_embd != cfg_.n_embd)
       fail("LoRA adapters for {} layers of width {} do not fit a model with {} layers of width {}", c.n_layer,
@@ -516,13 +527,12 @@ void GPT::project(Workspace& a, const Pass& p, int l, int target, Act* out, cons
       be_->linear_forward(out, in, W.fc_proj, D.fc_proj_b, n, 4 * C, C);
       break;
   }
-  (void)a;
-  // The adapter's update on top (LoRA runs on the CPU backend, attach_lora checks: host floats).
-  if (lora_) {
-    auto F = [](const Act* q) { return static_cast<float*>(const_cast<Act*>(q)); };
-    const ops::Dropout drop{p.training ? lora_->config().dropout : 0.0f,
-                            ops::dropout_seed(p.seed, l, 16 + target)};
-    lora_->forward(l, t, F(out), F(in), n, drop);
+  // The adapter's update on top: out += scale * (drop(in) A^T) B^T (model/lora.h).
+  if (lora_ && lora_->has(l, t)) {
+    const LoraAdapters::Slot& s = lora_->slot(l, t);
+    const ops::Dropout drop{p.training ? lora_->config().dropout : 0.0f, ops::dropout_seed(p.seed, l, 16 + target)};
+    be_->lora_forward(out, a.layers[l].lora_u[target], a.lora_xd, in, s.a, s.b, n, s.in, lora_->config().r, s.out,
+                      lora_->scale(), drop);
   }
 }
 
@@ -763,14 +773,16 @@ void GPT::backward_trunk() {
   auto drop = [&](int layer, int site) {
     return ops::Dropout{a.dropout_p, ops::dropout_seed(a.dropout_seed, layer, site)};
   };
-  auto F = [](const Act* p) { return static_cast<float*>(const_cast<Act*>(p)); };
   auto lora_drop = [&](int layer, LoraTarget t) {
     return ops::Dropout{a.lora_dropout_p, ops::dropout_seed(a.dropout_seed, layer, 16 + static_cast<int>(t))};
   };
-  // With adapters, attach_lora made sure the backend is the CPU. Each adds its share to the
-  // gradient of its projection's input (a no-op where a projection has none).
+  // Each adapter adds its share to the gradient of its projection's input (a no-op where a
+  // projection has none), and its A and B gradients to the adapters'.
   auto lora_backward = [&](int layer, LoraTarget t, Act* dinp, const Act* dout, const Act* inp) {
-    if (lora_) lora_->backward(layer, t, F(dinp), F(dout), F(inp), n, lora_drop(layer, t));
+    if (!lora_ || !lora_->has(layer, t)) return;
+    const LoraAdapters::Slot& s = lora_->slot(layer, t);
+    be.lora_backward(dinp, s.da, s.db, a.lora_du, a.lora_xd, dout, inp, a.layers[layer].lora_u[static_cast<int>(t)],
+                     s.a, s.b, n, s.in, lora_->config().r, s.out, lora_->scale(), lora_drop(layer, t));
   };
   // The MLP's backward from d(c_proj output) in a.dbuf2 to d(its input) in dinp (overwritten, or
   // accumulated). With adapters on the MLP the fused c_fc + GELU backward cannot see mlp.c_proj's

@@ -187,7 +187,8 @@ class GPT {
   // ---- LoRA (model/lora.h) -----------------------------------------------------------------------
   // Attaches adapters (nullptr detaches): forward adds their low-rank updates, backward computes
   // their gradients, and the base model is frozen (freeze_all) while they are attached; detaching
-  // makes it trainable again. The adapters must outlive the attachment. CPU backend only.
+  // makes it trainable again. The adapters must outlive the attachment. The CPU backends only (their
+  // tensors are host memory; Backend::lora_forward / lora_backward run them).
   void attach_lora(LoraAdapters* adapters);
   LoraAdapters* lora() const { return lora_; }
 

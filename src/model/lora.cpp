@@ -109,7 +109,7 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig cfg) : model_(mo
 void LoraAdapters::bind() {
   slots_.assign(static_cast<size_t>(model_.n_layer) * kLoraTargets, Slot{});
   for (const auto& t : layout_) {
-    Slot& s = slot(t.layer, t.target);
+    Slot& s = mutable_slot(t.layer, t.target);
     const auto [in, out] = projection_shape(model_, t.target);
     s.in = static_cast<int>(in);
     s.out = static_cast<int>(out);
@@ -141,52 +141,6 @@ const LoraTensor* LoraAdapters::find(std::string_view name) const {
 void LoraAdapters::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
 int LoraAdapters::lowest_layer() const { return layout_.empty() ? model_.n_layer : layout_.front().layer; }
-
-const float* LoraAdapters::dropped(const float* inp, size_t n, ops::Dropout drop) {
-  if (!drop.active()) return inp;
-  xd_.assign(inp, inp + n);
-  ops::dropout_forward(xd_.data(), n, drop);  // the same mask in forward and backward: it is seeded
-  return xd_.data();
-}
-
-// Row-major products through ops::gemm (C[M,N] = alpha op(A) op(B) + beta C).
-void LoraAdapters::forward(int layer, LoraTarget t, float* out, const float* inp, int N, ops::Dropout drop) {
-  Slot& s = slot(layer, t);
-  if (!s.a) return;
-  const int r = cfg_.r;
-  const float* x = dropped(inp, static_cast<size_t>(N) * s.in, drop);
-  s.u.resize(static_cast<size_t>(N) * r);
-  // u[N,r] = x[N,in] @ A[r,in]^T
-  ops::gemm(false, true, N, r, s.in, 1.0f, x, s.in, s.a, s.in, 0.0f, s.u.data(), r);
-  // out[N,out] += scale * u @ B[out,r]^T
-  ops::gemm(false, true, N, s.out, r, scale(), s.u.data(), r, s.b, r, 1.0f, out, s.out);
-}
-
-void LoraAdapters::backward(int layer, LoraTarget t, float* dinp, const float* dout, const float* inp, int N,
-                            ops::Dropout drop) {
-  Slot& s = slot(layer, t);
-  if (!s.a) return;
-  if (s.u.size() != static_cast<size_t>(N) * cfg_.r) fail("LoRA backward without its forward");
-  const int r = cfg_.r;
-  // dB[out,r] += scale * dout^T @ u
-  ops::gemm(true, false, s.out, r, N, scale(), dout, s.out, s.u.data(), r, 1.0f, s.db, r);
-  // du[N,r] = scale * dout @ B
-  du_.resize(static_cast<size_t>(N) * r);
-  ops::gemm(false, false, N, r, s.out, scale(), dout, s.out, s.b, r, 0.0f, du_.data(), r);
-  // dA[r,in] += du^T @ drop(x)
-  const size_t nx = static_cast<size_t>(N) * s.in;
-  const float* x = dropped(inp, nx, drop);
-  ops::gemm(true, false, r, s.in, N, 1.0f, du_.data(), r, x, s.in, 1.0f, s.da, s.in);
-  if (!dinp) return;
-  if (!drop.active()) {  // dinp[N,in] += du @ A
-    ops::gemm(false, false, N, s.in, r, 1.0f, du_.data(), r, s.a, s.in, 1.0f, dinp, s.in);
-    return;
-  }
-  dx_.resize(nx);
-  ops::gemm(false, false, N, s.in, r, 1.0f, du_.data(), r, s.a, s.in, 0.0f, dx_.data(), s.in);
-  ops::dropout_backward(dx_.data(), dx_.data(), nx, drop);
-  for (size_t i = 0; i < nx; i++) dinp[i] += dx_[i];
-}
 
 void merge_lora(GPT& model, const LoraAdapters& adapters) {
   const ModelConfig& mc = model.config();

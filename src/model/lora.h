@@ -6,7 +6,8 @@
 // (nn.Linear(in, r).weight, [r, in]), B is lora_B.weight ([out, r]); the update to GPT-2's Conv1D
 // weight [in, out] is scale * (B A)^T (fan_in_fan_out). See docs/lora.md.
 //
-// The adapters run on the CPU backend only (GPT::attach_lora refuses others).
+// The math is the backend's (Backend::lora_forward / lora_backward, ops.h); the tensors live in host
+// memory, so the adapters run on the CPU backends (GPT::attach_lora refuses others).
 #pragma once
 #include <array>
 #include <cstddef>
@@ -71,42 +72,33 @@ class LoraAdapters {
   const float* grads() const { return grads_.data(); }
   void zero_grad();
 
+  // One adapter's tensors (all null where (layer, t) has none): A [r, in], B [out, r] and their
+  // gradients, in host memory; GPT's forward and backward hand them to Backend::lora_forward /
+  // lora_backward (ops.h).
+  struct Slot {
+    float *a = nullptr, *b = nullptr, *da = nullptr, *db = nullptr;
+    int in = 0, out = 0;
+  };
+  const Slot& slot(int layer, LoraTarget t) const {
+    return slots_[static_cast<size_t>(layer) * kLoraTargets + static_cast<int>(t)];
+  }
   bool has(int layer, LoraTarget t) const { return slot(layer, t).a != nullptr; }
   const float* A(int layer, LoraTarget t) const { return slot(layer, t).a; }
   const float* B(int layer, LoraTarget t) const { return slot(layer, t).b; }
   // The lowest block with an adapter (n_layer when there is none).
   int lowest_layer() const;
 
-  // ---- used by GPT's forward and backward (CPU memory, fp32) -----------------------------------
-  // out[N, out] += scale * B(A(drop(inp))); keeps A(drop(inp)) for backward. No-op without an
-  // adapter on (layer, t).
-  void forward(int layer, LoraTarget t, float* out, const float* inp, int N, ops::Dropout drop);
-  // dA, dB += their gradients from dout [N, out]; dinp [N, in] += the adapter's share. `inp` and
-  // `drop` as in the forward.
-  void backward(int layer, LoraTarget t, float* dinp, const float* dout, const float* inp, int N,
-                ops::Dropout drop);
-
  private:
-  struct Slot {
-    float *a = nullptr, *b = nullptr, *da = nullptr, *db = nullptr;
-    int in = 0, out = 0;
-    std::vector<float> u;  // [N, r]: A(drop(x)) of the last forward
-  };
-  Slot& slot(int layer, LoraTarget t) {
-    return slots_[static_cast<size_t>(layer) * kLoraTargets + static_cast<int>(t)];
-  }
-  const Slot& slot(int layer, LoraTarget t) const {
+  Slot& mutable_slot(int layer, LoraTarget t) {
     return slots_[static_cast<size_t>(layer) * kLoraTargets + static_cast<int>(t)];
   }
   void bind();
-  const float* dropped(const float* inp, size_t n, ops::Dropout drop);  // inp, or a dropped copy
 
   ModelConfig model_;
   LoraConfig cfg_;
   std::vector<LoraTensor> layout_;
   std::vector<float> params_, grads_;
-  std::vector<Slot> slots_;          // [n_layer][kLoraTargets]
-  std::vector<float> xd_, du_, dx_;  // scratch
+  std::vector<Slot> slots_;  // [n_layer][kLoraTargets]
 };
 
 // The PEFT tensor names and shapes, in PEFT's order (by layer, then c_attn, c_proj, c_fc, c_proj):

@@ -49,6 +49,19 @@ void lm_head_forward(float* logits, const float* x, const float* wte, int N, int
 void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float* x, const float* wte, int N,
                       int C, int V);
 
+// ---- LoRA: a low-rank update on a projection's output (model/lora.h) ----------------------------
+// out[N,OUT] += scale * (drop(x) @ A^T) @ B^T, with x [N,IN], A [r,IN] and B [OUT,r] (PEFT's lora_A
+// and lora_B). u [N,r] receives drop(x) @ A^T, which the backward needs; xd [N,IN] is scratch for
+// the dropped input (untouched without dropout).
+void lora_forward(float* out, float* u, float* xd, const float* x, const float* A, const float* B, int N, int IN,
+                  int r, int OUT, float scale, Dropout drop);
+// From dout [N,OUT] and the forward's u: dB += scale dout^T u, dA += du^T drop(x), and dinp (may be
+// null) += drop'(du @ A), where du = scale dout @ B. du [N,r] and xd [N,IN] are scratch; the dropout
+// mask is the forward's (seeded).
+void lora_backward(float* dinp, float* dA, float* dB, float* du, float* xd, const float* dout, const float* x,
+                   const float* u, const float* A, const float* B, int N, int IN, int r, int OUT, float scale,
+                   Dropout drop);
+
 // ---- causal multi-head self-attention over a fused qkv[B,T,3C] (q | k | v, heads side by side)
 // band = 0: dense causal (query i sees keys j <= i); band = W > 0: i - W < j <= i.
 // att[B,H,T,T] keeps the softmax probabilities for backward (null in inference; entries a query

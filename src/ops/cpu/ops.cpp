@@ -191,6 +191,40 @@ void lm_head_backward(float* dx, float* dwte, const float* dlogits, const float*
   if (dwte) gemm(true, false, V, C, N, 1.0f, dlogits, V, x, C, 1.0f, dwte, C);
 }
 
+// Row-major products through gemm (C[M,N] = alpha op(A) op(B) + beta C).
+void lora_forward(float* out, float* u, float* xd, const float* x, const float* A, const float* B, int N, int IN,
+                  int r, int OUT, float scale, Dropout drop) {
+  const size_t nx = static_cast<size_t>(N) * IN;
+  if (drop.active()) {  // the same mask in the backward: it is seeded
+    std::copy(x, x + nx, xd);
+    dropout_forward(xd, nx, drop);
+    x = xd;
+  }
+  gemm(false, true, N, r, IN, 1.0f, x, IN, A, IN, 0.0f, u, r);        // u[N,r] = x @ A^T
+  gemm(false, true, N, OUT, r, scale, u, r, B, r, 1.0f, out, OUT);    // out += scale u @ B^T
+}
+
+void lora_backward(float* dinp, float* dA, float* dB, float* du, float* xd, const float* dout, const float* x,
+                   const float* u, const float* A, const float* B, int N, int IN, int r, int OUT, float scale,
+                   Dropout drop) {
+  const size_t nx = static_cast<size_t>(N) * IN;
+  gemm(true, false, OUT, r, N, scale, dout, OUT, u, r, 1.0f, dB, r);     // dB[OUT,r] += scale dout^T u
+  gemm(false, false, N, r, OUT, scale, dout, OUT, B, r, 0.0f, du, r);    // du[N,r] = scale dout @ B
+  if (drop.active()) {
+    std::copy(x, x + nx, xd);
+    dropout_forward(xd, nx, drop);
+  }
+  gemm(true, false, r, IN, N, 1.0f, du, r, drop.active() ? xd : x, IN, 1.0f, dA, IN);  // dA += du^T drop(x)
+  if (!dinp) return;
+  if (!drop.active()) {  // dinp[N,IN] += du @ A
+    gemm(false, false, N, IN, r, 1.0f, du, r, A, IN, 1.0f, dinp, IN);
+    return;
+  }
+  gemm(false, false, N, IN, r, 1.0f, du, r, A, IN, 0.0f, xd, IN);  // xd = du @ A, then through the mask
+  dropout_backward(xd, xd, nx, drop);
+  residual_forward(dinp, dinp, xd, nx, Dropout{});
+}
+
 size_t attention_scratch_floats(int T) {
   return static_cast<size_t>(num_threads()) * 2 * kAttnBlock * static_cast<size_t>(T);
 }
