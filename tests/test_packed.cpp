@@ -332,7 +332,9 @@ TEST(Packed, ModelSaveLoadRoundTrip) {
         EXPECT_EQ(pm.packed_matrix("lm_head.weight") != nullptr, !tied);
         EXPECT_EQ(pm.find("h.0.attn.c_attn.bias") != nullptr, bias);
         EXPECT_EQ(pm.packed_matrix("h.9.mlp.c_fc.weight"), nullptr);
-        if (t != WeightType::F32) EXPECT_LT(pm.weight_bytes(), g.weight_bytes());
+        if (t != WeightType::F32) {
+          EXPECT_LT(pm.weight_bytes(), g.weight_bytes());
+        }
         TempDir dir(std::string("packed_rt_") + ops::weight_type_name(t));
         save_model_dir(dir.path, pm, tok.get());
         const LoadedModel back = load_packed(dir.path);
