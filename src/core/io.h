@@ -2,6 +2,7 @@
 // sees a half-written file and a crash never loses the previous version.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -56,5 +57,25 @@ void make_dirs(const std::string& path);
 bool file_exists(const std::string& path);
 // True if anything is at `path` (without following a last symlink that dangles: false then).
 bool path_exists(const std::string& path);
+
+// A read-only memory map of a whole file (RAII). Empty files map to a null, zero-size view.
+class MappedFile {
+ public:
+  static MappedFile open(const std::string& path);  // throws gpt::Error naming the path
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::string_view bytes() const { return {reinterpret_cast<const char*>(data_), size_}; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 }  // namespace gpt

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "io/safetensors.h"  // MappedFile
+#include "core/io.h"  // MappedFile
 
 namespace gpt::data {
 

@@ -40,26 +40,6 @@ struct TensorEntry {
   size_t nbytes() const { return end - begin; }
 };
 
-// A read-only memory map of a whole file (RAII). Empty files map to a null, zero-size view.
-class MappedFile {
- public:
-  static MappedFile open(const std::string& path);  // throws gpt::Error naming the path
-  MappedFile() = default;
-  MappedFile(MappedFile&& o) noexcept;
-  MappedFile& operator=(MappedFile&& o) noexcept;
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile();
-
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  std::string_view bytes() const { return {reinterpret_cast<const char*>(data_), size_}; }
-
- private:
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 class SafetensorsFile {
  public:
   // Maps and validates `path`; error messages start with `path`.
