@@ -210,8 +210,8 @@ TEST(DeviceTrain, TheShadowBackendCatchesAMissedParametersChanged) {
     g->forward(x.data(), y.data(), 1, 8, true, 1);
     g->backward();
   }
-  oh.step(host, 1e-2f);
-  od.step(dev, 1e-2f);
+  oh.step(1e-2f);
+  od.step(1e-2f);
   const float lh = host.forward(x.data(), y.data(), 1, 8);
   EXPECT_NE(dev.forward(x.data(), y.data(), 1, 8), lh);  // stale copies
   shadow.parameters_changed(dev.device_params(), dev.num_parameters());

@@ -114,8 +114,8 @@ TEST(Shard, AdamWOnShardsEqualsAdamWOnTheWholeModelBitForBit) {
     for (int step = 1; step <= 3; step++) {
       random_grads(whole, step);
       random_grads(parts, step);
-      opt.step(whole, 1e-2f);
-      for (auto& s : shards) s.step(parts, 1e-2f);  // each updates only its own range
+      opt.step(1e-2f);
+      for (auto& s : shards) s.step(1e-2f);  // each updates only its own range
     }
     for (size_t i = 0; i < whole.num_parameters(); i++)
       ASSERT_EQ(whole.params()[i], parts.params()[i]) << R << " " << i;
@@ -136,7 +136,7 @@ TEST(Shard, AdamWDecaysOnlyWhereTheLayoutSays) {
   m.zero_grad();
   for (const auto& r : dist::shard_ranges(m.num_parameters(), 3)) {
     AdamW s(m, {.lr = 0.5f, .weight_decay = 0.1f}, r);
-    s.step(m, 0.5f);
+    s.step(0.5f);
   }
   for (const auto& p : m.layout())
     for (size_t i = p.offset; i < p.offset + p.numel; i++)

@@ -175,7 +175,7 @@ TEST(Finetune, LastNLeavesTheRestBitIdentical) {
   cfg.quiet = true;
   cfg.save = false;
   cfg.train = parse_train_selection("last:1", 2);
-  dist::Range r = trainable_range(m, cfg.train);
+  dist::Range r = Trainable::select(m, cfg.train).span();
   EXPECT_EQ(r.begin, m.find("h.1.ln_1.weight")->offset);
   finetune(m, nullptr, task, cfg);
   const float* p = m.params();

@@ -2,6 +2,7 @@
 // trainable set (freezing), and AdamW over a trainable subset or over a buffer outside the model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "model/gpt.h"
 #include "model_test_util.h"
 #include "train/adamw.h"
+#include "train/trainable.h"
 
 namespace gpt {
 namespace {
@@ -102,15 +104,16 @@ std::vector<float> full_gradients(const ModelConfig& cfg, uint64_t dropout_seed)
 }
 
 // With a subset trainable, its gradients are the full model's, the rest get none.
-void check_subset(const ModelConfig& cfg, const std::function<void(GPT&)>& freeze,
+void check_subset(const ModelConfig& cfg, const std::function<Trainable(const GPT&)>& choose,
                   const std::vector<std::string>& expect_frozen,
                   const std::vector<std::string>& expect_trainable) {
   const auto full = full_gradients(cfg, 11);
   GPT m(cfg);
   randomize(m, 3);
-  freeze(m);
-  for (const auto& n : expect_frozen) EXPECT_FALSE(m.trainable(n)) << n;
-  for (const auto& n : expect_trainable) EXPECT_TRUE(m.trainable(n)) << n;
+  const Trainable tr = choose(m);
+  tr.apply(m);
+  for (const auto& n : expect_frozen) EXPECT_FALSE(tr.contains(n)) << n;
+  for (const auto& n : expect_trainable) EXPECT_TRUE(tr.contains(n)) << n;
   Batch b;
   m.zero_grad();
   m.forward(b.x.data(), b.y.data(), b.B, b.T, true, 11);
@@ -120,22 +123,23 @@ void check_subset(const ModelConfig& cfg, const std::function<void(GPT&)>& freez
     const ParamInfo& p = m.layout()[t];
     for (size_t i = 0; i < p.numel; i++) {
       const float g = m.grads()[p.offset + i];
-      if (m.trainable(t))
+      if (tr.contains(t))
         ASSERT_NEAR(g, full[p.offset + i], 1e-6 + 1e-5 * std::fabs(full[p.offset + i]))
             << p.name << "[" << i << "]";
       else
         ASSERT_EQ(g, 0.0f) << p.name << " is frozen";
     }
-    n_trainable += m.trainable(t) ? p.numel : 0;
+    EXPECT_EQ(m.requires_grad(t), tr.contains(t)) << p.name;
+    n_trainable += tr.contains(t) ? p.numel : 0;
   }
-  EXPECT_EQ(m.num_trainable_parameters(), n_trainable);
+  EXPECT_EQ(tr.num_parameters(), n_trainable);
   EXPECT_GT(n_trainable, 0u);
 }
 
 TEST(Freeze, BelowALayerGivesTheFullModelsGradients) {
   for (auto ln : {LnPlacement::Pre, LnPlacement::Post})
     for (bool tied : {true, false})
-      check_subset(tiny(ln, tied, 0.1f), [](GPT& m) { m.freeze_below(2); },
+      check_subset(tiny(ln, tied, 0.1f), [](const GPT& m) { return Trainable::from_layer(m, 2); },
                    {"wte.weight", "wpe.weight", "h.1.ln_2.weight"},
                    {"h.2.attn.c_attn.weight", "h.2.ln_1.weight"});
 }
@@ -143,8 +147,8 @@ TEST(Freeze, BelowALayerGivesTheFullModelsGradients) {
 TEST(Freeze, APredicateFreezesTheEmbeddingsToo) {
   // only the MLP of the middle block and ln_f: the embeddings follow into the frozen set
   check_subset(tiny(LnPlacement::Pre, false),
-               [](GPT& m) {
-                 m.set_trainable([](const ParamInfo& p) {
+               [](const GPT& m) {
+                 return Trainable::where(m, [](const ParamInfo& p) {
                    return p.name.starts_with("h.1.mlp") || p.name.starts_with("ln_f") ||
                           p.name.starts_with("wte");
                  });
@@ -155,48 +159,54 @@ TEST(Freeze, APredicateFreezesTheEmbeddingsToo) {
 
 TEST(Freeze, AllAndNone) {
   GPT m(tiny());
-  EXPECT_TRUE(m.all_trainable());
-  EXPECT_EQ(m.num_trainable_parameters(), m.num_parameters());
-  m.freeze_all();
-  EXPECT_EQ(m.num_trainable_parameters(), 0u);
+  EXPECT_TRUE(Trainable::all(m).all());
+  EXPECT_EQ(Trainable::all(m).num_parameters(), m.num_parameters());
+  Trainable::none(m).apply(m);
+  EXPECT_EQ(Trainable::none(m).num_parameters(), 0u);
+  for (size_t t = 0; t < m.layout().size(); t++) EXPECT_FALSE(m.requires_grad(t));
   randomize(m, 2);
   Batch b;
   m.zero_grad();
   m.forward(b.x.data(), b.y.data(), b.B, b.T, true);
   m.backward();  // nothing to do
   for (size_t i = 0; i < m.num_parameters(); i++) ASSERT_EQ(m.grads()[i], 0.0f);
-  m.unfreeze_all();
-  EXPECT_TRUE(m.all_trainable());
-  EXPECT_THROW(m.freeze_below(4), Error);
-  EXPECT_THROW(m.trainable("h.9.ln_1.weight"), Error);
+  Trainable::all(m).apply(m);
+  for (size_t t = 0; t < m.layout().size(); t++) EXPECT_TRUE(m.requires_grad(t));
+  EXPECT_THROW(Trainable::from_layer(m, 4), Error);
+  EXPECT_THROW(Trainable::all(m).contains("h.9.ln_1.weight"), Error);
+  // The model refuses a mask that trains the embeddings without the rest.
+  std::vector<char> mask(m.layout().size(), 0);
+  mask[0] = 1;
+  EXPECT_THROW(m.set_requires_grad(mask), Error);
 }
 
 TEST(Freeze, AdamWLeavesFrozenTensorsBitIdentical) {
   GPT m(tiny(LnPlacement::Pre, true, 0.1f));
   randomize(m, 4);
-  m.freeze_below(1);
+  const Trainable tr = Trainable::from_layer(m, 1);
+  tr.apply(m);
   const std::vector<float> before(m.params(), m.params() + m.num_parameters());
-  AdamW opt(m, AdamWConfig{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f});
+  AdamW opt(m, AdamWConfig{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, tr);
   Batch b;
   for (int step = 0; step < 3; step++) {
     m.zero_grad();
     m.forward(b.x.data(), b.y.data(), b.B, b.T, true, step);
     m.backward();
-    opt.step(m, 1e-2f);
+    opt.step(1e-2f);
   }
   for (size_t t = 0; t < m.layout().size(); t++) {
     const ParamInfo& p = m.layout()[t];
     size_t changed = 0;
     for (size_t i = 0; i < p.numel; i++) changed += m.params()[p.offset + i] != before[p.offset + i];
-    if (m.trainable(t))
+    if (tr.contains(t))
       EXPECT_EQ(changed, p.numel) << p.name;
     else
       EXPECT_EQ(changed, 0u) << p.name;
   }
 }
 
-// The same numbers through AdamWBuffer and through AdamW give the same bits.
-TEST(AdamWBuffer, MatchesAdamW) {
+// The same numbers through a group of host arrays and through the model's group give the same bits.
+TEST(AdamW, AGroupMatchesTheModelGroup) {
   GPT m(tiny());
   randomize(m, 6);
   Batch b;
@@ -205,17 +215,20 @@ TEST(AdamWBuffer, MatchesAdamW) {
   for (const auto& t : m.layout()) segs.push_back({t.offset, t.numel, t.decay});
   const AdamWConfig cfg{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
   AdamW opt(m, cfg);
-  AdamWBuffer buf(cpu_backend(), p.size(), cfg, segs);
+  std::vector<float> g(p.size());
+  AdamW buf(cpu_backend(), cfg);
+  buf.add_group({"copy", p.data(), g.data(), p.size(), segs});
   for (int step = 0; step < 3; step++) {
     m.zero_grad();
     m.forward(b.x.data(), b.y.data(), b.B, b.T, true);
     m.backward();
-    buf.step(p.data(), m.grads(), 3e-3f);
-    opt.step(m, 3e-3f);
+    std::copy(m.grads(), m.grads() + g.size(), g.begin());
+    buf.step(3e-3f);
+    opt.step(3e-3f);
   }
   EXPECT_EQ(buf.steps(), 3);
   for (size_t i = 0; i < p.size(); i++) ASSERT_EQ(p[i], m.params()[i]) << i;
-  EXPECT_THROW(AdamWBuffer(cpu_backend(), 4, cfg, {{2, 3, true}}), Error);
+  EXPECT_THROW(buf.add_group({"bad", p.data(), g.data(), 4, {{2, 3, true}}}), Error);
 }
 
 }  // namespace

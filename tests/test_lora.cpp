@@ -18,6 +18,7 @@
 #include "io/peft.h"
 #include "model/lora.h"
 #include "train/adamw.h"
+#include "train/trainable.h"
 
 namespace gpt {
 namespace {
@@ -150,7 +151,8 @@ void check_model_lora(const ModelConfig& mc, const LoraConfig& lc) {
   LoraAdapters a(mc, lc);
   randomize(a, 43);
   m.attach_lora(&a);
-  EXPECT_EQ(m.num_trainable_parameters(), 0u);
+  Trainable::none(m).apply(m);  // the adapters alone train
+  for (size_t t = 0; t < m.layout().size(); t++) EXPECT_FALSE(m.requires_grad(t));
   Batch b;
   const uint64_t seed = 9;
   m.zero_grad();
@@ -210,7 +212,7 @@ TEST(Lora, ZeroBChangesNothing) {
   EXPECT_EQ(m.forward(b.x.data(), b.y.data(), b.B, b.T), base);
   for (size_t i = 0; i < logits.size(); i++) ASSERT_EQ(m.logits()[i], logits[i]);
   m.attach_lora(nullptr);
-  EXPECT_TRUE(m.all_trainable());
+  for (size_t t = 0; t < m.layout().size(); t++) EXPECT_TRUE(m.requires_grad(t));  // untouched by LoRA
 }
 
 TEST(Lora, MergedModelGivesTheSameLogits) {
@@ -332,8 +334,8 @@ TEST(Lora, PackingRefusesAttachedAdapters) {
   EXPECT_TRUE(m.packed());
 }
 
-// Training the adapters alone with AdamWBuffer: the loss falls, the base stays bit-identical.
-TEST(Lora, TrainsAloneWithAdamWBuffer) {
+// Training the adapters alone, as AdamW's only group: the loss falls, the base stays bit-identical.
+TEST(Lora, TrainsAloneAsAnAdamWGroup) {
   GPT m(tiny());
   randomize(m, 11);
   const std::vector<float> base(m.params(), m.params() + m.num_parameters());
@@ -343,14 +345,16 @@ TEST(Lora, TrainsAloneWithAdamWBuffer) {
   LoraAdapters a(tiny(), lc);
   a.init(3);
   m.attach_lora(&a);
-  AdamWBuffer opt(cpu_backend(), a.num_parameters(), AdamWConfig{1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f});
+  Trainable::none(m).apply(m);
+  AdamW opt(cpu_backend(), AdamWConfig{1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f});
+  opt.add_group({"lora", a.params(), a.grads(), a.num_parameters(), {}});
   Batch b;
   float first = 0, last = 0;
   for (int step = 0; step < 30; step++) {
     m.zero_grad();
     const float loss = m.forward(b.x.data(), b.y.data(), b.B, b.T, true, step);
     m.backward();
-    opt.step(a.params(), a.grads(), 2e-2f);
+    opt.step(2e-2f);
     (step == 0 ? first : last) = loss;
   }
   EXPECT_LT(last, first * 0.8f) << first << " -> " << last;

@@ -23,6 +23,9 @@
 #include "train/data_loader.h"
 #include "train/lr_schedule.h"
 #include "train/trainer.h"
+#include "backend/backend.h"
+#include "train/step.h"
+#include "train/adamw.h"
 
 namespace gpt {
 namespace {
@@ -122,23 +125,28 @@ TEST(DataLoader, RejectsTooLittleDataAndIdsOutsideTheVocabulary) {
   EXPECT_THROW(DataLoader({}, 1, 5, false, 1, 97), Error);
 }
 
+// The step's norm and clipping (AdamW over a group, as TrainStep runs them) against a direct
+// computation in double.
 TEST(GradClip, NormAndClipMatchADirectComputation) {
-  std::vector<float> g(1001);
+  std::vector<float> g(1001), p(g.size());
   Rng rng(3);
   double sum = 0;
   for (auto& x : g) {
     x = static_cast<float>(rng.uniform() - 0.5);
     sum += static_cast<double>(x) * x;
   }
-  const double norm = gradient_norm(g.data(), g.size());
+  AdamW opt(cpu_backend(), {});
+  opt.add_group({"g", p.data(), g.data(), g.size(), {}});
+  const double norm = std::sqrt(opt.grad_sum_squares());
   EXPECT_NEAR(norm, std::sqrt(sum), 1e-9);
-  std::vector<float> h = g;
-  EXPECT_EQ(clip_gradients(h.data(), h.size(), norm, static_cast<float>(norm * 2)), 1.0f);
-  EXPECT_EQ(h, g);
-  const float c = clip_gradients(h.data(), h.size(), norm, 1.0f);
+  const std::vector<float> before = g;
+  EXPECT_EQ(clip_factor(norm, static_cast<float>(norm * 2)), 1.0f);
+  const float c = clip_factor(norm, 1.0f);
   EXPECT_NEAR(c, 1.0 / (norm + 1e-6), 1e-7);
-  EXPECT_NEAR(gradient_norm(h.data(), h.size()), 1.0, 1e-5);
-  EXPECT_EQ(clip_gradients(h.data(), h.size(), norm, 0.0f), 1.0f);  // 0: off
+  opt.scale_grads(c);
+  for (size_t i = 0; i < g.size(); i++) ASSERT_EQ(g[i], before[i] * c) << i;
+  EXPECT_NEAR(std::sqrt(opt.grad_sum_squares()), 1.0, 1e-5);
+  EXPECT_EQ(clip_factor(norm, 0.0f), 1.0f);  // 0: off
 }
 
 ModelConfig tiny_config() {

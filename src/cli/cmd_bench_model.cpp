@@ -21,6 +21,8 @@
 #include "model/lora.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
+#include "train/step.h"
+#include "train/trainable.h"
 
 namespace gpt::cli {
 namespace {
@@ -45,20 +47,26 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   Backend& be = backend_for(a.device);
   GPT model(cfg, be);
   model.init_gpt2(1);
+  // What trains and its optimizer, as fine-tuning sets them up (finetune/loop.cpp).
   std::unique_ptr<LoraAdapters> lora;
-  std::unique_ptr<AdamWBuffer> lora_opt;
   if (a.lora_r > 0) {
     LoraConfig lc;
     lc.r = a.lora_r;
     lora = std::make_unique<LoraAdapters>(cfg, lc);
     lora->init(1);
     model.attach_lora(lora.get());
-  } else if (a.freeze_below >= 0) {
-    model.freeze_below(a.freeze_below);
   }
+  const Trainable trainable = lora                   ? Trainable::none(model)
+                              : a.freeze_below >= 0 ? Trainable::from_layer(model, a.freeze_below)
+                                                    : Trainable::all(model);
+  trainable.apply(model);
   std::unique_ptr<AdamW> opt;
-  if (train && lora) lora_opt = std::make_unique<AdamWBuffer>(be, lora->num_parameters(), AdamWConfig{});
-  if (train && !lora) opt = std::make_unique<AdamW>(model, AdamWConfig{});
+  std::unique_ptr<TrainStep> train_step;
+  if (train) {
+    opt = std::make_unique<AdamW>(model, AdamWConfig{}, trainable);
+    if (lora) opt->add_group({"lora", lora->params(), lora->grads(), lora->num_parameters(), {}});
+    train_step = std::make_unique<TrainStep>(model, *opt, StepOptions{});
+  }
   const size_t N = static_cast<size_t>(a.batch) * a.seq;
   std::mt19937 rng(7);
   std::vector<TokenId> x(N);
@@ -76,16 +84,20 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
     be.synchronize();
     if (timing) phase[i] += seconds_since(t0);
   };
+  // The product's step (train/step.h): zero_grad is what accumulate() spends outside the forward
+  // and backward; the optimizer is update() (the norm, clipping, AdamW, parameters_changed).
   auto step = [&](int k) {
     if (train) {
-      timed(0, [&] { model.zero_grad(); });
-      timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, true, k); });
-      timed(2, [&] { model.backward(); });
-      timed(3, [&] {
-        if (lora_opt) return lora_opt->step(lora->params(), lora->grads(), 1e-4f);
-        opt->step(model, 1e-4f);
-        be.parameters_changed(model.device_params(), model.num_parameters());  // as the trainer does
+      const auto t0 = Clock::now();
+      const double fb0 = phase[1] + phase[2];
+      train_step->accumulate(k, 1, [&](int, uint64_t seed) {
+        double l = 0;
+        timed(1, [&] { l = model.forward(x.data(), y.data(), a.batch, a.seq, true, seed); });
+        timed(2, [&] { model.backward(); });
+        return l;
       });
+      if (timing) phase[0] += seconds_since(t0) - (phase[1] + phase[2] - fb0);
+      timed(3, [&] { train_step->update(1e-4f); });
     } else {
       timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, false); });
     }
@@ -122,9 +134,9 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
     s += fmt::format(
         "phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
         phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3, phase[3] / nsteps * 1e3);
-  if (lora || !model.all_trainable())
+  if (lora || !trainable.all())
     s += fmt::format("trainable: {} parameters ({})\n",
-                     with_commas(lora ? lora->num_parameters() : model.num_trainable_parameters()),
+                     with_commas(lora ? lora->num_parameters() : trainable.num_parameters()),
                      lora ? fmt::format("LoRA r={} on c_attn, c_proj, c_fc; base frozen", a.lora_r)
                           : fmt::format("blocks {}.. and the head", a.freeze_below));
   s += fmt::format("tokens/s:  {:.0f}\n", tokens_per_s);
@@ -136,9 +148,7 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
       "memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
       "activations {:.0f} MB)\n",
       peak_mb, model.parameter_bytes() / 1e6, model.gradient_bytes() / 1e6,
-      opt    ? opt->state_bytes() / 1e6
-      : lora ? 2.0 * lora->num_parameters() * sizeof(float) / 1e6
-             : 0.0,
+      opt ? opt->state_bytes() / 1e6 : 0.0,
       model.activation_bytes() / 1e6);
   nlohmann::json j = {{"bench", train ? "train-step" : "forward"},
                       {"preset", cfg.preset},

@@ -34,6 +34,7 @@ struct TrainArgs {
 //   GPT_TEST_POISON_AT_STEP=N  a NaN in the first weight before step N
 //   GPT_TEST_FAIL_ON_RANK=R:N  an ordinary error on rank R alone at step N
 //   GPT_TEST_STOP_AFTER_STEP=N the run ends after step N without the final save
+//   GPT_TEST_KILL_IN_SAVE=N    SIGKILL halfway through the save of step N
 TrainHooks test_hooks_from_environment() {
   auto step_of = [](const char* var) -> int64_t {
     const char* e = std::getenv(var);
@@ -50,6 +51,10 @@ TrainHooks test_hooks_from_environment() {
     h.fail_at = [want = std::string(e)](int rank, int64_t step) { return fmt::format("{}:{}", rank, step) == want; };
   if (const int64_t n = step_of("GPT_TEST_STOP_AFTER_STEP"); n >= 0)
     h.stop_after = [n](int64_t step) { return step == n; };
+  if (const int64_t n = step_of("GPT_TEST_KILL_IN_SAVE"); n >= 0)
+    h.in_save = [n](int64_t step) {
+      if (step == n) ::kill(::getpid(), SIGKILL);
+    };
   return h;
 }
 

@@ -340,12 +340,13 @@ nlohmann::json ClassifyTask::evaluate(GPT& model, Split s) {
   return {{"loss", loss / n}, {"accuracy", static_cast<double>(right) / n}};
 }
 
-std::vector<ExtraTensor> ClassifyTask::extra_tensors() {
-  std::vector<ExtraTensor> t = {{"classifier.weight", head_.w.data(), head_.dw.data(), head_.w.size(), true},
-                                {"classifier.bias", head_.b.data(), head_.db.data(), head_.b.size(), false}};
+std::vector<ParamGroup> ClassifyTask::param_groups() {
+  const size_t w = head_.w.size(), b = head_.b.size(), n = lora_ ? lora_->num_parameters() : 0;
+  std::vector<ParamGroup> g = {{"classifier.weight", head_.w.data(), head_.dw.data(), w, {{0, w, true}}},
+                               {"classifier.bias", head_.b.data(), head_.db.data(), b, {{0, b, false}}}};
   // LoRA adapters without weight decay (B starts at zero; decay would only pull it back).
-  if (lora_) t.push_back({"lora", lora_->params(), lora_->grads(), lora_->num_parameters(), false});
-  return t;
+  if (lora_) g.push_back({"lora", lora_->params(), lora_->grads(), n, {{0, n, false}}});
+  return g;
 }
 
 void ClassifyTask::save(const std::string& out_dir, const GPT& model) {

@@ -122,7 +122,7 @@ class ClassifyTask : public FinetuneTask {
   double train_batch(GPT& model, std::span<const size_t> idx, float grad_scale, uint64_t seed) override;
   nlohmann::json evaluate(GPT& model, Split s) override;
   std::string metric() const override { return "accuracy"; }
-  std::vector<ExtraTensor> extra_tensors() override;
+  std::vector<ParamGroup> param_groups() override;
   void save(const std::string& out_dir, const GPT& model) override;
 
   // confusion[true][predicted] over a split, and its accuracy.

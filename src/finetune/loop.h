@@ -18,22 +18,13 @@
 #include "model/lora.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
+#include "train/trainable.h"
 #include "train/lr_schedule.h"
 
 namespace gpt {
 
 enum class Split { Train, Val, Test };
 const char* split_name(Split s);  // "train", "val", "test"
-
-// Parameters a task trains outside the model (a classification head): host arrays the loop updates
-// with AdamW alongside the model's. The loop zeroes `grads` before each step.
-struct ExtraTensor {
-  std::string name;
-  float* params = nullptr;
-  float* grads = nullptr;
-  size_t n = 0;
-  bool decay = true;  // weight decay (matrices yes, biases no)
-};
 
 class FinetuneTask {
  public:
@@ -42,16 +33,17 @@ class FinetuneTask {
   // Examples in a split (0: the split is absent).
   virtual size_t size(Split s) const = 0;
   // One micro-batch of training examples (indices into the train split): forward and backward,
-  // adding grad_scale * d(mean loss)/d(parameters) to model.grads() and to the extra tensors'
-  // gradients. `seed` seeds dropout. Returns the batch's mean loss.
+  // adding grad_scale * d(mean loss)/d(parameters) to model.grads() and to the gradients of the
+  // task's own parameter groups. `seed` seeds dropout. Returns the batch's mean loss.
   virtual double train_batch(GPT& model, std::span<const size_t> idx, float grad_scale, uint64_t seed) = 0;
   // Metrics over a whole split, with dropout off, e.g. {"loss": 1.9} or {"loss": .., "accuracy": ..}.
   // The loop logs them as "<split>_<key>" in metrics.jsonl.
   virtual nlohmann::json evaluate(GPT& model, Split s) = 0;
   // The key of evaluate() that log lines and the plot show ("loss", "accuracy").
   virtual std::string metric() const { return "loss"; }
-  // Trainable parameters outside the model (none by default).
-  virtual std::vector<ExtraTensor> extra_tensors() { return {}; }
+  // Trainable parameters outside the model (a classification head: none by default), as AdamW's
+  // groups: host arrays on the CPU, which the loop updates beside the model's.
+  virtual std::vector<ParamGroup> param_groups() { return {}; }
   // Writes what the task adds to the output model directory (after the loop saved the model there),
   // each file atomically.
   virtual void save(const std::string& out_dir, const GPT& model) {
@@ -60,21 +52,10 @@ class FinetuneTask {
   }
 };
 
-// Which parameters train: all of them, the last N transformer blocks (+ the final LayerNorm and an
-// untied head; the embeddings stay frozen: GPT::freeze_below), LoRA adapters on a frozen model
-// (made and attached by the loop from FinetuneConfig::lora), or nothing of the model (only the
-// task's own tensors, e.g. a classification head).
-struct TrainSelection {
-  enum Kind { All, LastN, Lora, None } kind = All;
-  int n = 0;
-};
-// "all" | "last:N" | "lora" (errors name the --trainable flag).
-TrainSelection parse_train_selection(std::string_view spec, int n_layer);
-// New LoRA adapters for `model` from `cfg`, initialised from `seed` and attached (which freezes the
-// base). The caller keeps them alive while attached.
+// New LoRA adapters for `model` from `cfg`, initialised from `seed` and attached. The caller keeps
+// them alive while attached; what trains (Trainable, with the adapters as AdamW's group) is the
+// loop's choice.
 std::unique_ptr<LoraAdapters> attach_new_lora(GPT& model, const LoraConfig& cfg, uint64_t seed);
-// The range of the flat parameter array that trains (contiguous: blocks are laid out in order).
-dist::Range trainable_range(const GPT& model, TrainSelection sel);
 
 struct FinetuneConfig {
   std::string out_dir;
@@ -89,7 +70,7 @@ struct FinetuneConfig {
   uint64_t seed = 1337;
   bool shuffle = true;
   int eval_every = 0;  // steps; 0: only at each epoch end
-  TrainSelection train;
+  TrainSelection train;  // train/trainable.h
   LoraConfig lora;         // with train = lora; the adapters start from `seed`
   std::string base_model;  // named in adapter_config.json
   bool save = true;        // save the model (+ the task's files) into out_dir at the end

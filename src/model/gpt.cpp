@@ -239,7 +239,7 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(&backend) {
   w_ = bind_tensors(cfg_, layout_, params_.data());
   if (!be_->host_memory()) dev_params_ = BackendBuffer(*be_, num_params_ * sizeof(float));
   dw_ = bind_tensors(cfg_, layout_, device_params());
-  trainable_.assign(layout_.size(), 1);
+  requires_grad_.assign(layout_.size(), 1);
   bind_weights();
 }
 
@@ -266,7 +266,7 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, ops::WeightType type) : cfg_(
   w_ = bind_tensors(cfg_, layout_, params_.data());
   if (!be_->host_memory()) dev_params_ = BackendBuffer(*be_, num_params_ * sizeof(float));
   dw_ = bind_tensors(cfg_, layout_, device_params());
-  trainable_.assign(layout_.size(), 0);
+  requires_grad_.assign(layout_.size(), 0);
   bind_weights();
 }
 
@@ -292,7 +292,7 @@ GPT& GPT::operator=(GPT&& o) noexcept {
     lw_ = std::move(o.lw_);
     acts_ = std::exchange(o.acts_, nullptr);
     scored_ = o.scored_;
-    trainable_ = std::move(o.trainable_);
+    requires_grad_ = std::move(o.requires_grad_);
     gt_ = std::move(o.gt_);
     sink_ = std::move(o.sink_);
     lora_ = std::exchange(o.lora_, nullptr);
@@ -415,7 +415,7 @@ float* GPT::grads() {
   if (grads_.empty()) {
     grads_ = BackendBuffer(*be_, num_params_ * sizeof(float));  // zeroed
     g_ = bind_tensors(cfg_, layout_, static_cast<float*>(grads_.get()));
-    rebind_trainable_grads();
+    rebind_grads();
   }
   return static_cast<float*>(grads_.get());
 }
@@ -429,9 +429,6 @@ void GPT::attach_lora(LoraAdapters* adapters) {
     if (c.n_layer != cfg_.n_layer || c.n_embd != cfg_.n_embd)
       fail("LoRA adapters for {} layers of width {} do not fit a model with {} layers of width {}", c.n_layer,
            c.n_embd, cfg_.n_layer, cfg_.n_embd);
-    freeze_all();
-  } else if (lora_) {
-    unfreeze_all();
   }
   lora_ = adapters;
 }
@@ -735,11 +732,11 @@ void GPT::backward(float grad_scale) {
     fail("backward() needs a forward pass with training = true and targets");
   Workspace& a = *acts_;
   Backend& be = *be_;
-  if (num_trainable_parameters() > 0) grads();
+  if (any_requires_grad()) grads();
   const int C = cfg_.n_embd, V = cfg_.vocab_size;
   const int n = a.B * a.T;
   if (scored_ == 0) return;                             // nothing scored: the loss is constant
-  if (lowest_trainable_layer() > cfg_.n_layer) return;  // nothing trainable
+  if (lowest_grad_layer() > cfg_.n_layer) return;  // no gradient wanted
   a.host_logits_valid = false;
 
   // loss -> logits -> head input: a.dbuf when ln_f follows (its backward is the trunk's), else a.dres
@@ -754,7 +751,7 @@ void GPT::backward_hidden(const float* dhidden) {
   if (be_->act_type() != ActType::F32)
     fail("backward_hidden() needs fp32 activations; the {} backend has bf16 ones", be_->name());
   Workspace& a = *acts_;
-  if (num_trainable_parameters() > 0) grads();
+  if (any_requires_grad()) grads();
   const size_t bytes = static_cast<size_t>(a.B) * a.T * cfg_.n_embd * sizeof(float);
   be_->to_device(cfg_.final_ln() ? a.dbuf : a.dres, dhidden, bytes);
   backward_trunk();
@@ -808,7 +805,7 @@ void GPT::backward_trunk() {
   // The LayerNorm kernels always write a gain gradient: a frozen one goes to the sink.
   float* sink = static_cast<float*>(sink_.get());
   auto gain = [&](float* g) { return g ? g : sink; };
-  const int lowest = lowest_trainable_layer();
+  const int lowest = lowest_grad_layer();
   if (lowest > cfg_.n_layer) return;
 
   Act* dres = a.dres;     // gradient w.r.t. the current block's output, then its input
@@ -871,68 +868,53 @@ void GPT::backward_trunk() {
   be.embedding_backward(G.wte, G.wpe, dres, a.inputs, a.host_inputs.data(), B, T, C);
 }
 
-// ---- the trainable set -------------------------------------------------------------------------------
+// ---- the gradient mask -------------------------------------------------------------------------------
 
 // The block a tensor belongs to: -1 for the embeddings, n_layer for ln_f and lm_head.
-static int tensor_layer(const ParamInfo& p, int n_layer) {
+int tensor_layer(const ParamInfo& p, int n_layer) {
   if (p.name.starts_with("h.")) return std::atoi(p.name.c_str() + 2);
   if (p.name.starts_with("wte.") || p.name.starts_with("wpe.")) return -1;
   return n_layer;
 }
 
-void GPT::set_trainable(const std::function<bool(const ParamInfo&)>& trainable) {
-  bool any_frozen = false;
+void GPT::set_requires_grad(const std::vector<char>& mask) {
+  if (mask.size() != layout_.size())
+    fail("set_requires_grad: {} flags for the model's {} tensors", mask.size(), layout_.size());
+  bool all = true, embeddings = false;
   for (size_t i = 0; i < layout_.size(); i++) {
-    trainable_[i] = trainable(layout_[i]) ? 1 : 0;
-    any_frozen |= !trainable_[i];
+    all &= mask[i] != 0;
+    embeddings |= mask[i] != 0 && tensor_layer(layout_[i], cfg_.n_layer) < 0;
   }
-  if (any_frozen)
-    for (size_t i = 0; i < layout_.size(); i++)
-      if (tensor_layer(layout_[i], cfg_.n_layer) < 0) trainable_[i] = 0;
-  rebind_trainable_grads();
+  if (embeddings && !all) fail("set_requires_grad: the embeddings can train only with every other tensor");
+  requires_grad_ = mask;
+  rebind_grads();
 }
-void GPT::freeze_all() {
-  set_trainable([](const ParamInfo&) { return false; });
+bool GPT::any_requires_grad() const {
+  for (char t : requires_grad_)
+    if (t) return true;
+  return false;
 }
-void GPT::unfreeze_all() {
-  set_trainable([](const ParamInfo&) { return true; });
-}
-void GPT::freeze_below(int layer) {
-  if (layer < 0 || layer > cfg_.n_layer) fail("freeze_below: layer {} is outside 0..{}", layer, cfg_.n_layer);
-  const int L = cfg_.n_layer;
-  set_trainable([&](const ParamInfo& p) { return tensor_layer(p, L) >= layer; });
-}
-bool GPT::trainable(std::string_view name) const {
-  for (size_t i = 0; i < layout_.size(); i++)
-    if (layout_[i].name == name) return trainable_[i] != 0;
-  fail("the model has no parameter \"{}\"", name);
-}
-bool GPT::all_trainable() const {
-  for (char t : trainable_)
+bool GPT::all_require_grad() const {
+  for (char t : requires_grad_)
     if (!t) return false;
   return true;
 }
-size_t GPT::num_trainable_parameters() const {
-  size_t n = 0;
-  for (size_t i = 0; i < layout_.size(); i++) n += trainable_[i] ? layout_[i].numel : 0;
-  return n;
-}
 
-void GPT::rebind_trainable_grads() {
+void GPT::rebind_grads() {
   std::vector<ParamInfo> live;
   for (size_t i = 0; i < layout_.size(); i++)
-    if (trainable_[i]) live.push_back(layout_[i]);
-  // With nothing trainable (LoRA) the gradient arena is never needed: all pointers are null.
+    if (requires_grad_[i]) live.push_back(layout_[i]);
+  // With no gradient wanted (only LoRA adapters train) the gradient arena is never needed: all pointers are null.
   if (!live.empty() && grads_.empty()) return;  // grads() binds when it allocates
   gt_ = bind_tensors(cfg_, live, static_cast<float*>(grads_.get()));
-  if (!all_trainable() && sink_.empty()) sink_ = BackendBuffer(*be_, cfg_.n_embd * sizeof(float));
+  if (!all_require_grad() && sink_.empty()) sink_ = BackendBuffer(*be_, cfg_.n_embd * sizeof(float));
 }
 
-int GPT::lowest_trainable_layer() const {
+int GPT::lowest_grad_layer() const {
   int lowest = lora_ ? lora_->lowest_layer() : cfg_.n_layer + 1;
   if (lora_ && lowest >= cfg_.n_layer) lowest = cfg_.n_layer + 1;  // adapters on no block
   for (size_t i = 0; i < layout_.size(); i++)
-    if (trainable_[i]) lowest = std::min(lowest, tensor_layer(layout_[i], cfg_.n_layer));
+    if (requires_grad_[i]) lowest = std::min(lowest, tensor_layer(layout_[i], cfg_.n_layer));
   return lowest;
 }
 

@@ -168,26 +168,18 @@ class GPT {
                       const int32_t* pos, int want0, float* host_out, int capture_layer = -1,
                       const ops::AttentionCapture* capture = nullptr);
 
-  // ---- the trainable set (fine-tuning a subset) --------------------------------------------------
-  // Every tensor is trainable after construction. A frozen tensor gets no gradient (its grads() stay
-  // as they are, zero after zero_grad) and AdamW leaves it alone. Backward stops below the lowest
-  // layer that has anything trainable (or a LoRA adapter). When any tensor is frozen the embeddings
-  // (wte, wpe, and so a tied head) are frozen too: training them alone is not a use we have.
-  void set_trainable(const std::function<bool(const ParamInfo&)>& trainable);
-  void freeze_all();
-  void unfreeze_all();
-  // Freezes the embeddings and blocks 0 .. layer-1; blocks layer.. n_layer-1, ln_f and an untied
-  // lm_head stay trainable. freeze_below(0) freezes only the embeddings.
-  void freeze_below(int layer);
-  bool trainable(size_t tensor) const { return trainable_[tensor] != 0; }  // by index in layout()
-  bool trainable(std::string_view name) const;
-  bool all_trainable() const;
-  size_t num_trainable_parameters() const;
+  // ---- which gradients backward computes --------------------------------------------------------
+  // Every tensor's after construction. What trains is the optimizer's choice (train/trainable.h),
+  // which sets this mask: a tensor without it gets no gradient (its grads() stay as they are, zero
+  // after zero_grad), and backward stops below the lowest layer that needs one (or has a LoRA
+  // adapter). The embeddings may require a gradient only when every tensor does.
+  void set_requires_grad(const std::vector<char>& mask);  // one flag per layout() tensor
+  bool requires_grad(size_t tensor) const { return requires_grad_[tensor] != 0; }
 
   // ---- LoRA (model/lora.h) -----------------------------------------------------------------------
   // Attaches adapters (nullptr detaches): forward adds their low-rank updates, backward computes
-  // their gradients, and the base model is frozen (freeze_all) while they are attached; detaching
-  // makes it trainable again. The adapters must outlive the attachment. The CPU backends only (their
+  // their gradients (and the base's that set_requires_grad asks for: none when only the adapters
+  // train, Trainable::none). The adapters must outlive the attachment. The CPU backends only (their
   // tensors are host memory; Backend::lora_forward / lora_backward run them).
   void attach_lora(LoraAdapters* adapters);
   LoraAdapters* lora() const { return lora_; }
@@ -221,8 +213,10 @@ class GPT {
                     uint64_t dropout_seed, bool head);
   // From the gradient of the head's input (in a.dbuf for pre-LN, a.dres for post-LN) down.
   void backward_trunk();
-  void rebind_trainable_grads();
-  int lowest_trainable_layer() const;  // -1: the embeddings; n_layer: none
+  void rebind_grads();
+  bool any_requires_grad() const;
+  bool all_require_grad() const;
+  int lowest_grad_layer() const;  // -1: the embeddings; n_layer: none
 
   ModelConfig cfg_;
   Backend* be_;
@@ -240,7 +234,7 @@ class GPT {
   std::vector<LayerWeights> lw_;
   Workspace* acts_ = nullptr;  // the workspace of forward() and backward()
   size_t scored_ = 0;
-  std::vector<char> trainable_;  // per layout() tensor
+  std::vector<char> requires_grad_;  // per layout() tensor
   ModelTensors gt_{};            // g_ with frozen tensors as nullptr
   BackendBuffer sink_;           // [C]: LayerNorm gain gradients of frozen LayerNorms land here
   LoraAdapters* lora_ = nullptr;
@@ -249,6 +243,8 @@ class GPT {
 // Binds tensor pointers for a config's layout over an arena base (used for params and grads).
 ModelTensors bind_tensors(const ModelConfig& cfg, const std::vector<ParamInfo>& layout, float* base);
 
+// The block a tensor belongs to: -1 for the embeddings, n_layer for ln_f and lm_head.
+int tensor_layer(const ParamInfo& p, int n_layer);
 // True for the parameters a packed model keeps as matrices (2-D, except the position embedding).
 bool is_packed_matrix(const ParamInfo& p);
 // A matrix parameter as [OUT, IN] rows in `type`, from its fp32 values as the arena stores them

@@ -1,5 +1,6 @@
 #include "train/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -7,86 +8,120 @@
 
 namespace gpt {
 
-AdamW::AdamW(const GPT& model, AdamWConfig cfg) : AdamW(model, cfg, dist::Range{0, model.num_parameters()}) {}
+AdamW::AdamW(Backend& backend, AdamWConfig cfg) : cfg_(cfg), be_(&backend) {}
 
-AdamW::AdamW(const GPT& model, AdamWConfig cfg, dist::Range shard)
+AdamW::AdamW(GPT& model, AdamWConfig cfg) : AdamW(model, cfg, Trainable::all(model)) {}
+
+AdamW::AdamW(GPT& model, AdamWConfig cfg, dist::Range shard) : AdamW(model, cfg, Trainable::all(model), shard) {}
+
+AdamW::AdamW(GPT& model, AdamWConfig cfg, const Trainable& trainable)
+    : AdamW(model, cfg, trainable, dist::Range{0, model.num_parameters()}) {}
+
+AdamW::AdamW(GPT& model, AdamWConfig cfg, const Trainable& trainable, dist::Range shard)
     : cfg_(cfg), be_(&model.backend()), shard_(shard), total_(model.num_parameters()) {
   if (shard.begin > shard.end || shard.end > total_)
     fail("AdamW: shard [{}, {}) outside the model's {} parameters", shard.begin, shard.end, total_);
-  segments_ = dist::shard_segments(model.layout(), shard);
-  const auto& layout = model.layout();
-  size_t t = 0;
-  for (const auto& seg : segments_) {
-    while (layout[t].offset + layout[t].numel <= seg.offset) t++;
-    segment_tensor_.push_back(t);
+  ParamGroup g{"model", model.device_params() + shard.begin, nullptr, shard.size(), {}};
+  for (dist::Segment s : trainable.segments(shard)) {
+    s.offset -= shard.begin;
+    g.segments.push_back(s);
   }
-  if (shard.size() > 0) {  // a rank may own nothing when there are more ranks than parameters
-    m_ = BackendBuffer(*be_, shard.size() * sizeof(float));  // zeroed
-    v_ = BackendBuffer(*be_, shard.size() * sizeof(float));
-  }
+  // A model with nothing trainable here (LoRA alone) needs neither gradients nor moments.
+  if (!g.segments.empty()) g.grads = model.grads() + shard.begin;
+  model_ = static_cast<int>(groups_.size());
+  groups_.push_back(std::move(g));
+  const bool any = !groups_.back().segments.empty();
+  // A rank may own nothing when there are more ranks than parameters.
+  m_.emplace_back(any && shard.size() ? BackendBuffer(*be_, shard.size() * sizeof(float)) : BackendBuffer());
+  v_.emplace_back(any && shard.size() ? BackendBuffer(*be_, shard.size() * sizeof(float)) : BackendBuffer());
 }
 
-// The step's constants; weight_decay is set per segment.
-static ops::AdamWStep step_constants(const AdamWConfig& cfg, float lr, int64_t t) {
-  return ops::AdamWStep{lr,
-                        cfg.beta1,
-                        cfg.beta2,
-                        cfg.eps,
-                        0.0f,
-                        1.0f - std::pow(cfg.beta1, static_cast<float>(t)),
-                        1.0f - std::pow(cfg.beta2, static_cast<float>(t))};
+size_t AdamW::add_group(ParamGroup g) {
+  if (g.segments.empty()) g.segments.push_back({0, g.n, true});
+  for (const auto& s : g.segments)
+    if (s.offset > g.n || s.count > g.n - s.offset)
+      fail("AdamW: group {}: segment [{}, {}) outside its {} parameters", g.name, s.offset, s.offset + s.count,
+           g.n);
+  m_.emplace_back(g.n ? BackendBuffer(*be_, g.n * sizeof(float)) : BackendBuffer());  // zeroed
+  v_.emplace_back(g.n ? BackendBuffer(*be_, g.n * sizeof(float)) : BackendBuffer());
+  groups_.push_back(std::move(g));
+  return groups_.size() - 1;
 }
 
-void AdamW::step(GPT& model, float lr) {
-  if (&model.backend() != be_) fail("AdamW: the model runs on another backend than its optimizer");
-  if (model.layout().size() <= (segment_tensor_.empty() ? 0 : segment_tensor_.back()))
-    fail("AdamW: the model is not the one this optimizer was made for");
+float* AdamW::model_moments(std::vector<BackendBuffer>& b) {
+  return model_ < 0 ? nullptr : static_cast<float*>(b[static_cast<size_t>(model_)].get());
+}
+
+// The part of a group that trains: from its first segment's start to its last one's end.
+static dist::Range extent(const ParamGroup& g) {
+  if (g.segments.empty()) return {0, 0};
+  return {g.segments.front().offset, g.segments.back().offset + g.segments.back().count};
+}
+
+void AdamW::step(float lr) {
   t_++;
-  ops::AdamWStep s = step_constants(cfg_, lr, t_);
-  // device_params(), not params(): a mutable params() would mark the host copy as the newer one.
-  float* p = model.device_params();
-  const float* g = model.grads();
-  // With the whole model as the shard, the segments are the tensors themselves.
-  for (size_t k = 0; k < segments_.size(); k++) {
-    const dist::Segment& seg = segments_[k];
-    if (!model.trainable(segment_tensor_[k])) continue;
-    s.weight_decay = seg.decay ? cfg_.weight_decay : 0.0f;
-    const size_t local = seg.offset - shard_.begin;
-    be_->adamw_update(p + seg.offset, g + seg.offset, m() + local, v() + local, seg.count, s);
+  ops::AdamWStep s{lr,
+                   cfg_.beta1,
+                   cfg_.beta2,
+                   cfg_.eps,
+                   0.0f,  // per segment
+                   1.0f - std::pow(cfg_.beta1, static_cast<float>(t_)),
+                   1.0f - std::pow(cfg_.beta2, static_cast<float>(t_))};
+  for (size_t k = 0; k < groups_.size(); k++) {
+    const ParamGroup& g = groups_[k];
+    float* m = static_cast<float*>(m_[k].get());
+    float* v = static_cast<float*>(v_[k].get());
+    for (const dist::Segment& seg : g.segments) {
+      if (seg.count == 0) continue;
+      s.weight_decay = seg.decay ? cfg_.weight_decay : 0.0f;
+      be_->adamw_update(g.params + seg.offset, g.grads + seg.offset, m + seg.offset, v + seg.offset, seg.count,
+                        s);
+    }
   }
 }
 
-AdamWBuffer::AdamWBuffer(Backend& backend, size_t n, AdamWConfig cfg, std::vector<dist::Segment> segments)
-    : cfg_(cfg), be_(&backend), n_(n), segments_(std::move(segments)) {
-  if (segments_.empty()) segments_.push_back({0, n, true});
-  for (const auto& s : segments_)
-    if (s.offset > n || s.count > n - s.offset)
-      fail("AdamWBuffer: segment [{}, {}) outside its {} parameters", s.offset, s.offset + s.count, n);
-  if (n > 0) {
-    m_ = BackendBuffer(backend, n * sizeof(float));  // zeroed
-    v_ = BackendBuffer(backend, n * sizeof(float));
+double AdamW::grad_sum_squares() const {
+  double sq = 0.0;
+  for (const ParamGroup& g : groups_) {
+    const dist::Range r = extent(g);
+    if (r.size()) sq += be_->sum_squares(g.grads + r.begin, r.size());
+  }
+  return sq;
+}
+
+void AdamW::scale_grads(float factor) {
+  for (const ParamGroup& g : groups_) {
+    const dist::Range r = extent(g);
+    if (r.size()) be_->scale(g.grads + r.begin, r.size(), factor);
   }
 }
 
-void AdamWBuffer::step(float* params, const float* grads, float lr) {
-  t_++;
-  ops::AdamWStep s = step_constants(cfg_, lr, t_);
-  for (const auto& seg : segments_) {
-    if (seg.count == 0) continue;
-    s.weight_decay = seg.decay ? cfg_.weight_decay : 0.0f;
-    be_->adamw_update(params + seg.offset, grads + seg.offset, m() + seg.offset, v() + seg.offset, seg.count,
-                      s);
-  }
+void AdamW::zero_grads() {
+  for (size_t k = 0; k < groups_.size(); k++)
+    if (static_cast<int>(k) != model_ && groups_[k].n) be_->fill_zero(groups_[k].grads, groups_[k].n * sizeof(float));
+}
+
+size_t AdamW::num_trainable() const {
+  size_t n = 0;
+  for (const ParamGroup& g : groups_)
+    for (const dist::Segment& s : g.segments) n += s.count;
+  return n;
+}
+
+size_t AdamW::state_bytes() const {
+  size_t b = 0;
+  for (size_t k = 0; k < groups_.size(); k++) b += m_[k].bytes() + v_[k].bytes();
+  return b;
 }
 
 void AdamW::download_moments(float* m_host, float* v_host) const {
-  if (size() == 0) return;
+  if (size() == 0 || !m()) return;
   be_->to_host(m_host, m(), size() * sizeof(float));
   be_->to_host(v_host, v(), size() * sizeof(float));
 }
 
 void AdamW::upload_moments(const float* m_host, const float* v_host) {
-  if (size() == 0) return;
+  if (size() == 0 || !m()) return;
   be_->to_device(m(), m_host, size() * sizeof(float));
   be_->to_device(v(), v_host, size() * sizeof(float));
 }

@@ -1,7 +1,6 @@
 #include "train/checkpoint.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <vector>
 
@@ -34,13 +34,6 @@ void fsync_dir(const std::string& dir) {
     ::fsync(fd);
     ::close(fd);
   }
-}
-
-// Fault injection for the tests: GPT_TEST_KILL_IN_SAVE=N sends SIGKILL to this process halfway
-// through the save of step N (model written, checkpoint not yet in place).
-void maybe_die_in_save(int64_t step) {
-  const char* e = std::getenv("GPT_TEST_KILL_IN_SAVE");
-  if (e && std::atoll(e) == step) ::kill(::getpid(), SIGKILL);
 }
 
 // OUT/NAME becomes a hard link to SRC, atomically (link to a temporary name, rename over).
@@ -204,7 +197,8 @@ void save_checkpoint(const std::string& out, int64_t step, const GPT& model, con
 }
 
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
-                     const OptimizerMoments& opt, const nlohmann::json& state) {
+                     const OptimizerMoments& opt, const nlohmann::json& state,
+                     const std::function<void()>& midway) {
   make_dirs(out);
   const std::string name = checkpoint_name(step);
   const std::string final_dir = out + "/" + name;
@@ -214,7 +208,7 @@ void save_checkpoint(const std::string& out, int64_t step, const GPT& model, con
   try {
     make_dirs(tmp_dir);
     save_model_dir(tmp_dir, model, tok);
-    maybe_die_in_save(step);
+    if (midway) midway();
     const std::vector<int64_t> shape{static_cast<int64_t>(opt.n)};
     write_safetensors(tmp_dir + "/optimizer.safetensors",
                       {{"exp_avg", DType::F32, shape, opt.m}, {"exp_avg_sq", DType::F32, shape, opt.v}},

@@ -10,6 +10,7 @@
 // failed save (disk full) removes its temporary directory and leaves everything else as it was.
 // See docs/checkpoints.md.
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -53,9 +54,11 @@ struct OptimizerMoments {
 };
 
 // Saves step `step` into OUT (see above) and removes older checkpoints. Throws gpt::Error (with the
-// previous checkpoint intact) if anything fails.
+// previous checkpoint intact) if anything fails. `midway` (tests: a kill) runs halfway, with the
+// model written and the checkpoint not yet in place.
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
-                     const OptimizerMoments& moments, const nlohmann::json& state);
+                     const OptimizerMoments& moments, const nlohmann::json& state,
+                     const std::function<void()>& midway = {});
 // The same for an optimizer that holds the moments of the whole model.
 void save_checkpoint(const std::string& out, int64_t step, const GPT& model, const Tokenizer* tok,
                      const AdamW& opt, const nlohmann::json& state);

@@ -35,28 +35,13 @@
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
 #include "train/device_model.h"
-#include "train/plot.h"
+#include "train/run_log.h"
+#include "train/step.h"
 
 namespace gpt {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-double sum_of_squares(const float* g, size_t n) { return ops::sum_squares(g, n); }
-
-double gradient_norm(const float* g, size_t n) { return std::sqrt(sum_of_squares(g, n)); }
-
-float clip_factor(double norm, float max_norm) {
-  if (max_norm <= 0.0f) return 1.0f;
-  const double coef = max_norm / (norm + 1e-6);
-  return coef >= 1.0 ? 1.0f : static_cast<float>(coef);
-}
-
-float clip_gradients(float* g, size_t n, double norm, float max_norm) {
-  const float c = clip_factor(norm, max_norm);
-  if (c != 1.0f) ops::scale(g, n, c);
-  return c;
-}
 
 namespace {
 
@@ -89,9 +74,6 @@ json loader_json(const LoaderState& s) {
   for (uint64_t w : s.rng) rng.push_back(std::to_string(w));  // strings: JSON readers lose 64-bit ints
   return {{"shard", s.shard}, {"position", s.position}, {"batches", s.batches}, {"rng", rng}};
 }
-
-// A plain line for logs (stdout not a terminal) or the progress bar's tail.
-std::string fmt_seconds(double s) { return format_duration(s); }
 
 // Runs f on every rank. An error that every rank raised becomes a CollectiveError (rank 0 reports
 // it); an error that only some raised ends the run through abort, naming the rank. One rank: f's
@@ -142,8 +124,6 @@ class Run {
   double validation_loss();
   std::string sample();
   void save(int64_t step, double elapsed, uint64_t tokens);
-  void write_plot();
-  void log_line(const std::string& s);
   std::string why_not_finite(int64_t step);
   void check_memory(const ModelConfig& mc) const;
 
@@ -158,7 +138,6 @@ class Run {
   Backend* be_ = nullptr;
   std::unique_ptr<dist::Communicator> nccl_;
   std::optional<dist::ParamSync> sync_;
-  std::vector<std::string> kept_;  // metrics lines of the steps a resumed checkpoint covers
   std::string warning_;            // printed once by rank 0
   std::shared_ptr<const Tokenizer> tok_;
   std::optional<GPT> model_;
@@ -170,9 +149,7 @@ class Run {
   uint64_t tokens_before_ = 0;
   std::vector<TokenId> inputs_;
   std::vector<int32_t> targets_;
-  std::vector<CurvePoint> train_curve_, val_curve_;
-  std::FILE* metrics_ = nullptr;
-  bool terminal_ = false;
+  std::optional<RunLog> log_;
   int64_t last_saved_ = -1;
 };
 
@@ -272,40 +249,25 @@ void Run::setup() {
           "gpt: warning: resuming with {} rank{} where the checkpoint was written with {}: a step "
           "now takes {} sequences instead of {}",
           R_, R_ == 1 ? "" : "s", saved_ranks, global, saved_global);
-    // metrics.jsonl keeps one line per step across runs: drop what a killed run logged after the checkpoint.
-    if (file_exists(out + "/metrics.jsonl")) {
-      std::istringstream in(read_regular_file(out + "/metrics.jsonl"));
-      for (std::string line; std::getline(in, line);) {
-        // Lines this version did not write (or a torn last line) are dropped, not trusted.
-        const std::optional<json> j = try_parse_json(line, nullptr);
-        if (!j || !j->is_object() || !j->contains("step") || !(*j)["step"].is_number_integer() ||
-            (*j)["step"].get<int64_t>() > start_step_)
-          continue;
-        kept_.push_back(line);
-        const double step = (*j)["step"].get<double>();
-        if (j->contains("loss") && (*j)["loss"].is_number())
-          train_curve_.push_back({step, (*j)["loss"].get<double>()});
-        if (j->contains("val_loss") && (*j)["val_loss"].is_number())
-          val_curve_.push_back({step, (*j)["val_loss"].get<double>()});
-      }
-    }
     last_saved_ = start_step_;
   }
   inputs_.resize(static_cast<size_t>(B_) * T_);
   targets_.resize(inputs_.size());
-  terminal_ = !cfg_.quiet && Progress::is_terminal();
 }
 
-// Everything is valid on every rank: only now is OUT touched, by rank 0.
+// Everything is valid on every rank: only now is OUT touched, by rank 0. metrics.jsonl keeps one
+// line per step across runs: what a killed run logged after its checkpoint goes.
 void Run::prepare_output() {
-  const std::string& out = cfg_.out_dir;
-  make_dirs(out);
-  remove_stale_checkpoint_temps(out);
-  std::string body;
-  for (const auto& l : kept_) body += l + "\n";
-  write_file_atomic(out + "/metrics.jsonl", body);
-  metrics_ = std::fopen((out + "/metrics.jsonl").c_str(), "a");
-  if (!metrics_) fail("cannot open {}/metrics.jsonl for writing", out);
+  if (root_) {
+    make_dirs(cfg_.out_dir);
+    remove_stale_checkpoint_temps(cfg_.out_dir);
+  }
+  log_.emplace(RunLogOptions{.out_dir = cfg_.out_dir,
+                             .plot_title = "gpt.cpp training loss",
+                             .total_steps = static_cast<uint64_t>(cfg_.steps),
+                             .quiet = cfg_.quiet,
+                             .write = root_},
+               start_step_ > 0 ? start_step_ : -1);
 }
 
 // The mean loss over the scored tokens of every rank's rows, from this rank's mean `loss` over its
@@ -387,9 +349,10 @@ void Run::save(int64_t step, double elapsed, uint64_t tokens) {
   last_saved_ = step;
   if (!root_) return;
   model_->download_parameters();  // the weights to write are the device's
-  std::fflush(metrics_);
-  ::fsync(::fileno(metrics_));
-  save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), moments, state);
+  log_->fsync();
+  save_checkpoint(cfg_.out_dir, step, *model_, tok_.get(), moments, state, [&] {
+    if (cfg_.hooks.in_save) cfg_.hooks.in_save(step);
+  });
 }
 
 // Fails with the sizes when training `mc` on this rank's batch cannot fit in memory, before the
@@ -437,17 +400,6 @@ std::string Run::why_not_finite(int64_t step) {
   return s + " (no checkpoint was saved yet; try a lower --lr)";
 }
 
-void Run::write_plot() {
-  write_loss_plot_svg(cfg_.out_dir + "/loss.svg", "gpt.cpp training loss",
-                      {{"train", train_curve_}, {"val", val_curve_}});
-}
-
-void Run::log_line(const std::string& s) {
-  if (cfg_.quiet) return;
-  std::printf("%s\n", s.c_str());
-  std::fflush(stdout);
-}
-
 // How the gradients and parameters travel between ranks (dist/param_sync.h). Making NCCL's
 // communicator is collective: a rank that fails there ends the run (train() aborts), since the
 // others may be waiting inside NCCL.
@@ -464,10 +416,8 @@ void Run::go() {
   // host memory until the first forward uploads them.
   comm_.broadcast(model_->params(), model_->num_parameters(), dist::DType::F32, 0);
   setup_sync();
-  if (root_) {
-    if (!warning_.empty()) std::fprintf(stderr, "%s\n", warning_.c_str());
-    prepare_output();
-  }
+  if (root_ && !warning_.empty()) std::fprintf(stderr, "%s\n", warning_.c_str());
+  prepare_output();
   const ModelConfig& mc = model_->config();
   const int K = cfg_.grad_accum;
   const uint64_t tokens_per_step = static_cast<uint64_t>(B_) * T_ * K * R_;
@@ -476,33 +426,31 @@ void Run::go() {
   if (be_->name() != "cpu") where = fmt::format(", device {}", be_->device_description());
   std::string how = nccl_ ? nccl_->describe() : comm_.describe();
   if (sync_->path() == dist::SyncPath::Staged) how += ", staged through host memory";
-  if (!cfg_.quiet)
-    log_line(
-        fmt::format("training {} ({:.2f}M parameters) on {} ({} train tokens in {} shards{}), {} steps of {} "
-                    "tokens (batch {} x {} x {} accumulated{}), {} threads{}{}{}",
-                    mc.describe(), model_->num_parameters() / 1e6, cfg_.data_dir, train_->tokens(),
-                    train_->shards(), val_ ? fmt::format(", {} val tokens", val_->tokens()) : "", cfg_.steps,
-                    tokens_per_step, B_, T_, K, R_ > 1 ? fmt::format(" x {} ranks", R_) : "", num_threads(),
-                    R_ > 1 ? fmt::format(" per rank ({})", how) : "", where,
-                    start_step_ > 0 ? fmt::format(", resuming at step {}", start_step_ + 1) : ""));
-  Progress bar("train", static_cast<uint64_t>(cfg_.steps), "steps");
+  log_->print(
+      fmt::format("training {} ({:.2f}M parameters) on {} ({} train tokens in {} shards{}), {} steps of {} "
+                  "tokens (batch {} x {} x {} accumulated{}), {} threads{}{}{}",
+                  mc.describe(), model_->num_parameters() / 1e6, cfg_.data_dir, train_->tokens(),
+                  train_->shards(), val_ ? fmt::format(", {} val tokens", val_->tokens()) : "", cfg_.steps,
+                  tokens_per_step, B_, T_, K, R_ > 1 ? fmt::format(" x {} ranks", R_) : "", num_threads(),
+                  R_ > 1 ? fmt::format(" per rank ({})", how) : "", where,
+                  start_step_ > 0 ? fmt::format(", resuming at step {}", start_step_ + 1) : ""));
+  TrainStep train_step(*model_, *opt_, {.grad_clip = cfg_.grad_clip,
+                                        .seed = cfg_.seed,
+                                        .grad_accum = K,
+                                        .comm = &comm_,
+                                        .sync = &*sync_});
   const auto run_start = Clock::now();
   double last_loss = 0.0;
   for (int64_t step = start_step_ + 1; step <= cfg_.steps; step++) {
     const auto t0 = Clock::now();
     const TrainHooks& hooks = cfg_.hooks;
     if (hooks.fail_at && hooks.fail_at(rank_, step)) fail("a test error on rank {} at step {}", rank_, step);
-    model_->zero_grad();
     if (hooks.poison_before && hooks.poison_before(step)) {
       model_->download_parameters();  // the host copy becomes the newer one: it must be current
       model_->params()[0] = std::numeric_limits<float>::quiet_NaN();
     }
-    double loss = 0.0;
-    for (int micro = 0; micro < K; micro++) {
+    const double loss = train_step.accumulate(step, K, [&](int, uint64_t dseed) {
       train_->next(inputs_.data(), targets_.data());
-      // Each rank drops out other units; rank 0 keeps the one-process seed.
-      const uint64_t dseed = (cfg_.seed * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(step) * K + micro) ^
-                             (static_cast<uint64_t>(rank_) * 0xD1B54A32D192ED03ull);
       const float l = model_->forward(inputs_.data(), targets_.data(), B_, T_, true, dseed);
       const size_t scored = model_->scored_targets();
       const GlobalLoss gl = global_loss(l, scored);
@@ -511,81 +459,56 @@ void Run::go() {
         throw dist::CollectiveError(fmt::format("the loss became {} at step {}: training stopped{}", gl.mean,
                                                 step, why_not_finite(step)));
       // The gradient of the global mean: this rank's share of the scored tokens (1/R when even). The
-      // reduce-scatter below then sums the ranks' gradients.
+      // reduce-scatter then sums the ranks' gradients.
       const float share = R_ == 1 ? 1.0f : static_cast<float>(static_cast<double>(scored) / gl.scored);
       model_->backward(1.0f / K * share);
-      loss += gl.mean;
-    }
-    loss /= K;
-    // ZeRO-1: each rank sums its shard of the gradients over the ranks, measures its part of the norm,
-    // and updates its shard of the weights; the all-gather then gives every rank all the weights.
-    // Gradients, parameters and moments are backend memory; only the norm comes to the host.
-    Backend& be = *be_;
-    float* grads = model_->grads();
-    sync_->reduce_scatter(grads);
-    double sq = be.sum_squares(grads + shard_.begin, shard_.size());
-    comm_.allreduce_sum(&sq, 1);
-    const double norm = std::sqrt(sq);
-    if (!std::isfinite(norm))
+      return gl.mean;
+    });
+    const float lr = cfg_.schedule.at(static_cast<int>(step));
+    const TrainStep::Update up = train_step.update(lr);
+    const double norm = up.grad_norm;
+    if (!up.applied)
       throw dist::CollectiveError(fmt::format(
           "the gradient norm became {} at step {}: training stopped{}", norm, step,
           last_saved_ >= 0
               ? fmt::format("; the last good checkpoint (step {}) is in {}", last_saved_, cfg_.out_dir)
               : ""));
-    const float clip = clip_factor(norm, cfg_.grad_clip);
-    if (clip != 1.0f) be.scale(grads + shard_.begin, shard_.size(), clip);
-    const float lr = cfg_.schedule.at(static_cast<int>(step));
-    opt_->step(*model_, lr);
-    sync_->allgather(model_->device_params());
-    // Now every parameter is new: a backend with low-precision copies of the weights refreshes them.
-    be.parameters_changed(model_->device_params(), model_->num_parameters());
-    be.synchronize();  // the step's time includes its queued work
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - run_start).count();
     last_loss = loss;
-    json m = {{"step", step},          {"loss", loss},   {"lr", lr}, {"grad_norm", norm},
-              {"tokens_per_s", tokens_per_step / dt}, {"elapsed_s", elapsed}};
-    if (root_) {
-      std::fprintf(metrics_, "%s\n", m.dump().c_str());
-      std::fflush(metrics_);
-    }
-    train_curve_.push_back({static_cast<double>(step), loss});
+    log_->metrics({{"step", step},
+                   {"loss", loss},
+                   {"lr", lr},
+                   {"grad_norm", norm},
+                   {"tokens_per_s", tokens_per_step / dt},
+                   {"elapsed_s", elapsed}});
+    log_->train_point(step, loss);
     if (hooks.after_step) hooks.after_step(step);
-
-    const std::string status = fmt::format("loss {:.4f} · lr {:.2e} · {:.0f} tok/s", loss, lr, tokens_per_step / dt);
-    if (terminal_) bar.update(static_cast<uint64_t>(step), status);
-    else if (!cfg_.quiet && (step == start_step_ + 1 || step % 10 == 0 || step == cfg_.steps))
-      log_line(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {:.0f} tok/s | {:.1f} ms | {}",
-                           step, cfg_.steps, loss, lr, norm, tokens_per_step / dt, dt * 1e3, fmt_seconds(elapsed)));
+    log_->step(step, start_step_ + 1, fmt::format("loss {:.4f} · lr {:.2e} · {:.0f} tok/s", loss, lr, tokens_per_step / dt),
+               fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {:.0f} tok/s | {:.1f} ms | {}",
+                           step, cfg_.steps, loss, lr, norm, tokens_per_step / dt, dt * 1e3, format_duration(elapsed)));
 
     const bool last = step == cfg_.steps;
     if (val_ && ((cfg_.eval_every > 0 && step % cfg_.eval_every == 0) || last)) {
       const double vl = validation_loss();
-      val_curve_.push_back({static_cast<double>(step), vl});
-      if (root_) {
-        std::fprintf(metrics_, "%s\n", json{{"step", step}, {"val_loss", vl}}.dump().c_str());
-        std::fflush(metrics_);
-        write_plot();
-      }
-      if (terminal_) bar.finish();
-      log_line(fmt::format("step {:>6}/{} | val loss {:.4f} | train loss {:.4f}", step, cfg_.steps, vl, loss));
+      log_->val_point(step, vl);
+      log_->metrics({{"step", step}, {"val_loss", vl}});
+      log_->write_plot();
+      log_->print(fmt::format("step {:>6}/{} | val loss {:.4f} | train loss {:.4f}", step, cfg_.steps, vl, loss));
     }
-    if (root_ && cfg_.sample_every > 0 && step % cfg_.sample_every == 0) {
-      if (terminal_) bar.finish();
-      log_line(fmt::format("---- sample at step {} ----\n{}\n----", step, sample()));
-    }
+    if (root_ && cfg_.sample_every > 0 && step % cfg_.sample_every == 0)
+      log_->print(fmt::format("---- sample at step {} ----\n{}\n----", step, sample()));
     if ((cfg_.save_every > 0 && step % cfg_.save_every == 0) || last)
       save(step, elapsed, tokens_before_ + static_cast<uint64_t>(step - start_step_) * tokens_per_step);
     if (hooks.stop_after && hooks.stop_after(step)) {
-      if (metrics_) std::fclose(metrics_);
+      log_->finish();
       return;
     }
   }
-  if (root_ && !val_) write_plot();
-  if (terminal_) bar.finish();
-  if (metrics_) std::fclose(metrics_);
-  log_line(fmt::format("done: {} steps, final train loss {:.4f}; model and checkpoint in {}", cfg_.steps, last_loss,
-                       cfg_.out_dir));
+  if (!val_) log_->write_plot();
+  log_->finish();
+  log_->print(fmt::format("done: {} steps, final train loss {:.4f}; model and checkpoint in {}", cfg_.steps,
+                          last_loss, cfg_.out_dir));
 }
 
 }  // namespace

@@ -32,6 +32,8 @@ struct TrainHooks {
   std::function<bool(int64_t step)> poison_before;
   // True: an ordinary error on this rank at this step (the other ranks must not hang).
   std::function<bool(int rank, int64_t step)> fail_at;
+  // Halfway through the save of step `step`: the model written, the checkpoint not yet in place.
+  std::function<void(int64_t step)> in_save;
   // True: the run ends after step `step`, without the final save.
   std::function<bool(int64_t step)> stop_after;
 };
@@ -83,16 +85,5 @@ struct TrainConfig {
 // printed (one line naming the rank) and ends the whole run through Communicator::abort, so that
 // no rank waits forever on a dead one.
 void train(const TrainConfig& cfg);
-
-// The sum of the squares of n gradients (accumulated in double).
-double sum_of_squares(const float* g, size_t n);
-// The global L2 norm of n gradients (accumulated in double): sqrt(sum_of_squares).
-double gradient_norm(const float* g, size_t n);
-// Multiplies the gradients by max_norm / (norm + 1e-6) if that is below 1, as PyTorch's
-// clip_grad_norm_ does. Returns the factor applied (1 when unclipped).
-float clip_gradients(float* g, size_t n, double norm, float max_norm);
-// That factor alone (1 when unclipped or max_norm <= 0), for gradients in backend memory
-// (Backend::scale applies it).
-float clip_factor(double norm, float max_norm);
 
 }  // namespace gpt
