@@ -322,7 +322,13 @@ TEST(Nccl, MakingOneWithoutAGpuIsOneClearError) {
   // NCCL itself runs only with GPUs (unverified here); without one, or in a build without NCCL,
   // asking for it is a gpt::Error, never a crash.
   try {
-    auto c = dist::make_nccl_communicator(dist::single_process());
+    // The CUDA backend when there is a GPU; the CPU's otherwise (refused: NCCL needs device memory).
+    Backend* be = &cpu_backend();
+    try {
+      be = &backend_for(DeviceKind::Cuda);
+    } catch (const Error&) {
+    }
+    auto c = dist::make_nccl_communicator(dist::single_process(), *be);
     EXPECT_TRUE(dist::nccl_compiled_in());
     EXPECT_TRUE(c->device_pointers());
     EXPECT_EQ(c->size(), 1);

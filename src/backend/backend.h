@@ -97,6 +97,10 @@ class Backend {
   virtual std::string device_description() const { return std::string(name()); }
   // The device's dense bf16 peak in FLOP/s (the MFU denominator); 0 when unknown.
   virtual double peak_bf16_flops() const { return 0.0; }
+  // For a library that queues work beside the backend's (NCCL): the device's ordinal and the queue
+  // the backend runs on (a cudaStream_t on CUDA); -1 and null where there is none (the CPU).
+  virtual int device_index() const { return -1; }
+  virtual void* native_stream() { return nullptr; }
 
   // ---- memory ----------------------------------------------------------------------------------
   // bytes of zeroed memory, 256-byte aligned. Throws gpt::Error when it cannot.

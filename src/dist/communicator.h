@@ -5,8 +5,8 @@
 //
 // Every operation names its data as (pointer, count, type) and nothing else. The MPI communicator
 // takes host pointers; the NCCL one (nccl_communicator.h) takes device pointers: its calls run on
-// its own CUDA stream and return once the stream is done, so a caller hands it data a backend has
-// finished writing (Backend::synchronize) and may use the result as soon as the call returns.
+// the CUDA backend's stream after the work that wrote the data, and return once the stream is done,
+// so a caller may use the result as soon as the call returns.
 #pragma once
 #include <cstddef>
 #include <cstdint>

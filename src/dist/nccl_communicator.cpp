@@ -3,7 +3,6 @@
 // (docs/distributed.md), unlike cuBLASLt.
 #include "dist/nccl_communicator.h"
 
-#include <cuda_runtime.h>
 #include <nccl.h>
 
 #include <cstdlib>
@@ -11,6 +10,7 @@
 #include <numeric>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/error.h"
 
 namespace gpt::dist {
@@ -18,9 +18,6 @@ namespace {
 
 void check(ncclResult_t r, const char* what) {
   if (r != ncclSuccess) fail("NCCL: {} failed: {}", what, ncclGetErrorString(r));
-}
-void check(cudaError_t r, const char* what) {
-  if (r != cudaSuccess) fail("NCCL communicator: {} failed: {}", what, cudaGetErrorString(r));
 }
 
 ncclDataType_t nccl_type(DType t) {
@@ -40,8 +37,13 @@ constexpr size_t kIdWords = (sizeof(ncclUniqueId) + 7) / 8;
 
 class Nccl final : public Communicator {
  public:
-  explicit Nccl(Communicator& host) : host_(host) {
-    check(cudaGetDevice(&device_), "cudaGetDevice");
+  Nccl(Communicator& host, Backend& be) : host_(host), be_(be) {
+    // The backend chose the GPU (one per local rank) and runs on a stream: NCCL queues its
+    // collectives on that stream too, after the work that wrote their data.
+    if (!is_cuda(be.kind()) || !be.native_stream())
+      fail("NCCL: the tensors must live on a CUDA backend, not {}", be.name());
+    device_ = be.device_index();
+    stream_ = static_cast<cudaStream_t>(be.native_stream());
     // Rank 0 makes the id; every rank learns whether that worked before waiting for it.
     int64_t words[kIdWords] = {};
     double failed = 0.0;
@@ -64,12 +66,10 @@ class Nccl final : public Communicator {
     host_.broadcast(words, kIdWords, DType::I64, 0);
     ncclUniqueId id;
     std::memcpy(&id, words, sizeof(id));
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     check(ncclCommInitRank(&comm_, host_.size(), id, host_.rank()), "ncclCommInitRank");
   }
   ~Nccl() override {
     if (comm_) ncclCommDestroy(comm_);
-    if (stream_) cudaStreamDestroy(stream_);
   }
   Nccl(const Nccl&) = delete;
   Nccl& operator=(const Nccl&) = delete;
@@ -139,9 +139,7 @@ class Nccl final : public Communicator {
     const size_t es = dtype_size(type);
     if (rank() == 0) {
       char* out = static_cast<char*>(recv);
-      if (counts[0] && out != send)
-        check(cudaMemcpyAsync(out, send, counts[0] * es, cudaMemcpyDeviceToDevice, stream_),
-              "cudaMemcpyAsync");
+      if (counts[0] && out != send) be_.copy(out, send, counts[0] * es);
       check(ncclGroupStart(), "ncclGroupStart");
       for (int r = 1; r < size(); r++)
         if (counts[r])
@@ -182,9 +180,10 @@ class Nccl final : public Communicator {
       if (c != counts[0]) return false;
     return true;
   }
-  void wait() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+  void wait() { be_.synchronize(); }
 
   Communicator& host_;
+  Backend& be_;
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
@@ -194,8 +193,8 @@ class Nccl final : public Communicator {
 
 bool nccl_compiled_in() { return true; }
 
-std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host) {
-  return std::make_unique<Nccl>(host);
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, Backend& be) {
+  return std::make_unique<Nccl>(host, be);
 }
 
 }  // namespace gpt::dist

@@ -7,7 +7,7 @@ namespace gpt::dist {
 
 bool nccl_compiled_in() { return false; }
 
-std::unique_ptr<Communicator> make_nccl_communicator(Communicator&) {
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, Backend&) {
   fail("this build of gpt has no NCCL (CUDA, nccl.h and libnccl, and MPI are all needed at build time)");
 }
 

@@ -9,7 +9,7 @@
 //   packed:   the weight matrices held by the backend in an inference format (f32, bf16 or q8:
 //             ops/packed.h, Backend::adopt_weight), the rest fp32: it runs every forward (training's
 //             included, for evaluation) but cannot train. pack() turns the first into the second;
-//             formats/ loads a bf16 or q8 directory straight into it.
+//             io/model_dir.h loads a bf16 or q8 directory straight into it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -55,7 +55,7 @@ class KvCache;       // model/kv_cache.h
 
 class GPT {
  public:
-  // Builds the network in training storage with all parameters zero (see init_gpt2, or formats/ to
+  // Builds the network in training storage with all parameters zero (see init_gpt2, or io/model_dir.h to
   // load), to run on `backend` (the CPU unless told otherwise; the backend must outlive the model).
   explicit GPT(const ModelConfig& cfg, Backend& backend = cpu_backend());
   // Packed storage: the matrices in `type`, all absent until set_packed_matrix(); the vectors zero.
@@ -77,7 +77,7 @@ class GPT {
   // their fp32 copies are freed. Throws with LoRA adapters attached (merge them first).
   void pack(ops::WeightType type);
   // Packed storage: a matrix by its parameter name ("h.0.attn.c_attn.weight", "wte.weight", ...),
-  // as [OUT, IN] rows in the model's type (formats/ builds them from a file, or from_conv1d). Its
+  // as [OUT, IN] rows in the model's type (io/model_dir.h builds them from a file, or from_conv1d). Its
   // shape must be the config's.
   void set_packed_matrix(std::string_view name, ops::PackedMatrix&& m);
   const PackedWeight* packed_matrix(std::string_view name) const;  // null if absent or not packed

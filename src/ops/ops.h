@@ -1,5 +1,5 @@
 // The operations of a GPT, each with its forward and its backward side by side. CPU versions:
-// the matrix products go to OpenBLAS (ops/cpu/linear.cpp); everything else is written here in
+// the matrix products go to oneDNN or OpenBLAS (ops/cpu/ops.cpp); everything else is written in
 // ops/cpu/kernels.inc, compiled once per instruction-set level and picked at run time
 // (core/cpu.h). Shapes: N = B*T rows, C channels, V vocabulary, H heads.
 //

@@ -406,7 +406,7 @@ std::string Run::why_not_finite(int64_t step) {
 void Run::setup_sync() {
   const dist::SyncPath path =
       dist::choose_sync_path(be_->kind(), be_->host_memory(), R_, dist::nccl_compiled_in());
-  if (path == dist::SyncPath::Nccl) nccl_ = dist::make_nccl_communicator(comm_);
+  if (path == dist::SyncPath::Nccl) nccl_ = dist::make_nccl_communicator(comm_, *be_);
   sync_.emplace(path, comm_, nccl_.get(), *be_, counts_);
 }
 

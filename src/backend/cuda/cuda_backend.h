@@ -29,6 +29,8 @@ class CudaBackend final : public Backend {
   bool host_memory() const override { return false; }
   std::string device_description() const override { return description_; }
   double peak_bf16_flops() const override { return peak_bf16_; }
+  int device_index() const override { return device_; }
+  void* native_stream() override { return stream_; }
 
   void* allocate(size_t bytes) override;
   void release(void* p) override;

@@ -1,4 +1,4 @@
-// KV-cache decoding (generate/device_decoder.h): writing keys and values into a layer's cache, and
+// KV-cache decoding (Backend::kv_cache_write / attention_cached, which GPT::forward_cached runs): writing keys and values into a layer's cache, and
 // the attention of one query per row over its cached keys. Caches are [rows][H][n_ctx][hs] of E,
 // so one (row, head)'s keys are one contiguous [n_ctx, hs] matrix.
 //
