@@ -126,9 +126,9 @@ TEST(DataLoader, RejectsTooLittleDataAndIdsOutsideTheVocabulary) {
 }
 
 // The step's norm and clipping (AdamW over a group, as TrainStep runs them) against a direct
-// computation in double.
+// computation in double; clipping inside the update equals scaling the gradients first, bit for bit.
 TEST(GradClip, NormAndClipMatchADirectComputation) {
-  std::vector<float> g(1001), p(g.size());
+  std::vector<float> g(1001), p(g.size(), 0.5f);
   Rng rng(3);
   double sum = 0;
   for (auto& x : g) {
@@ -139,14 +139,22 @@ TEST(GradClip, NormAndClipMatchADirectComputation) {
   opt.add_group({"g", p.data(), g.data(), g.size(), {}});
   const double norm = std::sqrt(opt.grad_sum_squares());
   EXPECT_NEAR(norm, std::sqrt(sum), 1e-9);
-  const std::vector<float> before = g;
   EXPECT_EQ(clip_factor(norm, static_cast<float>(norm * 2)), 1.0f);
   const float c = clip_factor(norm, 1.0f);
   EXPECT_NEAR(c, 1.0 / (norm + 1e-6), 1e-7);
-  opt.scale_grads(c);
-  for (size_t i = 0; i < g.size(); i++) ASSERT_EQ(g[i], before[i] * c) << i;
-  EXPECT_NEAR(std::sqrt(opt.grad_sum_squares()), 1.0, 1e-5);
   EXPECT_EQ(clip_factor(norm, 0.0f), 1.0f);  // 0: off
+  // The same update from gradients scaled beforehand (whose norm is then 1).
+  std::vector<float> h = g, q(p.size(), 0.5f);
+  for (auto& x : h) x *= c;
+  AdamW ref(cpu_backend(), {});
+  ref.add_group({"h", q.data(), h.data(), h.size(), {}});
+  EXPECT_NEAR(std::sqrt(ref.grad_sum_squares()), 1.0, 1e-5);
+  for (int step = 0; step < 2; step++) {
+    opt.step(1e-3f, c);
+    ref.step(1e-3f);
+  }
+  for (size_t i = 0; i < p.size(); i++) ASSERT_EQ(p[i], q[i]) << i;
+  EXPECT_NE(p[0], 0.5f);
 }
 
 ModelConfig tiny_config() {

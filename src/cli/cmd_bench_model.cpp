@@ -52,7 +52,7 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   if (a.lora_r > 0) {
     LoraConfig lc;
     lc.r = a.lora_r;
-    lora = std::make_unique<LoraAdapters>(cfg, lc);
+    lora = std::make_unique<LoraAdapters>(cfg, lc, be);
     lora->init(1);
     model.attach_lora(lora.get());
   }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -13,7 +12,6 @@
 #include "core/io.h"
 #include "io/peft.h"
 #include "io/model_dir.h"
-#include "ops/ops.h"
 #include "train/run_log.h"
 #include "train/step.h"
 
@@ -34,7 +32,7 @@ const char* split_name(Split s) {
 }
 
 std::unique_ptr<LoraAdapters> attach_new_lora(GPT& model, const LoraConfig& cfg, uint64_t seed) {
-  auto lora = std::make_unique<LoraAdapters>(model.config(), cfg);
+  auto lora = std::make_unique<LoraAdapters>(model.config(), cfg, model.backend());
   lora->init(seed);
   model.attach_lora(lora.get());
   return lora;
@@ -47,16 +45,7 @@ using Clock = std::chrono::steady_clock;
 void check_config(const FinetuneConfig& c) {
   if (c.epochs < 1) fail("--epochs must be at least 1 (got {})", c.epochs);
   if (c.max_steps < 0) fail("--max-steps must not be negative (got {})", c.max_steps);
-  if (c.batch_size < 1) fail("--batch-size must be at least 1 (got {})", c.batch_size);
-  if (c.grad_accum < 1) fail("--grad-accum must be at least 1 (got {})", c.grad_accum);
-  if (!(c.schedule.lr > 0) || !std::isfinite(c.schedule.lr))
-    fail("--lr must be a positive number (got {})", c.schedule.lr);
-  if (!(c.schedule.min_lr >= 0) || c.schedule.min_lr > c.schedule.lr)
-    fail("--min-lr must be between 0 and --lr (got {})", c.schedule.min_lr);
-  if (c.schedule.warmup < 0) fail("--warmup must not be negative (got {})", c.schedule.warmup);
-  if (!(c.adam.weight_decay >= 0)) fail("--weight-decay must not be negative");
-  if (!(c.grad_clip >= 0)) fail("--grad-clip must not be negative (got {})", c.grad_clip);
-  if (!(c.dropout >= 0 && c.dropout < 1)) fail("--dropout must be in [0, 1) (got {})", c.dropout);
+  check_step_settings(c.batch_size, c.grad_accum, c.schedule, c.adam, c.grad_clip, c.dropout);
   if (c.eval_every < 0) fail("--eval-every must not be negative (got {})", c.eval_every);
 }
 

@@ -15,8 +15,8 @@ namespace gpt {
 void save_lora(const std::string& dir, const LoraAdapters& adapters, const std::string& base_model_name) {
   make_dirs(dir);
   std::vector<TensorView> tensors;
-  for (const auto& t : adapters.layout())
-    tensors.push_back({t.name, DType::F32, t.shape, adapters.params() + t.offset});
+  const std::vector<float> h = adapters.host_params();
+  for (const auto& t : adapters.layout()) tensors.push_back({t.name, DType::F32, t.shape, h.data() + t.offset});
   write_safetensors(dir + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
   const LoraConfig& c = adapters.config();
   nlohmann::ordered_json j;
@@ -74,7 +74,8 @@ LoraAdapters load_lora(const std::string& dir, const GPT& model) {
     fail("{}: {}", cpath, e.what());
   }
 
-  LoraAdapters a(model.config(), c);
+  LoraAdapters a(model.config(), c, model.backend());
+  std::vector<float> h(a.num_parameters());
   const std::string path = dir + "/adapter_model.safetensors";
   SafetensorsFile f = SafetensorsFile::open(path);
   for (const auto& e : f.tensors()) {
@@ -84,10 +85,11 @@ LoraAdapters load_lora(const std::string& dir, const GPT& model) {
     if (e.shape != t->shape)
       fail("{}: tensor {} has shape {}, expected {}", path, e.name, shape_string(e.shape),
            shape_string(t->shape));
-    f.read_f32(e, std::span<float>(a.params() + t->offset, t->numel));
+    f.read_f32(e, std::span<float>(h.data() + t->offset, t->numel));
   }
   for (const auto& t : a.layout())
     if (!f.find(t.name)) fail("{}: missing tensor {}", path, t.name);
+  a.set_params(h.data());
   return a;
 }
 

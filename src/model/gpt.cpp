@@ -422,9 +422,12 @@ float* GPT::grads() {
 void GPT::attach_lora(LoraAdapters* adapters) {
   if (adapters) {
     require_training("LoRA");
-    if (is_cuda(be_->kind()))  // its tensors are host memory
+    if (is_cuda(be_->kind()))  // the backend has no LoRA ops yet
       fail("LoRA adapters run on the cpu backends only, not yet on {} (merge them into the weights: gpt lora merge)",
            be_->name());
+    if (&adapters->backend() != be_)
+      fail("the LoRA adapters live on {}, the model runs on {}: make them on the model's backend",
+           adapters->backend().name(), be_->name());
     const ModelConfig& c = adapters->model_config();
     if (c.n_layer != cfg_.n_layer || c.n_embd != cfg_.n_embd)
       fail("LoRA adapters for {} layers of width {} do not fit a model with {} layers of width {}", c.n_layer,

@@ -179,7 +179,8 @@ class GPT {
   // ---- LoRA (model/lora.h) -----------------------------------------------------------------------
   // Attaches adapters (nullptr detaches): forward adds their low-rank updates, backward computes
   // their gradients (and the base's that set_requires_grad asks for: none when only the adapters
-  // train, Trainable::none). The adapters must outlive the attachment. The CPU backends only (their
+  // train, Trainable::none). The adapters must live on the model's backend and outlive the
+  // attachment. The CPU backends only (their
   // tensors are host memory; Backend::lora_forward / lora_backward run them).
   void attach_lora(LoraAdapters* adapters);
   LoraAdapters* lora() const { return lora_; }

@@ -98,12 +98,29 @@ std::vector<LoraTensor> lora_layout(const ModelConfig& model, const LoraConfig& 
   return out;
 }
 
-LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig cfg) : model_(model), cfg_(std::move(cfg)) {
+LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig cfg, Backend& backend)
+    : model_(model), cfg_(std::move(cfg)), be_(&backend) {
   layout_ = lora_layout(model_, cfg_);
-  const size_t n = layout_.empty() ? 0 : layout_.back().offset + layout_.back().numel;
-  params_.assign(n, 0.0f);
-  grads_.assign(n, 0.0f);
+  n_ = layout_.empty() ? 0 : layout_.back().offset + layout_.back().numel;
+  if (n_) {
+    params_ = BackendBuffer(backend, n_ * sizeof(float));  // zeroed
+    grads_ = BackendBuffer(backend, n_ * sizeof(float));
+  }
   bind();
+}
+
+std::vector<float> LoraAdapters::host_params() const {
+  std::vector<float> h(n_);
+  if (n_) be_->to_host(h.data(), params(), n_ * sizeof(float));
+  return h;
+}
+std::vector<float> LoraAdapters::host_grads() const {
+  std::vector<float> h(n_);
+  if (n_) be_->to_host(h.data(), grads(), n_ * sizeof(float));
+  return h;
+}
+void LoraAdapters::set_params(const float* host) {
+  if (n_) be_->to_device(params(), host, n_ * sizeof(float));
 }
 
 void LoraAdapters::bind() {
@@ -113,15 +130,16 @@ void LoraAdapters::bind() {
     const auto [in, out] = projection_shape(model_, t.target);
     s.in = static_cast<int>(in);
     s.out = static_cast<int>(out);
-    (t.is_b ? s.b : s.a) = params_.data() + t.offset;
-    (t.is_b ? s.db : s.da) = grads_.data() + t.offset;
+    (t.is_b ? s.b : s.a) = params() + t.offset;
+    (t.is_b ? s.db : s.da) = grads() + t.offset;
   }
 }
 
 void LoraAdapters::init(uint64_t seed) {
   std::mt19937_64 rng(seed);
+  std::vector<float> h(n_);
   for (const auto& t : layout_) {
-    float* x = params_.data() + t.offset;
+    float* x = h.data() + t.offset;
     if (t.is_b) {
       std::fill(x, x + t.numel, 0.0f);
     } else {
@@ -130,6 +148,7 @@ void LoraAdapters::init(uint64_t seed) {
       for (size_t i = 0; i < t.numel; i++) x[i] = u(rng);
     }
   }
+  set_params(h.data());
 }
 
 const LoraTensor* LoraAdapters::find(std::string_view name) const {
@@ -138,7 +157,9 @@ const LoraTensor* LoraAdapters::find(std::string_view name) const {
   return nullptr;
 }
 
-void LoraAdapters::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void LoraAdapters::zero_grad() {
+  if (n_) be_->fill_zero(grads(), n_ * sizeof(float));
+}
 
 int LoraAdapters::lowest_layer() const { return layout_.empty() ? model_.n_layer : layout_.front().layer; }
 
@@ -146,11 +167,14 @@ void merge_lora(GPT& model, const LoraAdapters& adapters) {
   const ModelConfig& mc = model.config();
   if (adapters.model_config().n_layer != mc.n_layer || adapters.model_config().n_embd != mc.n_embd)
     fail("merge_lora: the adapters are for another model shape");
-  for (const auto& t : adapters.layout()) {
-    if (t.is_b) continue;
-    const LoraTensor& a = t;
-    const float* A = adapters.A(a.layer, a.target);
-    const float* B = adapters.B(a.layer, a.target);
+  // On the host, where the model's fp32 weights are kept (the next forward uploads them).
+  const std::vector<float> h = adapters.host_params();
+  const std::vector<LoraTensor>& layout = adapters.layout();
+  for (size_t k = 0; k + 1 < layout.size(); k++) {
+    const LoraTensor& a = layout[k];  // lora_A, then its lora_B
+    if (a.is_b) continue;
+    const float* A = h.data() + a.offset;
+    const float* B = h.data() + layout[k + 1].offset;
     const int r = adapters.config().r, in = static_cast<int>(a.shape[1]);
     float* W = model.param(fmt::format("h.{}.{}.weight", a.layer, lora_target_module(a.target)));
     const int out = static_cast<int>(

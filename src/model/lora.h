@@ -6,8 +6,9 @@
 // (nn.Linear(in, r).weight, [r, in]), B is lora_B.weight ([out, r]); the update to GPT-2's Conv1D
 // weight [in, out] is scale * (B A)^T (fan_in_fan_out). See docs/lora.md.
 //
-// The math is the backend's (Backend::lora_forward / lora_backward, ops.h); the tensors live in host
-// memory, so the adapters run on the CPU backends (GPT::attach_lora refuses others).
+// The math is the backend's (Backend::lora_forward / lora_backward, ops.h) and the tensors live in
+// the backend's memory, like the model's they decorate; the CPU backends have the two ops (CUDA not
+// yet: GPT::attach_lora says so).
 #pragma once
 #include <array>
 #include <cstddef>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "model/config.h"
 #include "ops/ops.h"
 
@@ -53,8 +55,9 @@ struct LoraTensor {
 
 class LoraAdapters {
  public:
-  // Adapters for every block of `model` on cfg.targets, all zero (init() for PEFT's start).
-  LoraAdapters(const ModelConfig& model, LoraConfig cfg);
+  // Adapters for every block of `model` on cfg.targets, all zero (init() for PEFT's start), in
+  // `backend`'s memory (the model's backend: GPT::attach_lora checks).
+  LoraAdapters(const ModelConfig& model, LoraConfig cfg, Backend& backend = cpu_backend());
 
   // PEFT's initialisation: A ~ Kaiming-uniform (a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in))), B = 0.
   void init(uint64_t seed);
@@ -64,16 +67,21 @@ class LoraAdapters {
   float scale() const { return cfg_.scale(); }
   const std::vector<LoraTensor>& layout() const { return layout_; }
   const LoraTensor* find(std::string_view name) const;  // nullptr if absent
-  size_t num_parameters() const { return params_.size(); }
-  // The parameters and their gradients, in host memory (the CPU backend's memory).
-  float* params() { return params_.data(); }
-  const float* params() const { return params_.data(); }
-  float* grads() { return grads_.data(); }
-  const float* grads() const { return grads_.data(); }
+  size_t num_parameters() const { return n_; }
+  Backend& backend() const { return *be_; }
+  // The parameters and their gradients, in backend memory (host memory on the CPU).
+  float* params() { return static_cast<float*>(params_.get()); }
+  const float* params() const { return static_cast<const float*>(params_.get()); }
+  float* grads() { return static_cast<float*>(grads_.get()); }
+  const float* grads() const { return static_cast<const float*>(grads_.get()); }
   void zero_grad();
+  // Host copies (files, merging, tests), and the parameters back from the host.
+  std::vector<float> host_params() const;
+  std::vector<float> host_grads() const;
+  void set_params(const float* host);
 
   // One adapter's tensors (all null where (layer, t) has none): A [r, in], B [out, r] and their
-  // gradients, in host memory; GPT's forward and backward hand them to Backend::lora_forward /
+  // gradients, in backend memory; GPT's forward and backward hand them to Backend::lora_forward /
   // lora_backward (ops.h).
   struct Slot {
     float *a = nullptr, *b = nullptr, *da = nullptr, *db = nullptr;
@@ -83,8 +91,6 @@ class LoraAdapters {
     return slots_[static_cast<size_t>(layer) * kLoraTargets + static_cast<int>(t)];
   }
   bool has(int layer, LoraTarget t) const { return slot(layer, t).a != nullptr; }
-  const float* A(int layer, LoraTarget t) const { return slot(layer, t).a; }
-  const float* B(int layer, LoraTarget t) const { return slot(layer, t).b; }
   // The lowest block with an adapter (n_layer when there is none).
   int lowest_layer() const;
 
@@ -97,7 +103,9 @@ class LoraAdapters {
   ModelConfig model_;
   LoraConfig cfg_;
   std::vector<LoraTensor> layout_;
-  std::vector<float> params_, grads_;
+  Backend* be_;
+  size_t n_ = 0;
+  BackendBuffer params_, grads_;
   std::vector<Slot> slots_;  // [n_layer][kLoraTargets]
 };
 

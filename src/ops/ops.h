@@ -131,6 +131,7 @@ void cross_entropy_backward(float* logits, const float* lse, const int32_t* targ
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   float bias_correction1, bias_correction2;  // 1 - beta^t
+  float grad_scale = 1.0f;  // gradient clipping's factor, applied to each gradient as it is read
 };
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, const AdamWStep& s);
 

@@ -58,7 +58,7 @@ static dist::Range extent(const ParamGroup& g) {
   return {g.segments.front().offset, g.segments.back().offset + g.segments.back().count};
 }
 
-void AdamW::step(float lr) {
+void AdamW::step(float lr, float grad_scale) {
   t_++;
   ops::AdamWStep s{lr,
                    cfg_.beta1,
@@ -66,7 +66,8 @@ void AdamW::step(float lr) {
                    cfg_.eps,
                    0.0f,  // per segment
                    1.0f - std::pow(cfg_.beta1, static_cast<float>(t_)),
-                   1.0f - std::pow(cfg_.beta2, static_cast<float>(t_))};
+                   1.0f - std::pow(cfg_.beta2, static_cast<float>(t_)),
+                   grad_scale};
   for (size_t k = 0; k < groups_.size(); k++) {
     const ParamGroup& g = groups_[k];
     float* m = static_cast<float*>(m_[k].get());
@@ -87,13 +88,6 @@ double AdamW::grad_sum_squares() const {
     if (r.size()) sq += be_->sum_squares(g.grads + r.begin, r.size());
   }
   return sq;
-}
-
-void AdamW::scale_grads(float factor) {
-  for (const ParamGroup& g : groups_) {
-    const dist::Range r = extent(g);
-    if (r.size()) be_->scale(g.grads + r.begin, r.size(), factor);
-  }
 }
 
 void AdamW::zero_grads() {

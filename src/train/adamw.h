@@ -58,11 +58,11 @@ class AdamW {
   // model's parameters changed (Backend::parameters_changed), once they are all in place (after a
   // data-parallel all-gather): a backend with low-precision weight copies would otherwise go on
   // computing with the old weights.
-  void step(float lr);
+  // `grad_scale` (clipping's factor) multiplies each gradient as the update reads it: the same
+  // numbers as scaling the gradients first, without a pass over them.
+  void step(float lr, float grad_scale = 1.0f);
   // The sum of the squares of every group's gradients (accumulated in double on the backend).
   double grad_sum_squares() const;
-  // Multiplies every group's gradients by `factor` (clipping).
-  void scale_grads(float factor);
   void zero_grads();  // every group's gradients but the model's (GPT::zero_grad does those)
 
   int64_t steps() const { return t_; }

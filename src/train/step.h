@@ -12,12 +12,18 @@
 #include "dist/param_sync.h"
 #include "model/gpt.h"
 #include "train/adamw.h"
+#include "train/lr_schedule.h"
 
 namespace gpt {
 
 // The global L2 norm's clipping factor: max_norm / (norm + 1e-6) when that is below 1, as PyTorch's
 // clip_grad_norm_ computes it; 1 when unclipped or max_norm <= 0.
 float clip_factor(double norm, float max_norm);
+
+// Checks the settings every training run shares (errors name the flags): batch, accumulation, the
+// learning-rate schedule, AdamW's hyperparameters, clipping, dropout.
+void check_step_settings(int batch_size, int grad_accum, const LrSchedule& schedule, const AdamWConfig& adam,
+                         float grad_clip, float dropout);
 
 // The dropout seed of micro-batch `micro` of step `step` on `rank` (rank 0 keeps the one-process
 // seed; the other ranks drop out other units).
@@ -45,8 +51,8 @@ class TrainStep {
     double grad_norm = 0;  // before clipping, over every rank and group
     bool applied = false;  // false: the norm is not finite and nothing changed
   };
-  // Reduce-scatter, the norm, clipping, AdamW at `lr`, all-gather, and the backend told that the
-  // weights changed; it returns when the backend has done the work (the step's time includes it).
+  // Reduce-scatter, the norm, AdamW at `lr` with the clipping factor applied as it reads the
+  // gradients (no pass of its own), all-gather, and the backend told that the weights changed; it returns when the backend has done the work (the step's time includes it).
   Update update(float lr);
 
   AdamW& optimizer() { return opt_; }

@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,19 +9,16 @@
 #include <functional>
 #include <limits>
 #include <memory>
-#include <sstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/io.h"
-#include "core/json.h"
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "backend/backend.h"
-#include "core/rng.h"
 #include "data/dataset.h"
 #include "data/shards.h"
 #include "dist/communicator.h"
@@ -31,7 +26,6 @@
 #include "dist/param_sync.h"
 #include "io/model_dir.h"
 #include "model/gpt.h"
-#include "ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
 #include "train/device_model.h"
@@ -46,22 +40,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 void check_hyperparameters(const TrainConfig& c) {
-  auto finite = [](double x) { return std::isfinite(x); };
   if (c.steps < 1) fail("--steps must be at least 1 (got {})", c.steps);
-  if (c.batch_size < 1) fail("--batch-size must be at least 1 (got {})", c.batch_size);
   if (c.seq_len < 0) fail("--seq-len must be positive (got {})", c.seq_len);
-  if (c.grad_accum < 1) fail("--grad-accum must be at least 1 (got {})", c.grad_accum);
-  if (!(c.schedule.lr > 0) || !finite(c.schedule.lr)) fail("--lr must be a positive number (got {})", c.schedule.lr);
-  if (!(c.schedule.min_lr >= 0) || c.schedule.min_lr > c.schedule.lr)
-    fail("--min-lr must be between 0 and --lr (got {})", c.schedule.min_lr);
-  if (c.schedule.warmup < 0) fail("--warmup must not be negative (got {})", c.schedule.warmup);
-  if (!(c.adam.beta1 >= 0 && c.adam.beta1 < 1)) fail("--beta1 must be in [0, 1) (got {})", c.adam.beta1);
-  if (!(c.adam.beta2 >= 0 && c.adam.beta2 < 1)) fail("--beta2 must be in [0, 1) (got {})", c.adam.beta2);
-  if (!(c.adam.eps > 0) || !finite(c.adam.eps)) fail("--eps must be positive (got {})", c.adam.eps);
-  if (!(c.adam.weight_decay >= 0) || !finite(c.adam.weight_decay))
-    fail("--weight-decay must not be negative (got {})", c.adam.weight_decay);
-  if (!(c.grad_clip >= 0) || !finite(c.grad_clip)) fail("--grad-clip must not be negative (got {})", c.grad_clip);
-  if (!(c.dropout >= 0 && c.dropout < 1)) fail("--dropout must be in [0, 1) (got {})", c.dropout);
+  check_step_settings(c.batch_size, c.grad_accum, c.schedule, c.adam, c.grad_clip, c.dropout);
   if (c.eval_every < 0 || c.save_every < 0 || c.sample_every < 0)
     fail("--eval-every, --save-every and --sample-every must not be negative");
   if (c.eval_batches < 1) fail("--eval-batches must be at least 1 (got {})", c.eval_batches);

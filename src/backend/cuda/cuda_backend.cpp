@@ -554,7 +554,7 @@ void CudaBackend::cross_entropy_backward(Act* logits, const float* lse, const in
 void CudaBackend::adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
                                const ops::AdamWStep& s) {
   cuda::adamw_update(param, grad, m, v, n, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.bias_correction1,
-                     s.bias_correction2, stream_);
+                     s.bias_correction2, s.grad_scale, stream_);
   check_launch("adamw_update");
 }
 

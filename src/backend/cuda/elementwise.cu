@@ -108,9 +108,9 @@ __global__ void add_bias_kernel(E* out, const float* bias, int OC, size_t total)
 
 // ops::adamw_update's formula, line for line.
 __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, size_t n, float lr,
-                             float b1, float b2, float eps, float wd, float c1, float c2) {
+                             float b1, float b2, float eps, float wd, float c1, float c2, float gs) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
-    const float g = grad[i];
+    const float g = grad[i] * gs;
     const float mi = b1 * m[i] + (1.0f - b1) * g;
     const float vi = b2 * v[i] + (1.0f - b2) * g * g;
     m[i] = mi;
@@ -258,11 +258,11 @@ void add_bias(E* out, const float* bias, int N, int OC, cudaStream_t s) {
 
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, float bias_correction1, float bias_correction2,
-                  cudaStream_t s) {
+                  float grad_scale, cudaStream_t s) {
   if (n)
     adamw_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
                                                               weight_decay, 1.0f / bias_correction1,
-                                                              1.0f / bias_correction2);
+                                                              1.0f / bias_correction2, grad_scale);
 }
 
 void scale(float* x, size_t n, float factor, cudaStream_t s) {
