@@ -754,7 +754,7 @@ TEST_P(CudaBackend, CrossEntropy) {
 
 // ---- optimizer ------------------------------------------------------------------------------------------
 
-TEST_P(CudaBackend, AdamWSumSquaresScale) {
+TEST_P(CudaBackend, AdamWSumSquaresClip) {
   REQUIRE_CUDA(gpu);
   Backend& cpu = cpu_backend();
   Dev dev(gpu);
@@ -775,9 +775,14 @@ TEST_P(CudaBackend, AdamWSumSquaresScale) {
   const double ss = cpu.sum_squares(grad.data(), n);
   EXPECT_NEAR(gpu.sum_squares(gg, n), ss, 1e-9 * ss);
   EXPECT_EQ(gpu.sum_squares(gg, n), gpu.sum_squares(gg, n));  // deterministic
-  cpu.scale(grad.data(), n, 0.5f);
-  gpu.scale(gg, n, 0.5f);
-  EXPECT_EQ(dev.read(gg, n), grad);
+  // Clipping inside the update: the gradients scaled as they are read.
+  ops::AdamWStep clipped = s;
+  clipped.grad_scale = 0.5f;
+  cpu.adamw_update(param.data(), grad.data(), m.data(), v.data(), n, clipped);
+  gpu.adamw_update(gp, gg, gm, gv, n, clipped);
+  expect_close("param (clipped)", dev.read(gp, n), param, 1e-5);
+  expect_close("m (clipped)", dev.read(gm, n), m, 1e-5);
+  EXPECT_EQ(dev.read(gg, n), grad);  // the gradients themselves untouched
 }
 
 // ---- a whole model --------------------------------------------------------------------------------------

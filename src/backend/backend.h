@@ -236,7 +236,6 @@ class Backend {
                             const ops::AdamWStep& s) = 0;
   // Sum of squares of n fp32 values (accumulated in double), to the host.
   virtual double sum_squares(const float* x, size_t n) = 0;
-  virtual void scale(float* x, size_t n, float factor) = 0;
 };
 
 // Backend memory with one owner: released when it goes.

@@ -226,7 +226,6 @@ class CpuBackend final : public Backend {
     ops::adamw_update(param, grad, m, v, n, s);
   }
   double sum_squares(const float* x, size_t n) override { return ops::sum_squares(x, n); }
-  void scale(float* x, size_t n, float factor) override { ops::scale(x, n, factor); }
 };
 
 }  // namespace

@@ -138,7 +138,6 @@ class CpuForwardingBackend : public Backend {
     cpu.adamw_update(p, g, m, v, n, s);
   }
   double sum_squares(const float* x, size_t n) override { return cpu.sum_squares(x, n); }
-  void scale(float* x, size_t n, float f) override { cpu.scale(x, n, f); }
 };
 
 class StagedCpuBackend final : public CpuForwardingBackend {

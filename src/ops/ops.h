@@ -138,8 +138,6 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
 // Sum of squares of n floats (gradient norms), in double, in fixed chunks added in order: the same
 // for any thread count.
 double sum_squares(const float* x, size_t n);
-// x *= factor.
-void scale(float* x, size_t n, float factor);
 
 // The instruction-set level the kernels run at ("avx512", "avx2" or "scalar").
 const char* kernel_level();

@@ -560,10 +560,6 @@ void CudaBackend::adamw_update(float* param, const float* grad, float* m, float*
 
 double CudaBackend::sum_squares(const float* x, size_t n) { return reduce(x, n, true); }
 
-void CudaBackend::scale(float* x, size_t n, float factor) {
-  cuda::scale(x, n, factor, stream_);
-  check_launch("scale");
-}
 
 // ---- registry
 // ----------------------------------------------------------------------------------------------------

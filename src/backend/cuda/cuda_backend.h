@@ -93,7 +93,6 @@ class CudaBackend final : public Backend {
   void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
                     const ops::AdamWStep& s) override;
   double sum_squares(const float* x, size_t n) override;
-  void scale(float* x, size_t n, float factor) override;
 
  private:
   // The fp32 master of a forward operand: packed weights have no kernels here (adopt_weight refuses

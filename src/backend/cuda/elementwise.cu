@@ -119,11 +119,6 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
   }
 }
 
-__global__ void scale_kernel(float* x, size_t n, float factor) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
-    x[i] *= factor;
-}
-
 // ---- deterministic reductions: a fixed grid of partial sums, then one block sums them in order ----
 
 constexpr int kReduceBlocks = 256;
@@ -263,10 +258,6 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t n,
     adamw_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
                                                               weight_decay, 1.0f / bias_correction1,
                                                               1.0f / bias_correction2, grad_scale);
-}
-
-void scale(float* x, size_t n, float factor, cudaStream_t s) {
-  if (n) scale_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(x, n, factor);
 }
 
 int reduce_partials() { return kReduceBlocks; }

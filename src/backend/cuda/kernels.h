@@ -50,7 +50,6 @@ void add_bias(E* out, const float* bias, int N, int OC, cudaStream_t s);
 void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, float bias_correction1, float bias_correction2,
                   float grad_scale, cudaStream_t s);
-void scale(float* x, size_t n, float factor, cudaStream_t s);
 // Deterministic sum (square = false) or sum of squares of n fp32 values in double, into *result
 // (device memory). partials: reduce_partials() doubles of scratch.
 int reduce_partials();

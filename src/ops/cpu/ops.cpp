@@ -281,9 +281,4 @@ double sum_squares(const float* x, size_t n) {
   return total;
 }
 
-void scale(float* x, size_t n, float factor) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) x[i] *= factor;
-}
-
 }  // namespace gpt::ops
