@@ -1,5 +1,6 @@
 // libFuzzer: the id text formats, the list `gpt detokenize` reads (then decoding those ids) and the
-// matrix `gpt logits` reads.
+// matrix `gpt logits` reads, and the ID:BIAS list of `gpt generate --logit-bias`.
+#include <cmath>
 #include <string_view>
 
 #include "core/error.h"
@@ -10,6 +11,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     auto ids = gpt::parse_ids(std::string_view(reinterpret_cast<const char*>(data), size));
     tok->decode(ids);
+  } catch (const gpt::Error&) {
+  }
+  try {
+    for (const auto& [id, bias] : gpt::parse_id_biases(std::string_view(reinterpret_cast<const char*>(data), size)))
+      if (!std::isfinite(bias)) __builtin_trap();
   } catch (const gpt::Error&) {
   }
   try {

@@ -109,6 +109,15 @@ TEST(IdsText, MatrixOfRows) {
   }
 }
 
+TEST(IdsText, IdBiasPairs) {
+  EXPECT_EQ(parse_id_biases("50256:-100,198:2.5"),
+            (std::vector<std::pair<TokenId, float>>{{50256, -100.0f}, {198, 2.5f}}));
+  EXPECT_EQ(parse_id_biases("7:1e1"), (std::vector<std::pair<TokenId, float>>{{7, 10.0f}}));
+  for (const char* bad : {"", "5", ":1", "5:", "a:1", "5:x", "5:1,", "-1:2", "5:1:2", "5: 1", "99999999999:1",
+                          "5:inf", "5:nan"})
+    EXPECT_THROW(parse_id_biases(bad), Error) << bad;
+}
+
 TEST(IdsText, ParsesAndFormats) {
   EXPECT_EQ(parse_ids(" 1\n22\t333\r\n4294967295 "), (std::vector<TokenId>{1, 22, 333, 4294967295u}));
   EXPECT_EQ(parse_ids(""), std::vector<TokenId>{});

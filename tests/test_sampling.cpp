@@ -258,6 +258,66 @@ TEST(Sampling, GreedyAppliesTheRepetitionPenalty) {
   EXPECT_EQ(sm.sample(l, std::vector<TokenId>{0}), 1u);  // 3/3 = 1 < 2
 }
 
+// OpenAI's frequency and presence penalties against a direct computation with a count table, over
+// the generated tokens only.
+TEST(Sampling, FrequencyAndPresencePenaltiesMatchADirectComputation) {
+  std::mt19937 g(11);
+  std::uniform_int_distribution<TokenId> pick(0, 49);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (int trial = 0; trial < 20; trial++) {
+    std::vector<float> l(50);
+    for (float& x : l) x = nd(g);
+    std::vector<TokenId> ctx(30);
+    for (TokenId& t : ctx) t = pick(g);
+    ctx.push_back(60);  // outside the row: ignored
+    const size_t from = static_cast<size_t>(trial % 10);
+    const float f = 0.1f * static_cast<float>(trial % 7) - 0.3f, pr = 0.25f * static_cast<float>(trial % 5) - 0.5f;
+    std::map<TokenId, int> count;
+    for (size_t i = from; i < ctx.size(); i++) count[ctx[i]]++;
+    std::vector<float> want = l;
+    for (const auto& [id, c] : count)
+      if (id < want.size()) want[id] -= static_cast<float>(c) * f + pr;
+    std::vector<float> got = l;
+    apply_frequency_presence(got, std::span<const TokenId>(ctx).subspan(from), f, pr);
+    for (size_t i = 0; i < l.size(); i++) ASSERT_EQ(got[i], want[i]) << "trial " << trial << " id " << i;
+  }
+}
+
+TEST(Sampling, LogitBiasAddsBeforeEverythingAndBindsGreedy) {
+  std::vector<float> l = {1.0f, 2.0f, 3.0f};
+  apply_logit_bias(l, std::vector<std::pair<TokenId, float>>{{0, 5.0f}, {2, -100.0f}, {7, 1.0f}});
+  EXPECT_EQ(l, (std::vector<float>{6.0f, 2.0f, -97.0f}));
+  SamplingSettings s;
+  s.greedy = true;
+  s.logit_bias = {{1, 1.5f}};
+  Sampler sm(s);
+  std::vector<float> row = {3.0f, 2.0f, 1.0f};
+  EXPECT_EQ(sm.sample(row, {}), 1u);  // 2 + 1.5 > 3
+}
+
+// The penalties count only what was generated: the prompt's tokens are free.
+TEST(Sampling, GreedyPenaltiesCountOnlyTheGeneratedTokens) {
+  SamplingSettings s;
+  s.temperature = 0.0f;
+  s.frequency_penalty = 0.6f;
+  s.presence_penalty = 0.5f;
+  Sampler sm(s);
+  const std::vector<TokenId> ctx = {0, 0, 0, 1};  // prompt {0, 0, 0}, then 1 generated
+  std::vector<float> a = {3.0f, 2.5f, 1.0f};
+  EXPECT_EQ(sm.sample(a, ctx, 3), 0u);  // 1 is penalised to 1.4; the prompt's 0s are not
+  std::vector<float> b = {3.0f, 2.5f, 1.0f};
+  EXPECT_EQ(sm.sample(b, ctx, 0), 1u);  // counting the prompt too: 0 drops to 3 - 1.8 - 0.5 = 0.7
+  SamplingSettings bad;
+  bad.frequency_penalty = 2.5f;
+  EXPECT_THROW(bad.validate(), Error);
+  bad = SamplingSettings{};
+  bad.presence_penalty = -3.0f;
+  EXPECT_THROW(bad.validate(), Error);
+  bad = SamplingSettings{};
+  bad.logit_bias = {{1, 101.0f}};
+  EXPECT_THROW(bad.validate(), Error);
+}
+
 TEST(Sampling, SeededRunsAreReproducible) {
   std::mt19937 g(3);
   const auto l = random_logits(g, 500, 1.0f);

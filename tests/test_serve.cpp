@@ -5,6 +5,8 @@
 // prompt stop). tests/serve_attacks.py attacks the whole `gpt serve` process.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,7 +75,14 @@ TEST(ServeApi, ValidationTable) {
       {C, R"({"prompt":"hi","logprobs":true})", 400, "logprobs"},
       {C, R"({"prompt":"hi","stream":"yes"})", 400, "stream"},
       {C, R"({"prompt":"hi","echo":true})", 400, "echo"},
-      {C, R"({"prompt":"hi","presence_penalty":0.5})", 400, "presence_penalty"},
+      {C, R"({"prompt":"hi","presence_penalty":0.5,"frequency_penalty":-2,"logit_bias":{"50256":-100,"11":2.5}})", 0,
+       ""},
+      {C, R"({"prompt":"hi","presence_penalty":2.5})", 400, "presence_penalty"},
+      {C, R"({"prompt":"hi","frequency_penalty":"x"})", 400, "frequency_penalty"},
+      {C, R"({"prompt":"hi","logit_bias":[]})", 400, "logit_bias"},
+      {C, R"({"prompt":"hi","logit_bias":{"x":1}})", 400, "logit_bias"},
+      {C, R"({"prompt":"hi","logit_bias":{"-3":1}})", 400, "logit_bias"},
+      {C, R"({"prompt":"hi","logit_bias":{"5":101}})", 400, "logit_bias.5"},
       {C, R"({"prompt":"hi","frobnicate":1})", 400, "frobnicate"},
       {C, R"({"prompt":"hi","stream_options":{"include_usage":true}})", 400, "stream_options"},
       {C, R"({"prompt":"hi","seed":"s"})", 400, "seed"},
@@ -119,6 +128,14 @@ TEST(ServeApi, ParsedValues) {
   EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(r.sampling.seed, 3u);
   EXPECT_EQ(r.logprobs, 2);
+  const auto p = parse_request(
+      R"({"prompt":"hi","frequency_penalty":0.25,"presence_penalty":-1.5,"logit_bias":{"7":-100,"50256":3}})",
+      Endpoint::Completions);
+  EXPECT_FLOAT_EQ(p.sampling.frequency_penalty, 0.25f);
+  EXPECT_FLOAT_EQ(p.sampling.presence_penalty, -1.5f);
+  auto bias = p.sampling.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  EXPECT_EQ(bias, (std::vector<std::pair<TokenId, float>>{{7, -100.0f}, {50256, 3.0f}}));
   const auto c =
       parse_request(R"({"messages":[{"role":"user","content":"hi"}],"logprobs":true})", Endpoint::Chat);
   EXPECT_EQ(c.logprobs, 0);
@@ -296,6 +313,31 @@ TEST(ServeScheduler, SeededSamplesMatchGenerator) {
   EXPECT_EQ(r.ids[0], want[0].ids);
   EXPECT_EQ(r.ids[1], want[1].ids);
   EXPECT_NE(r.ids[0], r.ids[1]);
+}
+
+// OpenAI's penalties and logit bias: the server and `gpt generate` (Generator) count the same
+// generated tokens and give the same tokens; the settings do change them.
+TEST(ServeScheduler, PenaltiesAndLogitBiasMatchGenerator) {
+  TinyModel pm = tiny_model();
+  const std::vector<TokenId> p = {464, 2068, 7586};
+  Generator gen(pm.model, pm.tok);
+  GenerateSettings s;
+  s.max_new_tokens = 12;
+  s.sampling.temperature = 0.0f;
+  s.sampling.top_k = 0;
+  const auto plain = gen.generate(p, s);
+  s.sampling.frequency_penalty = 2.0f;
+  s.sampling.presence_penalty = 1.0f;
+  s.sampling.logit_bias = {{plain[0].ids[0], -100.0f}};
+  const auto want = gen.generate(p, s);
+  EXPECT_NE(want[0].ids, plain[0].ids);
+  EXPECT_NE(want[0].ids[0], plain[0].ids[0]);  // the biased-away first token is not taken
+  Scheduler sched(pm.model, pm.tok, 2);
+  EngineRequest r = request(p, 12);
+  r.sampling = s.sampling;
+  const JobOutput got = drain(*sched.submit(std::move(r)));
+  ASSERT_EQ(got.ids.size(), 1u);
+  EXPECT_EQ(got.ids[0], want[0].ids);
 }
 
 TEST(ServeScheduler, StopStringEndsTheChoice) {

@@ -209,6 +209,13 @@ def tests(gpt, model, port, base, client):
                       "--top-k", "0")[:-1]
     check("seeded sample == gpt generate --seed (top-k off)", a.choices[0].text == want_seeded,
           f"{a.choices[0].text!r} != {want_seeded!r}")
+    # OpenAI's penalties and logit_bias: the same tokens as gpt generate's flags, and they do change them.
+    pen = client.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, frequency_penalty=1.5,
+                                    presence_penalty=0.5, logit_bias={"13": -100, "11": 5})
+    want_pen = run(gpt, "generate", "--model", model, "--prompt", prompt, "-n", "12", "--greedy",
+                   "--frequency-penalty", "1.5", "--presence-penalty", "0.5", "--logit-bias", "13:-100,11:5")[:-1]
+    check("penalties + logit_bias == gpt generate's flags", pen.choices[0].text == want_pen and want_pen != want,
+          f"{pen.choices[0].text!r} vs {want_pen!r} (plain {want!r})")
     stop = want[len(want) // 2:len(want) // 2 + 3]
     s = client.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, stop=[stop])
     check("stop string cuts the text", s.choices[0].text == want[:want.find(stop)] and

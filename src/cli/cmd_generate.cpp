@@ -32,6 +32,7 @@ struct GenerateArgs {
   bool no_kv_cache = false;
   int threads = 0;
   std::string instruction, input;  // --instruction: the Alpaca prompt of finetune/template.h
+  std::string logit_bias;          // --logit-bias ID:BIAS,...
 };
 
 // A token as the --show-probs picture shows it: its text, quoted as JSON quotes strings.
@@ -107,6 +108,15 @@ void run_generate(GenerateArgs a, const CLI::App* c) {
       fail("--greedy takes the most probable token: {} does not apply", f);
   }
   if (s.beams > 0 && s.sampling.greedy) fail("--beam and --greedy are different searches: give one");
+  for (const char* f : {"--frequency-penalty", "--presence-penalty", "--logit-bias"})
+    if (s.beams > 0 && c->count(f)) fail("--beam scores the model's own log-probabilities: {} does not apply", f);
+  if (!a.logit_bias.empty()) {
+    try {
+      s.sampling.logit_bias = parse_id_biases(a.logit_bias);
+    } catch (const Error& e) {
+      fail("--logit-bias: {}", e.what());
+    }
+  }
   if (c->count("--length-penalty") && s.beams == 0) fail("--length-penalty applies to --beam only");
   s.kv_cache = !a.no_kv_cache;
   s.logprobs = a.format == "jsonl";  // only jsonl prints them
@@ -122,6 +132,9 @@ void run_generate(GenerateArgs a, const CLI::App* c) {
     fail("{} has no vocabulary to turn ids into text: pass --tokenizer SPEC or use --format ids", a.model);
   if (tok && tok->vocab_size() > static_cast<size_t>(cfg.vocab_size))
     fail("the vocabulary has {} tokens but the model only {}", tok->vocab_size(), cfg.vocab_size);
+  for (const auto& [id, bias] : s.sampling.logit_bias)
+    if (id >= static_cast<TokenId>(cfg.vocab_size))
+      fail("--logit-bias: token id {} is out of range for a vocabulary of {}", id, cfg.vocab_size);
 
   std::vector<TokenId> prompt = read_prompt(a, c, tok);
   const int n_ctx = cfg.n_ctx;
@@ -222,6 +235,15 @@ void add_generate_command(CLI::App& app) {
   c->add_option("--repetition-penalty", a->s.sampling.repetition_penalty,
                 "Penalise tokens already in the text, CTRL-style (default 1 = off; 1.2 is common)")
       ->option_text("R");
+  c->add_option("--frequency-penalty", a->s.sampling.frequency_penalty,
+                "Subtract F x (times a token was generated) from its logit, as OpenAI (default 0; [-2, 2])")
+      ->option_text("F");
+  c->add_option("--presence-penalty", a->s.sampling.presence_penalty,
+                "Subtract P from the logit of every token generated so far, as OpenAI (default 0; [-2, 2])")
+      ->option_text("P");
+  c->add_option("--logit-bias", a->logit_bias,
+                "Add BIAS to token ID's logit before sampling, as OpenAI's logit_bias: \"50256:-100,198:2\"")
+      ->option_text("ID:BIAS,...");
   c->add_option("--beam", a->s.beams, "Length-normalised beam search with N beams instead of sampling")
       ->option_text("N")
       ->check(CLI::Range(1, 1024).description(""));

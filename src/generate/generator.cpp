@@ -174,10 +174,10 @@ std::vector<SampleResult> Generator::sample(std::span<const TokenId> prompt, con
       if (s.show_probs > 0) top = top_logprobs(own, s.show_probs);
       TokenId id;
       if (s.want_probs) {
-        samplers[k].distribution(work, seq[k], probs);
+        samplers[k].distribution(work, seq[k], probs, seq[k].size() - results[k].ids.size());
         std::memcpy(work.data(), lg, V * sizeof(float));
       }
-      id = samplers[k].sample(work, seq[k]);
+      id = samplers[k].sample(work, seq[k], seq[k].size() - results[k].ids.size());
       seq[k].push_back(id);
       results[k].ids.push_back(id);
 

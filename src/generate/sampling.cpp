@@ -40,6 +40,32 @@ void SamplingSettings::validate() const {
   if (!(min_p >= 0.0f && min_p <= 1.0f)) fail("min-p must be in [0, 1], got {}", min_p);
   if (!(repetition_penalty > 0.0f) || !std::isfinite(repetition_penalty))
     fail("repetition penalty must be > 0 (1 = off), got {}", repetition_penalty);
+  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f))
+    fail("frequency penalty must be in [-2, 2] (0 = off), got {}", frequency_penalty);
+  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f))
+    fail("presence penalty must be in [-2, 2] (0 = off), got {}", presence_penalty);
+  for (const auto& [id, b] : logit_bias)
+    if (!(b >= -100.0f && b <= 100.0f)) fail("the logit bias of token {} must be in [-100, 100], got {}", id, b);
+}
+
+void apply_logit_bias(std::span<float> logits, std::span<const std::pair<TokenId, float>> bias) {
+  for (const auto& [id, b] : bias)
+    if (id < logits.size()) logits[id] += b;
+}
+
+void apply_frequency_presence(std::span<float> logits, std::span<const TokenId> generated, float frequency,
+                              float presence, std::vector<TokenId>* scratch) {
+  if ((frequency == 0.0f && presence == 0.0f) || generated.empty()) return;
+  std::vector<TokenId> local;
+  std::vector<TokenId>& ids = scratch ? *scratch : local;
+  ids.assign(generated.begin(), generated.end());
+  std::sort(ids.begin(), ids.end());
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j < ids.size() && ids[j] == ids[i]) j++;
+    if (ids[i] < logits.size()) logits[ids[i]] -= static_cast<float>(j - i) * frequency + presence;
+    i = j;
+  }
 }
 
 void apply_repetition_penalty(std::span<float> logits, std::span<const TokenId> context, float r,
@@ -183,8 +209,11 @@ std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logit
 
 Sampler::Sampler(const SamplingSettings& s) : s_(s), rng_(s.seed) { s_.validate(); }
 
-void Sampler::transform(std::span<float> logits, std::span<const TokenId> context) {
+void Sampler::transform(std::span<float> logits, std::span<const TokenId> context, size_t generated_from) {
+  apply_logit_bias(logits, s_.logit_bias);
   apply_repetition_penalty(logits, context, s_.repetition_penalty, &seen_);
+  apply_frequency_presence(logits, context.subspan(std::min(generated_from, context.size())),
+                           s_.frequency_penalty, s_.presence_penalty, &seen_);
   if (s_.is_greedy()) return;
   apply_temperature(logits, s_.temperature);
   top_k_filter(logits, s_.top_k, &order_);
@@ -192,14 +221,14 @@ void Sampler::transform(std::span<float> logits, std::span<const TokenId> contex
   min_p_filter(logits, s_.min_p);
 }
 
-TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> context) {
-  transform(logits, context);
+TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> context, size_t generated_from) {
+  transform(logits, context, generated_from);
   return s_.is_greedy() ? greedy_pick(logits) : draw(logits, rng_);
 }
 
-void Sampler::distribution(std::span<float> logits, std::span<const TokenId> context,
-                           std::span<float> probs) {
-  transform(logits, context);
+void Sampler::distribution(std::span<float> logits, std::span<const TokenId> context, std::span<float> probs,
+                           size_t generated_from) {
+  transform(logits, context, generated_from);
   if (s_.is_greedy()) {
     std::fill(probs.begin(), probs.end(), 0.0f);
     probs[greedy_pick(logits)] = 1.0f;

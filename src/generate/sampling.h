@@ -1,7 +1,8 @@
 // Choosing the next token from the model's logits: small pieces that each transform a logit row
 // (filtered tokens become -inf), chained by Sampler in a fixed order. See docs/sampling.md.
 //
-//   repetition penalty -> temperature -> top-k -> top-p -> min-p -> draw   (or greedy: argmax)
+//   logit bias -> repetition penalty -> frequency and presence penalties -> temperature -> top-k
+//   -> top-p -> min-p -> draw   (or greedy: argmax, after the bias and the penalties)
 //
 // One total order ranks tokens everywhere: higher logit first, and among equal logits the lower
 // id first. Greedy takes the first token of that order, top-k keeps exactly its first k, top-p its
@@ -26,6 +27,12 @@ struct SamplingSettings {
   float top_p = 1.0f;               // 1 = off; (0, 1]
   float min_p = 0.0f;               // 0 = off; [0, 1]
   float repetition_penalty = 1.0f;  // 1 = off; > 0
+  // OpenAI's: logit -= frequency_penalty * (times the token was generated) + presence_penalty *
+  // (generated at all), counted over the generated tokens only (not the prompt); each in [-2, 2].
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  // OpenAI's logit_bias: added to a token's logit before anything else; each in [-100, 100].
+  std::vector<std::pair<TokenId, float>> logit_bias;
   uint64_t seed = 0;
 
   // True if the chain reduces to argmax (greedy, or temperature 0).
@@ -51,6 +58,12 @@ inline constexpr double kTopPSlack = 1e-6;
 // r > 1 discourages repeats. `scratch` avoids an allocation per call (may be null).
 void apply_repetition_penalty(std::span<float> logits, std::span<const TokenId> context, float r,
                               std::vector<TokenId>* scratch = nullptr);
+// OpenAI's logit_bias: logits[id] += bias (ids outside the row are ignored).
+void apply_logit_bias(std::span<float> logits, std::span<const std::pair<TokenId, float>> bias);
+// OpenAI's frequency and presence penalties over the generated tokens `generated`: for each distinct
+// id generated c times, logit -= c * frequency + presence. `scratch` avoids an allocation.
+void apply_frequency_presence(std::span<float> logits, std::span<const TokenId> generated, float frequency,
+                              float presence, std::vector<TokenId>* scratch = nullptr);
 // logits /= t (t > 0).
 void apply_temperature(std::span<float> logits, float t);
 // Keeps the k first tokens of the order above (k = 0 or k >= V: all); the rest become -inf.
@@ -86,16 +99,18 @@ class Sampler {
   const SamplingSettings& settings() const { return s_; }
 
   // The next token. `logits` is overwritten with the filtered, temperature-scaled logits.
-  // `context` is the sequence so far (prompt + generated), for the repetition penalty.
-  TokenId sample(std::span<float> logits, std::span<const TokenId> context);
+  // `context` is the sequence so far (prompt + generated), for the repetition penalty; its tokens
+  // from `generated_from` on are the generated ones, for the frequency and presence penalties.
+  TokenId sample(std::span<float> logits, std::span<const TokenId> context, size_t generated_from = 0);
   // The distribution sample() draws from, as probabilities (greedy: one-hot). `logits` is
   // overwritten as in sample(). Consumes no randomness.
-  void distribution(std::span<float> logits, std::span<const TokenId> context, std::span<float> probs);
+  void distribution(std::span<float> logits, std::span<const TokenId> context, std::span<float> probs,
+                    size_t generated_from = 0);
 
   Rng& rng() { return rng_; }
 
  private:
-  void transform(std::span<float> logits, std::span<const TokenId> context);
+  void transform(std::span<float> logits, std::span<const TokenId> context, size_t generated_from);
   SamplingSettings s_;
   Rng rng_;
   std::vector<uint32_t> order_;

@@ -1,6 +1,7 @@
 #include "serve/openai_api.h"
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -167,15 +168,24 @@ void parse_stop(CompletionRequest& r, const json& v) {
     if (s.empty()) throw_api(400, "stop", "stop sequences must not be empty");
 }
 
+// {"50256": -100, "198": 5.5}: token ids (as JSON object keys, decimal) to a bias in [-100, 100].
+// The ids are checked against the vocabulary when the request meets the model.
+void parse_logit_bias(CompletionRequest& r, const json& v) {
+  if (!v.is_object()) wrong_type("logit_bias", v, "an object of token ids to numbers");
+  if (v.size() > 1024) throw_api(400, "logit_bias", "at most 1024 tokens may be biased");
+  for (const auto& [k, b] : v.items()) {
+    uint64_t id = 0;
+    const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), id);
+    if (k.empty() || ec != std::errc() || end != k.data() + k.size() || id > UINT32_MAX)
+      throw_api(400, "logit_bias", fmt::format("'logit_bias' keys must be token ids, got {}", json_excerpt(k)));
+    r.sampling.logit_bias.emplace_back(static_cast<TokenId>(id),
+                                       static_cast<float>(get_number("logit_bias." + k, b, -100, 100)));
+  }
+}
+
 // Fields that are accepted but must keep their neutral value here.
 void require_neutral(const std::string& key, const json& v) {
-  if (key == "presence_penalty" || key == "frequency_penalty") {
-    if (get_number(key, v, -2, 2) != 0)
-      throw_api(400, key, fmt::format("'{}' is not supported (only 0)", key));
-  } else if (key == "logit_bias") {
-    if (!v.is_object()) wrong_type(key, v, "an object");
-    if (!v.empty()) throw_api(400, key, "'logit_bias' is not supported");
-  } else if (key == "echo") {
+  if (key == "echo") {
     if (get_bool(key, v)) throw_api(400, key, "'echo' is not supported");
   } else if (key == "suffix") {
     throw_api(400, key, "'suffix' is not supported");
@@ -224,6 +234,12 @@ CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLim
       r.sampling.min_p = static_cast<float>(get_number(key, v, 0, 1));
     } else if (key == "repetition_penalty") {
       r.sampling.repetition_penalty = static_cast<float>(get_number(key, v, 0.01, 100));
+    } else if (key == "frequency_penalty") {
+      r.sampling.frequency_penalty = static_cast<float>(get_number(key, v, -2, 2));
+    } else if (key == "presence_penalty") {
+      r.sampling.presence_penalty = static_cast<float>(get_number(key, v, -2, 2));
+    } else if (key == "logit_bias") {
+      parse_logit_bias(r, v);
     } else if (key == "n") {
       r.n = static_cast<int>(get_int(key, v, 1, 128));
     } else if (key == "best_of" && !chat) {
@@ -249,8 +265,7 @@ CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLim
         if (k2 != "include_usage") throw_api(400, key + "." + k2, fmt::format("unknown field '{}'", k2));
         r.include_usage = get_bool(key + "." + k2, v2);
       }
-    } else if (key == "user" || key == "presence_penalty" || key == "frequency_penalty" ||
-               key == "logit_bias" || (!chat && (key == "echo" || key == "suffix")) ||
+    } else if (key == "user" || (!chat && (key == "echo" || key == "suffix")) ||
                (chat && (key == "parallel_tool_calls" || key == "store"))) {
       require_neutral(key, v);
     } else if (key == "metadata" || key == "service_tier") {

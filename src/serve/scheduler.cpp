@@ -318,7 +318,8 @@ void Scheduler::step_once(const std::vector<std::shared_ptr<Job>>& admitted) {
     const float* lg = dec_.logits(s.slot);
     const std::span<const float> own(lg, V);
     std::memcpy(work_.data(), lg, V * sizeof(float));
-    const TokenId id = s.sampler.sample(std::span<float>(work_.data(), V), s.context);
+    const TokenId id = s.sampler.sample(std::span<float>(work_.data(), V), s.context,
+                                        s.context.size() - static_cast<size_t>(s.generated));
     s.context.push_back(id);
     s.generated++;
     emitted++;

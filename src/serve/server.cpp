@@ -549,6 +549,9 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
       er.prompts.push_back(ids);
     }
   }
+  for (const auto& [id, bias] : r.sampling.logit_bias)
+    if (id >= static_cast<TokenId>(cfg.vocab_size))
+      throw_api(400, "logit_bias", fmt::format("token id {} is out of range for a vocabulary of {}", id, cfg.vocab_size));
   size_t longest = 0;
   for (const auto& pr : er.prompts) longest = std::max(longest, std::max<size_t>(pr.size(), 1));
   if (longest >= static_cast<size_t>(cfg.n_ctx))

@@ -1,6 +1,7 @@
 #include "tokenizer/ids_text.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 
 #include "core/error.h"
@@ -43,6 +44,32 @@ std::vector<TokenId> parse_ids(std::string_view text) {
     p = q;
   }
   return ids;
+}
+
+std::vector<std::pair<TokenId, float>> parse_id_biases(std::string_view text) {
+  std::vector<std::pair<TokenId, float>> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string_view::npos) comma = text.size();
+    const std::string_view pair = text.substr(at, comma - at);
+    const size_t colon = pair.find(':');
+    uint64_t id = 0;
+    float bias = 0.0f;
+    bool ok = colon != std::string_view::npos;
+    if (ok) {
+      const char* b = pair.data();
+      const auto r1 = std::from_chars(b, b + colon, id);
+      const auto r2 = std::from_chars(b + colon + 1, b + pair.size(), bias);
+      ok = colon > 0 && r1.ec == std::errc() && r1.ptr == b + colon && id <= UINT32_MAX &&
+           r2.ec == std::errc() && r2.ptr == b + pair.size() && std::isfinite(bias);
+    }
+    if (!ok)
+      fail("'{}' (pair {}) is not ID:BIAS, e.g. 50256:-100", printable(pair), out.size() + 1);
+    out.emplace_back(static_cast<TokenId>(id), bias);
+    at = comma + 1;
+  }
+  return out;
 }
 
 std::string format_ids(std::span<const TokenId> ids) {

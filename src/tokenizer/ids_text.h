@@ -5,6 +5,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/tokenizer.h"
@@ -13,6 +14,10 @@ namespace gpt {
 
 // Parses whitespace-separated decimal ids; throws gpt::Error naming the first bad item.
 std::vector<TokenId> parse_ids(std::string_view text);
+
+// `gpt generate --logit-bias`: "ID:BIAS" pairs separated by commas (e.g. "50256:-100,198:2.5"), each
+// bias a finite number. Throws gpt::Error naming the first bad pair.
+std::vector<std::pair<TokenId, float>> parse_id_biases(std::string_view text);
 
 // "1\n2\n3\n"
 std::string format_ids(std::span<const TokenId> ids);
