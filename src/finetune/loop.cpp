@@ -54,9 +54,10 @@ class Loop {
   Loop(GPT& model, const Tokenizer* tok, FinetuneTask& task, const FinetuneConfig& cfg)
       : model_(model), tok_(tok), task_(task), cfg_(cfg) {}
   ~Loop() {
-    // An error on the way: the model must not keep pointing at adapters that go away.
+    // Done or failed, the model goes back as it came: no pointer to adapters that go away, and
+    // every gradient wanted again.
     if (lora_ && model_.lora() == lora_.get()) model_.attach_lora(nullptr);
-    Trainable::all(model_).apply(model_);  // and takes every gradient again
+    Trainable::all(model_).apply(model_);
   }
   FinetuneResult run();
 
@@ -181,7 +182,6 @@ FinetuneResult Loop::run() {
       evaluate(step, epoch, loss);
   }
   log_->finish();
-  Trainable::all(model_).apply(model_);  // the model as it came: every gradient
   if (lora_) {
     // The adapters on their own (PEFT's format), then merged into the model.
     if (cfg_.save && !cfg_.out_dir.empty()) save_lora(cfg_.out_dir, *lora_, cfg_.base_model);

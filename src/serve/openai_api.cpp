@@ -1,7 +1,6 @@
 #include "serve/openai_api.h"
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -10,6 +9,7 @@
 
 #include "core/json.h"
 #include "generate/utf8_stream.h"
+#include "tokenizer/ids_text.h"
 
 namespace gpt::serve {
 
@@ -174,12 +174,9 @@ void parse_logit_bias(CompletionRequest& r, const json& v) {
   if (!v.is_object()) wrong_type("logit_bias", v, "an object of token ids to numbers");
   if (v.size() > 1024) throw_api(400, "logit_bias", "at most 1024 tokens may be biased");
   for (const auto& [k, b] : v.items()) {
-    uint64_t id = 0;
-    const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), id);
-    if (k.empty() || ec != std::errc() || end != k.data() + k.size() || id > UINT32_MAX)
-      throw_api(400, "logit_bias", fmt::format("'logit_bias' keys must be token ids, got {}", json_excerpt(k)));
-    r.sampling.logit_bias.emplace_back(static_cast<TokenId>(id),
-                                       static_cast<float>(get_number("logit_bias." + k, b, -100, 100)));
+    const std::optional<TokenId> id = parse_token_id(k);
+    if (!id) throw_api(400, "logit_bias", fmt::format("'logit_bias' keys must be token ids, got {}", json_excerpt(k)));
+    r.sampling.logit_bias.emplace_back(*id, static_cast<float>(get_number("logit_bias." + k, b, -100, 100)));
   }
 }
 

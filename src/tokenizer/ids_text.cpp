@@ -26,6 +26,14 @@ std::string printable(std::string_view s) {
 }
 }  // namespace
 
+std::optional<TokenId> parse_token_id(std::string_view text) {
+  uint64_t v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size() || v > UINT32_MAX)
+    return std::nullopt;
+  return static_cast<TokenId>(v);
+}
+
 std::vector<TokenId> parse_ids(std::string_view text) {
   std::vector<TokenId> ids;
   const char* p = text.data();
@@ -35,12 +43,10 @@ std::vector<TokenId> parse_ids(std::string_view text) {
     if (p == end) break;
     const char* q = p;
     while (q < end && !is_space(*q)) ++q;
-    uint64_t v = 0;
-    auto r = std::from_chars(p, q, v);
-    if (r.ec != std::errc() || r.ptr != q || v > UINT32_MAX)
-      fail("'{}' (item {}) is not a token id", printable(std::string_view(p, static_cast<size_t>(q - p))),
-           ids.size() + 1);
-    ids.push_back(static_cast<TokenId>(v));
+    const std::string_view item(p, static_cast<size_t>(q - p));
+    const std::optional<TokenId> id = parse_token_id(item);
+    if (!id) fail("'{}' (item {}) is not a token id", printable(item), ids.size() + 1);
+    ids.push_back(*id);
     p = q;
   }
   return ids;
@@ -54,19 +60,15 @@ std::vector<std::pair<TokenId, float>> parse_id_biases(std::string_view text) {
     if (comma == std::string_view::npos) comma = text.size();
     const std::string_view pair = text.substr(at, comma - at);
     const size_t colon = pair.find(':');
-    uint64_t id = 0;
+    std::optional<TokenId> id;
     float bias = 0.0f;
-    bool ok = colon != std::string_view::npos;
-    if (ok) {
-      const char* b = pair.data();
-      const auto r1 = std::from_chars(b, b + colon, id);
-      const auto r2 = std::from_chars(b + colon + 1, b + pair.size(), bias);
-      ok = colon > 0 && r1.ec == std::errc() && r1.ptr == b + colon && id <= UINT32_MAX &&
-           r2.ec == std::errc() && r2.ptr == b + pair.size() && std::isfinite(bias);
+    if (colon != std::string_view::npos) {
+      id = parse_token_id(pair.substr(0, colon));
+      const auto r = std::from_chars(pair.data() + colon + 1, pair.data() + pair.size(), bias);
+      if (r.ec != std::errc() || r.ptr != pair.data() + pair.size() || !std::isfinite(bias)) id.reset();
     }
-    if (!ok)
-      fail("'{}' (pair {}) is not ID:BIAS, e.g. 50256:-100", printable(pair), out.size() + 1);
-    out.emplace_back(static_cast<TokenId>(id), bias);
+    if (!id) fail("'{}' (pair {}) is not ID:BIAS, e.g. 50256:-100", printable(pair), out.size() + 1);
+    out.emplace_back(*id, bias);
     at = comma + 1;
   }
   return out;

@@ -2,6 +2,7 @@
 // (decimal, any whitespace between ids).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -11,6 +12,9 @@
 #include "tokenizer/tokenizer.h"
 
 namespace gpt {
+
+// One decimal token id, the whole of `text` (no sign, no spaces, at most 2^32 - 1); nullopt otherwise.
+std::optional<TokenId> parse_token_id(std::string_view text);
 
 // Parses whitespace-separated decimal ids; throws gpt::Error naming the first bad item.
 std::vector<TokenId> parse_ids(std::string_view text);
