@@ -52,6 +52,28 @@ TEST(Decoder, PrefillLogitsEqualForwardOnF32) {
       EXPECT_LT(max_diff(all.data(), m.logits(), all.size()), 1e-5f) << sh.name << " chunk " << chunk;
       EXPECT_LT(max_diff(dec.logits(1), m.logits() + static_cast<size_t>(T - 1) * V, V), 1e-5f) << sh.name;
       EXPECT_EQ(dec.length(1), T);
+      // The same logits through a bounded buffer of 5 rows (what the server's echo uses): every
+      // position read once, in order, and the row ends as after a plain prefill.
+      std::vector<float> buf(5 * static_cast<size_t>(V), 0.0f);
+      std::vector<int> seen;
+      float worst = 0;
+      Decoder::PositionLogits sink;
+      sink.buf = buf.data();
+      sink.rows = 5;
+      sink.each = [&](int t0, int n, const float* lg) {
+        EXPECT_LE(n, 5);
+        for (int i = 0; i < n; i++) {
+          seen.push_back(t0 + i);
+          worst = std::max(worst, max_diff(lg + static_cast<size_t>(i) * V,
+                                           m.logits() + static_cast<size_t>(t0 + i) * V, V));
+        }
+      };
+      dec.prefill(0, ids, sink);
+      EXPECT_LT(worst, 1e-5f) << sh.name << " chunk " << chunk;
+      ASSERT_EQ(seen.size(), static_cast<size_t>(T));
+      for (int t = 0; t < T; t++) EXPECT_EQ(seen[t], t);
+      EXPECT_LT(max_diff(dec.logits(0), m.logits() + static_cast<size_t>(T - 1) * V, V), 1e-5f) << sh.name;
+      EXPECT_EQ(dec.length(0), T);
     }
   }
 }

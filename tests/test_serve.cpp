@@ -12,11 +12,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <thread>
 
 #include "backend/staged_backend.h"
 #include "core/error.h"
+#include "generate/decoder.h"
 #include "generate/generator.h"
+#include "generate/utf8_stream.h"
 #include "model/gpt.h"
 #include "serve/http_checks.h"
 #include "serve/openai_api.h"
@@ -57,7 +61,9 @@ TEST(ServeApi, ValidationTable) {
       {C, R"({"prompt":[1,"a"]})", 400, "prompt"},  // mixed list
       {C, R"({"prompt":[-1]})", 400, "prompt"},     // negative id
       {C, R"({"prompt":"hi","max_tokens":"8"})", 400, "max_tokens"},
-      {C, R"({"prompt":"hi","max_tokens":0})", 400, "max_tokens"},
+      {C, R"({"prompt":"hi","max_tokens":0})", 0, ""},  // nothing generated (with echo: the prompt scored)
+      {C, R"({"prompt":"hi","max_tokens":-1})", 400, "max_tokens"},
+      {H, R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":0})", 400, "max_tokens"},
       {C, R"({"prompt":"hi","max_tokens":1.5})", 400, "max_tokens"},
       {C, R"({"prompt":"hi","max_tokens":1e300})", 400, "max_tokens"},
       {C, R"({"prompt":"hi","seed":18446744073709551615})", 400, "seed"},
@@ -74,7 +80,9 @@ TEST(ServeApi, ValidationTable) {
       {C, R"({"prompt":"hi","logprobs":21})", 400, "logprobs"},
       {C, R"({"prompt":"hi","logprobs":true})", 400, "logprobs"},
       {C, R"({"prompt":"hi","stream":"yes"})", 400, "stream"},
-      {C, R"({"prompt":"hi","echo":true})", 400, "echo"},
+      {C, R"({"prompt":[[1,2],[3]],"echo":true,"logprobs":1,"max_tokens":0})", 0, ""},  // as lm-eval sends it
+      {C, R"({"prompt":"hi","echo":1})", 400, "echo"},
+      {H, R"({"messages":[{"role":"user","content":"hi"}],"echo":true})", 400, "echo"},  // chat has no echo
       {C, R"({"prompt":"hi","presence_penalty":0.5,"frequency_penalty":-2,"logit_bias":{"50256":-100,"11":2.5}})", 0,
        ""},
       {C, R"({"prompt":"hi","presence_penalty":2.5})", 400, "presence_penalty"},
@@ -128,6 +136,12 @@ TEST(ServeApi, ParsedValues) {
   EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(r.sampling.seed, 3u);
   EXPECT_EQ(r.logprobs, 2);
+  EXPECT_FALSE(r.echo);
+  const auto e = parse_request(R"({"prompt":[[5,6,7]],"echo":true,"max_tokens":0,"logprobs":1})",
+                               Endpoint::Completions);
+  EXPECT_TRUE(e.echo);
+  EXPECT_EQ(*e.max_tokens, 0);
+  EXPECT_EQ(e.prompt_ids, (std::vector<std::vector<TokenId>>{{5, 6, 7}}));
   const auto p = parse_request(
       R"({"prompt":"hi","frequency_penalty":0.25,"presence_penalty":-1.5,"logit_bias":{"7":-100,"50256":3}})",
       Endpoint::Completions);
@@ -158,12 +172,12 @@ struct TinyModel {
 };
 
 TinyModel tiny_model(std::shared_ptr<const Tokenizer> tok = gpt2_tokenizer(), int width = 32,
-                     Backend* device = nullptr) {
+                     Backend* device = nullptr, int n_ctx = 64) {
   ModelConfig c;
   c.n_layer = 2;
   c.n_head = 2;
   c.n_embd = width;
-  c.n_ctx = 64;
+  c.n_ctx = n_ctx;
   c.vocab_size = 50257;
   GPT m(c, device ? *device : cpu_backend());
   m.init_gpt2(11);
@@ -382,6 +396,82 @@ TEST(ServeScheduler, RefusesWhatCanNeverRun) {
   EXPECT_THROW(sched.submit(request(std::vector<TokenId>(60, 1), 10)), Error);   // beyond the context
   EXPECT_THROW(sched.submit(request({50257}, 4)), Error);                        // outside the vocabulary
   EXPECT_EQ(drain(*sched.submit(request({1}, 63))).ids[0].size() <= 63u, true);  // exactly fits
+}
+
+// `echo` with logprobs: each choice starts with its prompt, every token but the first scored given
+// the ones before it, through passes of bounded memory (a prompt longer than one pass here), equal
+// to one whole-prompt forward's log-softmax in double; n choices each get the echo; with
+// max_tokens 0 nothing is generated, and the generated tokens after an echo are the plain ones.
+TEST(ServeScheduler, EchoScoresThePromptLikeOneForward) {
+  TinyModel pm = tiny_model(gpt2_tokenizer(), 32, nullptr, 200);
+  std::mt19937 g(5);
+  std::vector<TokenId> prompt(150);
+  for (auto& t : prompt) t = static_cast<TokenId>(g() % 50000);
+  prompt[0] = 464;
+  // The reference: all positions' logits from one prefill, log-softmax in double.
+  const int V = 50257;
+  std::vector<float> all(prompt.size() * V);
+  {
+    Decoder ref(pm.model, 1);
+    ref.prefill(0, prompt, all.data());
+  }
+  auto ref_logprob = [&](size_t pos, TokenId id) {
+    const float* lg = all.data() + (pos - 1) * V;
+    double mx = lg[0], sum = 0;
+    for (int v = 0; v < V; v++) mx = std::max(mx, static_cast<double>(lg[v]));
+    for (int v = 0; v < V; v++) sum += std::exp(static_cast<double>(lg[v]) - mx);
+    return static_cast<double>(lg[id]) - mx - std::log(sum);
+  };
+  Scheduler sched(pm.model, pm.tok, 2);
+  EngineRequest r = request(prompt, 0, 0, 2);
+  r.echo = true;
+  r.logprobs = 3;
+  const std::vector<Choice> out = collect(*sched.submit(r));
+  ASSERT_EQ(out.size(), 2u);
+  for (const Choice& c : out) {
+    ASSERT_EQ(c.tokens.size(), prompt.size());
+    EXPECT_EQ(c.finish_reason, "length");
+    EXPECT_EQ(c.text, sanitize_utf8(pm.tok->decode(prompt)));
+    EXPECT_FALSE(c.tokens[0].scored);
+    double worst = 0;
+    for (size_t i = 1; i < prompt.size(); i++) {
+      const ChoiceToken& t = c.tokens[i];
+      EXPECT_TRUE(t.echoed && t.scored);
+      EXPECT_EQ(t.id, prompt[i]);
+      worst = std::max(worst, std::fabs(t.logprob - ref_logprob(i, t.id)));
+      ASSERT_EQ(t.top.size(), 3u);
+      for (const auto& [id, lp] : t.top) {
+        worst = std::max(worst, std::fabs(lp - ref_logprob(i, id)));
+        EXPECT_GE(lp + 1e-6, t.top.back().second);
+      }
+      // The most probable alternative is the argmax of the reference logits.
+      const float* lg = all.data() + (i - 1) * V;
+      EXPECT_EQ(t.top[0].first, static_cast<TokenId>(std::max_element(lg, lg + V) - lg));
+    }
+    EXPECT_LT(worst, 1e-4);
+  }
+  EXPECT_EQ(out[0].text, out[1].text);
+
+  // max_tokens 0 without echo: an empty choice that ends at once.
+  const std::vector<Choice> none = collect(*sched.submit(request(prompt, 0)));
+  ASSERT_EQ(none.size(), 1u);
+  EXPECT_TRUE(none[0].tokens.empty() && none[0].text.empty());
+  EXPECT_EQ(none[0].finish_reason, "length");
+
+  // echo then generation: the prompt, then the same tokens as without echo.
+  const JobOutput plain = drain(*sched.submit(request({464, 2068, 7586}, 6)));
+  EngineRequest e = request({464, 2068, 7586}, 6);
+  e.echo = true;
+  const std::vector<Choice> echoed = collect(*sched.submit(e));
+  ASSERT_EQ(echoed[0].tokens.size(), 3u + 6u);
+  std::vector<TokenId> ids;
+  for (const auto& t : echoed[0].tokens) ids.push_back(t.id);
+  EXPECT_EQ(std::vector<TokenId>(ids.begin() + 3, ids.end()), plain.ids[0]);
+  EXPECT_TRUE(echoed[0].tokens[2].echoed && !echoed[0].tokens[3].echoed);
+  EXPECT_EQ(echoed[0].text, pm.tok->decode(std::vector<TokenId>{464, 2068, 7586}) + plain.text[0]);
+  const SchedulerMetrics m = sched.metrics();
+  EXPECT_EQ(m.requests_active, 0);
+  EXPECT_EQ(m.slots_busy, 0);
 }
 
 // A model with more rows than its vocabulary (a character vocabulary in a GPT-2-wide model) only

@@ -241,6 +241,47 @@ def tests(gpt, model, port, base, client):
     check("chat logprobs", len(cont) == 4 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in cont),
           str(cont)[:300])
 
+    # echo: the prompt comes back scored (first token null), with or without a completion after it;
+    # usage counts only what was generated.
+    e0 = client.completions.create(model="m", prompt=prompt, max_tokens=0, echo=True, logprobs=2)
+    L0 = e0.choices[0].logprobs
+    ok = e0.choices[0].text == prompt and "".join(L0.tokens) == prompt and len(L0.tokens) == 4
+    ok = ok and L0.token_logprobs[0] is None and L0.top_logprobs[0] is None and L0.text_offset[0] == 0
+    ok = ok and all(v < 0 and len(t) == 2 and max(t.values()) >= v for v, t in
+                    zip(L0.token_logprobs[1:], L0.top_logprobs[1:]))
+    ok = ok and e0.usage.prompt_tokens == 4 and e0.usage.completion_tokens == 0 and \
+        e0.choices[0].finish_reason == "length"
+    check("echo + max_tokens 0: the prompt scored, nothing generated", ok, str(e0)[:400])
+    e1 = client.completions.create(model="m", prompt=prompt, max_tokens=6, echo=True, logprobs=2, temperature=0)
+    L1 = e1.choices[0].logprobs
+    ok = e1.choices[0].text == prompt + lp.choices[0].text and len(L1.tokens) == 10
+    ok = ok and L1.token_logprobs[:4] == L0.token_logprobs and L1.top_logprobs[:4] == L0.top_logprobs
+    ok = ok and all(abs(a - b) < 1e-5 for a, b in zip(L1.token_logprobs[4:], L.token_logprobs))
+    ok = ok and L1.text_offset == [sum(len(t) for t in L1.tokens[:i]) for i in range(10)]
+    ok = ok and e1.usage.completion_tokens == 6 and e1.usage.prompt_tokens == 4
+    check("echo + completion: the prompt's scores, then the generated tokens' (greedy == top)", ok, str(L1)[:400])
+    ids = raw(port, "POST", "/tokenize", {"content": prompt})[1]["tokens"]
+    # What lm-eval's local-completions sends for log-likelihoods: token-id lists, echo, one token.
+    st, body = raw(port, "POST", "/v1/completions", {"model": "m", "prompt": [ids, ids[:2]], "temperature": 0,
+                                                     "max_tokens": 1, "logprobs": 1, "seed": 1234, "echo": True})
+    ok = st == 200 and [c["index"] for c in body["choices"]] == [0, 1]
+    ok = ok and body["choices"][0]["logprobs"]["token_logprobs"][:4] == L0.token_logprobs
+    ok = ok and len(body["choices"][1]["logprobs"]["tokens"]) == 3
+    ok = ok and body["usage"] == {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8}
+    check("echo over token-id prompts, batched (lm-eval's request)", ok, str(body)[:400])
+    es = list(client.completions.create(model="m", prompt=prompt, max_tokens=2, echo=True, stream=True,
+                                        stream_options={"include_usage": True}, temperature=0))
+    text = "".join(c.choices[0].text for c in es if c.choices)
+    check("streamed echo", text == prompt + want[:len(text) - len(prompt)] and text.startswith(prompt) and
+          es[-1].usage.completion_tokens == 2, f"{text!r} {es[-1].usage}")
+    st, resp = raw(port, "POST", "/v1/completions", {"prompt": [11] * 8192, "echo": True, "logprobs": 1,
+                                                     "max_tokens": 0})
+    check("echo of a prompt that fills the context (max_tokens 0)",
+          st == 200 and len(resp["choices"][0]["logprobs"]["tokens"]) == 8192, str(resp)[:200])
+    st, resp = raw(port, "POST", "/v1/completions", {"prompt": [11] * 8193, "echo": True, "logprobs": 1,
+                                                     "max_tokens": 0})
+    check("400: echo of a prompt beyond the context", *is_error(st, resp, 400, "prompt"))
+
     # Auth.
     try:
         openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).completions.create(model="m", prompt="x")
@@ -259,6 +300,8 @@ def tests(gpt, model, port, base, client):
         ("prompt of the wrong type", {"prompt": 5}, "prompt"),
         ("max_tokens of the wrong type", {"prompt": "x", "max_tokens": "5"}, "max_tokens"),
         ("max_tokens beyond the context", {"prompt": "x", "max_tokens": 9000}, "max_tokens"),
+        ("echo of the wrong type", {"prompt": "x", "echo": "yes"}, "echo"),
+        ("negative max_tokens", {"prompt": "x", "max_tokens": -1}, "max_tokens"),
         ("temperature out of range", {"prompt": "x", "temperature": -1}, "temperature"),
         ("unknown field", {"prompt": "x", "best_frobs": 2}, "best_frobs"),
         ("more choices than slots", {"prompt": "x", "n": 5}, "n"),

@@ -48,24 +48,29 @@ void Decoder::reset(int row) { len_[phys_[row]] = 0; }
 
 // ---- prefill and step -----------------------------------------------------------------------------
 
-void Decoder::run_prefill(int prow, std::span<const TokenId> tokens, float* last_logits, float* all_logits) {
+void Decoder::run_prefill(int prow, std::span<const TokenId> tokens, float* last_logits, float* all_logits,
+                          const PositionLogits* sink) {
   const int T = static_cast<int>(tokens.size());
   TokenId* row_tokens = tokens_.data() + static_cast<size_t>(prow) * cfg_.n_ctx;
   // memmove: in a rebuild, tokens is the row's own window shifted by one.
   std::memmove(row_tokens, tokens.data(), tokens.size() * sizeof(TokenId));
   len_[prow] = 0;
-  for (int t0 = 0; t0 < T; t0 += chunk_) {
-    const int n = std::min(chunk_, T - t0);
+  const int pass = sink ? std::min(chunk_, sink->rows) : chunk_;
+  for (int t0 = 0; t0 < T; t0 += pass) {
+    const int n = std::min(pass, T - t0);
     for (int i = 0; i < n; i++) {
       s_rows_[i] = prow;
       s_pos_[i] = t0 + i;
     }
-    // The wanted positions: all of the chunk, the very last token, or none.
+    // The wanted positions: all of the pass, the very last token, or none.
     int want0 = n;
     float* out = nullptr;
     if (all_logits) {
       want0 = 0;
       out = all_logits + static_cast<size_t>(t0) * V_;
+    } else if (sink) {
+      want0 = 0;
+      out = sink->buf;
     } else if (last_logits && t0 + n == T) {
       want0 = n - 1;
       out = last_logits;
@@ -73,6 +78,11 @@ void Decoder::run_prefill(int prow, std::span<const TokenId> tokens, float* last
     model_.forward_cached(*ws_, cache_, n, row_tokens + t0, s_rows_.data(), s_pos_.data(), want0, out, cap_layer_,
                           cap_.out ? &cap_ : nullptr);
     len_[prow] = t0 + n;
+    if (sink) {
+      sink->each(t0, n, out);
+      if (last_logits && t0 + n == T)
+        std::memcpy(last_logits, out + static_cast<size_t>(n - 1) * V_, V_ * sizeof(float));
+    }
   }
   if (all_logits && last_logits)
     std::memcpy(last_logits, all_logits + static_cast<size_t>(T - 1) * V_, V_ * sizeof(float));
@@ -89,14 +99,22 @@ void Decoder::prefill(int row, std::span<const TokenId> tokens, float* all_logit
     std::fill(cap_.out, cap_.out + static_cast<size_t>(cap_.T) * cap_.T, 0.0f);
   }
   try {
-    run_prefill(phys_[row], tokens, logits(row), all_logits);
+    run_prefill(phys_[row], tokens, logits(row), all_logits, sink_);
   } catch (...) {
     cap_ = {};
     cap_layer_ = -1;
+    sink_ = nullptr;
     throw;
   }
   cap_ = {};  // armed for one prefill only (a step or a rebuild never captures)
   cap_layer_ = -1;
+  sink_ = nullptr;
+}
+
+void Decoder::prefill(int row, std::span<const TokenId> tokens, const PositionLogits& sink) {
+  if (!sink.buf || sink.rows < 1 || !sink.each) fail("decoder: a position-logits sink needs a buffer, rows and a reader");
+  sink_ = &sink;
+  prefill(row, tokens, nullptr);
 }
 
 void Decoder::capture_attention(int layer, int head, float* out) {

@@ -12,6 +12,7 @@
 // is full and another token comes, the cache is rebuilt from the row's last n_ctx - 1 tokens
 // (a prefill, positions restarting at 0) and the token is then added at position n_ctx - 1.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -40,6 +41,15 @@ class Decoder {
   // least one). The next-token logits of the last position go to logits(row). With all_logits
   // (non-null, [T, V] for the T tokens kept) every position's logits are written there too.
   void prefill(int row, std::span<const TokenId> tokens, float* all_logits = nullptr);
+  // Every position's logits in bounded memory (scoring a prompt, the server's `echo`): passes of at
+  // most `rows` tokens write their logits to `buf` ([rows, V] host floats, the caller's), and
+  // each(t0, n, buf) reads positions t0 .. t0+n-1 before the next pass overwrites them.
+  struct PositionLogits {
+    float* buf = nullptr;
+    int rows = 0;
+    std::function<void(int t0, int n, const float* logits)> each;
+  };
+  void prefill(int row, std::span<const TokenId> tokens, const PositionLogits& sink);
   // Appends tokens[i] to row rows[i] (distinct rows, each prefilled before) and computes each
   // row's next-token logits, all rows in one pass. A full row first slides (see above).
   void step(std::span<const int> rows, std::span<const TokenId> tokens);
@@ -72,7 +82,8 @@ class Decoder {
   void capture_attention(int layer, int head, float* out);
 
  private:
-  void run_prefill(int prow, std::span<const TokenId> tokens, float* last_logits, float* all_logits);
+  void run_prefill(int prow, std::span<const TokenId> tokens, float* last_logits, float* all_logits,
+                   const PositionLogits* sink = nullptr);
   void copy_phys(int dst, int src);
 
   GPT& model_;
@@ -94,6 +105,7 @@ class Decoder {
   // the armed attention capture (capture_attention)
   int cap_layer_ = -1;
   ops::AttentionCapture cap_;
+  const PositionLogits* sink_ = nullptr;  // armed for one prefill by the sink overload
 };
 
 }  // namespace gpt

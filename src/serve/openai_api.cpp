@@ -182,9 +182,7 @@ void parse_logit_bias(CompletionRequest& r, const json& v) {
 
 // Fields that are accepted but must keep their neutral value here.
 void require_neutral(const std::string& key, const json& v) {
-  if (key == "echo") {
-    if (get_bool(key, v)) throw_api(400, key, "'echo' is not supported");
-  } else if (key == "suffix") {
+  if (key == "suffix") {
     throw_api(400, key, "'suffix' is not supported");
   } else if (key == "parallel_tool_calls" || key == "store") {
     get_bool(key, v);
@@ -219,7 +217,9 @@ CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLim
       parse_messages(r, v);
       have_input = true;
     } else if (key == "max_tokens" || (chat && key == "max_completion_tokens")) {
-      r.max_tokens = static_cast<int>(get_int(key, v, 1, 1 << 30));
+      r.max_tokens = static_cast<int>(get_int(key, v, chat ? 1 : 0, 1 << 30));
+    } else if (key == "echo" && !chat) {
+      r.echo = get_bool(key, v);
     } else if (key == "temperature") {
       r.sampling.temperature = static_cast<float>(get_number(key, v, 0, 2));
     } else if (key == "top_p") {
@@ -262,7 +262,7 @@ CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLim
         if (k2 != "include_usage") throw_api(400, key + "." + k2, fmt::format("unknown field '{}'", k2));
         r.include_usage = get_bool(key + "." + k2, v2);
       }
-    } else if (key == "user" || (!chat && (key == "echo" || key == "suffix")) ||
+    } else if (key == "user" || (!chat && key == "suffix") ||
                (chat && (key == "parallel_tool_calls" || key == "store"))) {
       require_neutral(key, v);
     } else if (key == "metadata" || key == "service_tier") {
@@ -322,10 +322,15 @@ json completion_logprobs(const std::vector<ChoiceToken>& tokens, size_t offset, 
   json t = json::array(), lp = json::array(), top = json::array(), off = json::array();
   for (const auto& c : tokens) {
     t.push_back(token_text(tok, c.id));
-    lp.push_back(c.logprob);
-    json alt = json::object();
-    for (const auto& [id, l] : c.top) alt[token_text(tok, id)] = l;
-    top.push_back(std::move(alt));
+    if (!c.scored) {  // an echoed prompt's first token: null, as OpenAI and vLLM send it
+      lp.push_back(nullptr);
+      top.push_back(nullptr);
+    } else {
+      lp.push_back(c.logprob);
+      json alt = json::object();
+      for (const auto& [id, l] : c.top) alt[token_text(tok, id)] = l;
+      top.push_back(std::move(alt));
+    }
     off.push_back(offset);
     offset += c.text.size();
   }

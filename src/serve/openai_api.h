@@ -45,7 +45,9 @@ struct CompletionRequest {
   std::vector<std::string> prompt_texts;
   std::vector<std::vector<TokenId>> prompt_ids;  // used when prompt_texts is empty
   std::vector<ChatMessage> messages;
-  std::optional<int> max_tokens;  // absent: 16 for completions, the rest of the context for chat
+  std::optional<int> max_tokens;  // absent: 16 for completions, the rest of the context for chat;
+                                  // 0 (completions only): nothing generated, for `echo`
+  bool echo = false;              // completions: the prompt comes back before the completion
   SamplingSettings sampling;      // temperature 0 = greedy; top_k 0 = off
   bool seeded = false;            // seed given
   int n = 1;
@@ -71,12 +73,15 @@ CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLim
 // A token as OpenAI's logprobs show it: its text (invalid UTF-8 bytes replaced).
 std::string token_text(const Tokenizer& tok, TokenId id);
 
-// One generated token of one choice, as the responses need it.
+// One token of one choice, as the responses need it: generated, or a prompt token sent back by
+// `echo` (which usage does not count as completion).
 struct ChoiceToken {
   TokenId id = 0;
   std::string text;  // what it adds to the choice's text (maybe empty)
   float logprob = 0;
   std::vector<std::pair<TokenId, float>> top;  // alternatives when logprobs were asked
+  bool echoed = false;
+  bool scored = true;  // false for a prompt's first token: nothing predicts it (logprob null)
 };
 
 // A finished choice.

@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "generate/sampling.h"
+#include "generate/utf8_stream.h"
 
 namespace gpt::serve {
 
@@ -39,18 +41,23 @@ void Job::cancel() {
   if (owner_) owner_->wake();
 }
 
+bool add_event(std::vector<Choice>& choices, Event&& ev) {
+  Choice& c = choices.at(static_cast<size_t>(ev.choice));
+  if (ev.has_token) {
+    c.text += ev.token.text;
+    c.tokens.push_back(std::move(ev.token));
+  }
+  if (ev.last) c.finish_reason = ev.finish_reason;
+  return ev.last;
+}
+
 std::vector<Choice> collect(Job& job) {
   std::vector<Choice> choices(job.choices());
   std::vector<Event> evs;
   for (bool more = true; more;) {
     evs.clear();
     more = job.wait(evs, std::chrono::milliseconds(1000));
-    for (auto& ev : evs) {
-      Choice& c = choices[ev.choice];
-      c.text += ev.token.text;
-      c.tokens.push_back(std::move(ev.token));
-      if (ev.last) c.finish_reason = ev.finish_reason;
-    }
+    for (auto& ev : evs) add_event(choices, std::move(ev));
   }
   return choices;
 }
@@ -118,7 +125,7 @@ std::shared_ptr<Job> Scheduler::submit(EngineRequest req) {
   const size_t choices = req.prompts.size() * static_cast<size_t>(req.n);
   if (choices > static_cast<size_t>(slots_))
     fail("{} choices asked, more than the server's {} slots", choices, slots_);
-  if (req.max_tokens < 1) fail("max_tokens must be >= 1, got {}", req.max_tokens);
+  if (req.max_tokens < 0) fail("max_tokens must be >= 0, got {}", req.max_tokens);
   req.sampling.validate();
   if (!req.stop.empty() && !tok_) fail("stop strings need a vocabulary");
   int prompt_tokens = 0;
@@ -195,22 +202,104 @@ void Scheduler::retire(size_t i) {
   metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
 }
 
+// Positions scored per pass when echo asks for a prompt's logprobs: bounds the host logits to
+// kEchoRows * V floats whatever the prompt's length.
+constexpr int kEchoRows = 64;
+
+// The prompt's tokens as `echo` sends them back: their text, and with logprobs >= 0 the score of
+// each (but the first) given the tokens before it, from one prefill of `slot` when `prefill`.
+std::vector<ChoiceToken> Scheduler::echo_prompt(int slot, const std::vector<TokenId>& prompt, int logprobs,
+                                                bool prefill) {
+  std::vector<ChoiceToken> out(prompt.size());
+  Utf8Stream utf8;
+  for (size_t i = 0; i < prompt.size(); i++) {
+    out[i].id = prompt[i];
+    out[i].echoed = true;
+    if (tok_) utf8.push(tok_->token_bytes(prompt[i]), out[i].text);
+  }
+  if (!out.empty()) utf8.finish(out.back().text);
+  if (logprobs < 0) {
+    if (prefill) dec_.prefill(slot, prompt);
+    return out;
+  }
+  out[0].scored = false;
+  const int V = decodable_vocab(model_.config(), tok_.get());
+  const size_t Vm = static_cast<size_t>(model_.config().vocab_size);
+  echo_logits_.resize(kEchoRows * Vm);
+  Decoder::PositionLogits sink;
+  sink.buf = echo_logits_.data();
+  sink.rows = kEchoRows;
+  sink.each = [&](int t0, int n, const float* logits) {
+    for (int i = 0; i < n; i++) {
+      const size_t next = static_cast<size_t>(t0 + i) + 1;  // the token these logits predict
+      if (next >= prompt.size()) break;
+      const std::span<const float> lg(logits + i * Vm, V);
+      out[next].logprob = token_logprob(lg, prompt[next]);
+      if (logprobs > 0) out[next].top = top_logprobs(lg, logprobs);
+    }
+  };
+  dec_.prefill(slot, prompt, sink);
+  return out;
+}
+
 void Scheduler::admit(const std::shared_ptr<Job>& job) {
   const EngineRequest& r = job->req_;
   job->running_ = job->choices_;
+  {
+    std::lock_guard lk(mu_);
+    metrics_.prompt_tokens += static_cast<uint64_t>(job->prompt_tokens_);
+    metrics_.requests_active++;
+  }
   const auto t0 = Clock::now();
   int choice = 0;
   for (const auto& prompt : r.prompts) {
+    // max_tokens 0: nothing to generate. The prompt is scored (echo with logprobs) in a free
+    // slot that is free again at once, and each choice ends with its echo (or with no token).
+    if (r.max_tokens == 0) {
+      const bool score = r.echo && r.logprobs >= 0;
+      const std::vector<ChoiceToken> echo =
+          r.echo ? echo_prompt(free_.back(), prompt, r.logprobs, score) : std::vector<ChoiceToken>{};
+      for (int k = 0; k < r.n; k++, choice++) {
+        for (size_t i = 0; i < echo.size(); i++) {
+          Event ev;
+          ev.choice = choice;
+          ev.token = echo[i];
+          ev.last = i + 1 == echo.size();
+          if (ev.last) ev.finish_reason = "length";
+          emit(*job, std::move(ev));
+        }
+        if (echo.empty()) {
+          Event ev;
+          ev.choice = choice;
+          ev.has_token = false;
+          ev.last = true;
+          ev.finish_reason = "length";
+          emit(*job, std::move(ev));
+        }
+      }
+      continue;
+    }
     int first = -1;
+    std::vector<ChoiceToken> echo;
     for (int k = 0; k < r.n; k++, choice++) {
       const int slot = free_.back();
       free_.pop_back();
       // The prompt runs once; the other samples of it copy its row.
       if (first < 0) {
-        dec_.prefill(slot, prompt);
+        if (r.echo) {
+          echo = echo_prompt(slot, prompt, r.logprobs, true);
+        } else {
+          dec_.prefill(slot, prompt);
+        }
         first = slot;
       } else {
         dec_.copy_row(slot, first);
+      }
+      for (const ChoiceToken& t : echo) {
+        Event ev;
+        ev.choice = choice;
+        ev.token = t;
+        emit(*job, std::move(ev));
       }
       SamplingSettings ss = r.sampling;
       ss.seed = sample_seed(r.sampling.seed, choice);
@@ -219,9 +308,7 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
   }
   std::lock_guard lk(mu_);
   metrics_.prefill_seconds += seconds_since(t0);
-  metrics_.prompt_tokens += static_cast<uint64_t>(job->prompt_tokens_);
   metrics_.slots_busy = slots_ - static_cast<int>(free_.size());
-  metrics_.requests_active++;
 }
 
 void Scheduler::loop() {

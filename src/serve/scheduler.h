@@ -26,19 +26,27 @@ namespace gpt::serve {
 struct EngineRequest {
   std::vector<std::vector<TokenId>> prompts;  // an empty prompt starts from <|endoftext|>
   int n = 1;
-  int max_tokens = 16;  // per choice; prompt + max_tokens must fit the context
+  int max_tokens = 16;  // per choice, >= 0; prompt + max_tokens must fit the context
   SamplingSettings sampling;
   std::vector<std::string> stop;
   int logprobs = -1;  // -1: none; 0: the token's own; K: also the K most probable
+  // Each choice starts with its prompt's tokens (ChoiceToken::echoed), scored like generated ones
+  // when logprobs >= 0 (the first one has no score): a prompt's log-likelihood, as evaluation
+  // harnesses ask for it.
+  bool echo = false;
 };
 
-// One token of one choice, or its end.
+// One token of one choice, or its end (a choice of max_tokens 0 without echo ends with no token).
 struct Event {
   int choice = 0;
   ChoiceToken token;
+  bool has_token = true;
   bool last = false;
   std::string finish_reason;  // when last: "stop" (end-of-text or a stop string) or "length"
 };
+
+// Adds an event to its choice (text, tokens, finish reason); true when it was the choice's last.
+bool add_event(std::vector<Choice>& choices, Event&& ev);
 
 class Scheduler;
 
@@ -116,6 +124,7 @@ class Scheduler {
   void step_once(const std::vector<std::shared_ptr<Job>>& admitted);
   void wake();
   void admit(const std::shared_ptr<Job>& job);
+  std::vector<ChoiceToken> echo_prompt(int slot, const std::vector<TokenId>& prompt, int logprobs, bool prefill);
   void emit(Job& j, Event ev);
   void retire(size_t i);
 
@@ -135,6 +144,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> seqs_;
   std::vector<int> free_;
   std::vector<float> work_;
+  std::vector<float> echo_logits_;  // [kEchoRows, V], made by the first echo that is scored
   std::vector<int> rows_;
   std::vector<TokenId> next_;
   std::thread thread_;

@@ -89,8 +89,9 @@ struct Stream {
       return true;
     }
     for (const auto& ev : evs) {
-      completion_tokens++;
-      const std::vector<ChoiceToken> toks{ev.token};
+      if (ev.has_token && !ev.token.echoed) completion_tokens++;
+      std::vector<ChoiceToken> toks;
+      if (ev.has_token) toks.push_back(ev.token);
       size_t& off = offsets[ev.choice];
       if (chat) {
         if (!ev.token.text.empty() || req.logprobs >= 0)
@@ -554,11 +555,13 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
       throw_api(400, "logit_bias", fmt::format("token id {} is out of range for a vocabulary of {}", id, cfg.vocab_size));
   size_t longest = 0;
   for (const auto& pr : er.prompts) longest = std::max(longest, std::max<size_t>(pr.size(), 1));
-  if (longest >= static_cast<size_t>(cfg.n_ctx))
+  // max_tokens 0 (scoring a prompt with echo) may fill the whole context; otherwise one token at
+  // least must be left to generate.
+  const bool nothing = r.max_tokens == 0;
+  if (longest + (nothing ? 0 : 1) > static_cast<size_t>(cfg.n_ctx))
     throw_api(400, input,
-              fmt::format("this model's maximum context length is {} tokens, but the {} has {} (at least one "
-                          "token must be left to generate)",
-                          cfg.n_ctx, input, longest));
+              fmt::format("this model's maximum context length is {} tokens, but the {} has {}{}", cfg.n_ctx,
+                          input, longest, nothing ? "" : " (at least one token must be left to generate)"));
   const int room = cfg.n_ctx - static_cast<int>(longest);
   int max_tokens = r.max_tokens.value_or(ep == Endpoint::Chat ? room : 16);
   if (!r.max_tokens) max_tokens = std::min(max_tokens, room);
@@ -573,6 +576,7 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
   er.sampling = r.sampling;
   er.stop = r.stop;
   er.logprobs = r.logprobs;
+  er.echo = r.echo;
   if (stopping) throw api_error(503, "the server is shutting down");
   std::shared_ptr<Job> job;
   try {
@@ -593,15 +597,7 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
     for (bool more = true; more;) {
       evs.clear();
       more = job->wait(evs, kPoll);
-      for (auto& ev : evs) {
-        Choice& ch = choices[ev.choice];
-        ch.text += ev.token.text;
-        ch.tokens.push_back(std::move(ev.token));
-        if (ev.last) {
-          ch.finish_reason = ev.finish_reason;
-          done++;
-        }
-      }
+      for (auto& ev : evs) done += add_event(choices, std::move(ev));
       if (more && client_gone(fd)) {
         job->cancel();
         Reply gone;
@@ -612,7 +608,8 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
     if (job->cancelled() || done < job->choices()) throw api_error(503, "the server is shutting down");
     Usage u;
     u.prompt_tokens = job->prompt_tokens();
-    for (const auto& ch : choices) u.completion_tokens += static_cast<int>(ch.tokens.size());
+    for (const auto& ch : choices)
+      for (const auto& t : ch.tokens) u.completion_tokens += !t.echoed;
     return json_reply(completion_response(r, meta, choices, u, *tok));
   }
   Reply reply;
