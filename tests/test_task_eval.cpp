@@ -134,6 +134,16 @@ TEST(ChoiceEval, KnownAnswersFromAHandSetModel) {
   EXPECT_EQ(r.correct_norm, 2u);  // examples 0 and 1
   EXPECT_DOUBLE_EQ(r.accuracy, 1.0 / 3);
   EXPECT_DOUBLE_EQ(r.accuracy_norm, 2.0 / 3);
+  // Per character (lm-eval's acc_norm): a HellaSwag ending's added space is not counted; here one
+  // token is one character elsewhere, so per_char equals mean there.
+  EXPECT_EQ(ex[2].chars, (std::vector<size_t>{1, 1}));
+  EXPECT_NEAR(r.predictions[2].scores.per_char[0], u.logp(' ') + u.logp('c'), 1e-5);
+  EXPECT_NEAR(r.predictions[1].scores.per_char[0], r.predictions[1].scores.mean[0], 1e-9);
+  EXPECT_EQ(r.correct_char, 2u);
+  EXPECT_DOUBLE_EQ(r.accuracy_char, 2.0 / 3);
+  // Characters, not bytes: "\u00e9t\u00e9" is 3 characters in 5 bytes.
+  const auto accented = parse_choice_jsonl("{\"ctx\": \"a\", \"endings\": [\"\u00e9t\u00e9\", \"x\"], \"label\": 0}", "u");
+  EXPECT_EQ(accented[0].chars, (std::vector<size_t>{3, 1}));
 }
 
 TEST(ChoiceEval, FewShotPrefixIsSeededAndNeverTheExampleItself) {

@@ -198,7 +198,9 @@ void run_choices(const EvalArgs& a) {
       j["scores_sum"] = p.scores.sum;
       j["scores_mean"] = p.scores.mean;
       j["pred"] = p.scores.pred;
+      j["scores_per_char"] = p.scores.per_char;
       j["pred_norm"] = p.scores.pred_norm;
+      j["pred_char"] = p.scores.pred_char;
       j["label"] = p.label;
       out += j.dump() + "\n";
     }
@@ -216,9 +218,11 @@ void run_choices(const EvalArgs& a) {
                    r.examples);
   s += fmt::format("accuracy_norm: {:.4f} ({}/{}, mean per token)\n", r.accuracy_norm, r.correct_norm,
                    r.examples);
+  s += fmt::format("accuracy_char: {:.4f} ({}/{}, mean per character: lm-eval's acc_norm)\n", r.accuracy_char,
+                   r.correct_char, r.examples);
   s += fmt::format("time:          {:.2f} s\n", secs);
-  s += fmt::format("{{\"examples\": {}, \"accuracy\": {}, \"accuracy_norm\": {}}}\n", r.examples, r.accuracy,
-                   r.accuracy_norm);
+  s += fmt::format("{{\"examples\": {}, \"accuracy\": {}, \"accuracy_norm\": {}, \"accuracy_char\": {}}}\n",
+                   r.examples, r.accuracy, r.accuracy_norm, r.accuracy_char);
   write_stdout(s);
 }
 

@@ -17,6 +17,13 @@ namespace {
 
 using nlohmann::json;
 
+// Characters as Python's len() counts them in valid UTF-8: the bytes that start one.
+size_t utf8_chars(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 std::string string_field(const json& j, const char* key) {
   const auto it = j.find(key);
   if (it == j.end()) fail("missing field \"{}\"", key);
@@ -63,13 +70,17 @@ ChoiceExample parse_record(const json& j) {
     } else {
       fail("missing field \"ctx\"");
     }
-    for (const std::string& e : string_list(j, "endings")) ex.choices.push_back(" " + e);
+    for (const std::string& e : string_list(j, "endings")) {
+      ex.choices.push_back(" " + e);
+      ex.chars.push_back(utf8_chars(e));
+    }
     label_key = "label";
     if (!j.contains(label_key)) fail("missing field \"label\"");
     ex.label = index_label(j[label_key], label_key);
   } else if (j.contains("choices") || j.contains("context")) {
     ex.context = string_field(j, "context");
     ex.choices = string_list(j, "choices");
+    for (const std::string& c : ex.choices) ex.chars.push_back(utf8_chars(c));
     label_key = "answer";
     if (!j.contains(label_key)) fail("missing field \"answer\"");
     const json& a = j[label_key];
@@ -231,8 +242,14 @@ ChoiceEvalResult evaluate_choices(GPT& model, const Tokenizer& tok, std::span<co
     p.index = i;
     p.label = ex.label;
     p.scores = score_choices(model, ctx, choices);
+    for (size_t c = 0; c < choices.size(); c++) {
+      const size_t n = ex.chars.size() == choices.size() ? ex.chars[c] : utf8_chars(ex.choices[c]);
+      p.scores.per_char.push_back(p.scores.sum[c] / static_cast<double>(std::max<size_t>(n, 1)));
+    }
+    p.scores.pred_char = argmax(p.scores.per_char);
     r.correct += p.scores.pred == ex.label;
     r.correct_norm += p.scores.pred_norm == ex.label;
+    r.correct_char += p.scores.pred_char == ex.label;
     r.truncated += p.scores.truncated;
     r.predictions.push_back(std::move(p));
     if (progress) progress(i + 1, examples.size());
@@ -241,6 +258,7 @@ ChoiceEvalResult evaluate_choices(GPT& model, const Tokenizer& tok, std::span<co
   if (r.examples) {
     r.accuracy = static_cast<double>(r.correct) / static_cast<double>(r.examples);
     r.accuracy_norm = static_cast<double>(r.correct_norm) / static_cast<double>(r.examples);
+    r.accuracy_char = static_cast<double>(r.correct_char) / static_cast<double>(r.examples);
   }
   return r;
 }

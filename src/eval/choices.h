@@ -5,7 +5,9 @@
 // Scoring, as llm.c and lm-evaluation-harness do it: the context and each choice are tokenized
 // separately and concatenated; the score of a choice is the sum over its tokens of
 // log p(token | context + earlier choice tokens) ("sum"), and that sum divided by the number of
-// choice tokens ("mean", per-token normalisation, what accuracy_norm uses). When context + choice
+// choice tokens ("mean", per-token normalisation, what accuracy_norm uses, as llm.c does), and that
+// sum divided by the choice's length in characters ("per_char", accuracy_char: what
+// lm-evaluation-harness calls acc_norm). When context + choice
 // is longer than the model's window, only the last n_ctx + 1 tokens are kept (the context loses
 // its start); such examples are counted as truncated.
 #pragma once
@@ -26,6 +28,10 @@ namespace gpt {
 struct ChoiceExample {
   std::string context;
   std::vector<std::string> choices;
+  // Per choice, the length lm-evaluation-harness's acc_norm divides by: Unicode characters of the
+  // choice as the file gives it (a HellaSwag ending without the space added before it). Empty:
+  // the characters of `choices`.
+  std::vector<size_t> chars;
   int label = -1;
   size_t line = 0;  // 1-based line in its file (0 if not from a file)
 };
@@ -48,8 +54,10 @@ struct ChoiceScores {
   std::vector<double> sum;     // per choice: sum of token log-probabilities
   std::vector<double> mean;    // per choice: sum / number of scored tokens
   std::vector<size_t> tokens;  // per choice: number of scored tokens
-  int pred = 0;                // argmax of sum (first on ties)
-  int pred_norm = 0;           // argmax of mean
+  std::vector<double> per_char;  // per choice: sum / characters (lm-eval's acc_norm); evaluate_choices
+  int pred = 0;                  // argmax of sum (first on ties)
+  int pred_norm = 0;             // argmax of mean
+  int pred_char = 0;             // argmax of per_char
   bool truncated = false;      // some choice needed the context cut to fit the window
 };
 
@@ -71,9 +79,9 @@ struct ChoicePrediction {
 };
 
 struct ChoiceEvalResult {
-  size_t examples = 0, correct = 0, correct_norm = 0;
+  size_t examples = 0, correct = 0, correct_norm = 0, correct_char = 0;
   size_t truncated = 0;  // examples whose context was cut to fit the window
-  double accuracy = 0, accuracy_norm = 0;
+  double accuracy = 0, accuracy_norm = 0, accuracy_char = 0;
   std::vector<ChoicePrediction> predictions;
 };
 

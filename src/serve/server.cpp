@@ -205,7 +205,19 @@ bool client_gone(int fd) {
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-enum class Route { None, Completions, Chat, Models, Health, Metrics, Tokenize, Detokenize, Attention, Asset };
+enum class Route {
+  None,
+  Completions,
+  Chat,
+  Models,
+  Health,
+  Metrics,
+  Tokenize,
+  Detokenize,
+  TokenizerInfo,
+  Attention,
+  Asset
+};
 
 Route find_route(const std::string& method, const std::string& path) {
   if (method == "POST") {
@@ -218,6 +230,7 @@ Route find_route(const std::string& method, const std::string& path) {
     if (path == "/v1/models") return Route::Models;
     if (path == "/health") return Route::Health;
     if (path == "/metrics") return Route::Metrics;
+    if (path == "/tokenizer_info") return Route::TokenizerInfo;
     if (playground_asset(path)) return Route::Asset;
   }
   return Route::None;
@@ -503,7 +516,22 @@ Reply Server::Impl::dispatch(MHD_Connection* c, Pending& p) {
             throw_api(400, "tokens", fmt::format("'tokens' must hold ids in [0, {})", tok.vocab_size()));
           ids.push_back(static_cast<TokenId>(t.get<int64_t>()));
         }
-        return json_reply({{"content", sanitize_utf8(tok.decode(ids))}});
+        const std::string text = sanitize_utf8(tok.decode(ids));
+        return json_reply({{"content", text}, {"prompt", text}});  // llama.cpp's key, and vLLM's
+      });
+    case Route::TokenizerInfo:
+      // vLLM's shape, which lm-evaluation-harness's remote tokenizer reads (with /tokenize and
+      // /detokenize): GPT-2 has one special token, which begins and ends every text.
+      return guarded([&] {
+        const Tokenizer& tok = tokenizer();
+        const std::optional<TokenId> eot = tok.eot_token();
+        const json special = eot ? json(token_text(tok, *eot)) : json(nullptr);
+        return json_reply({{"tokenizer_class", "GPT2Tokenizer"},
+                           {"eos_token", special},
+                           {"bos_token", special},
+                           {"pad_token", nullptr},
+                           {"vocab_size", tok.vocab_size()},
+                           {"model_max_length", model.config().n_ctx}});
       });
     case Route::Attention:
       return guarded([&] {
