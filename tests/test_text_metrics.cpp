@@ -45,8 +45,8 @@ void expect_bleu(const BleuScore& s, double score, std::array<double, 4> p, doub
 }
 
 TEST(Bleu, PerfectAndBrevityPenalty) {
-  expect_bleu(bleu_corpus({"the cat sat on the mat"}, {"the cat sat on the mat"}), 100, {100, 100, 100, 100}, 1,
-              "identical");
+  expect_bleu(bleu_corpus({"the cat sat on the mat"}, {"the cat sat on the mat"}), 100, {100, 100, 100, 100},
+              1, "identical");
   // 6 tokens against 7: every n-gram matches, BP = exp(1 - 7/6).
   const double bp = std::exp(1.0 - 7.0 / 6.0);
   const BleuScore s = bleu_corpus({"the cat sat on the mat"}, {"the cat sat on the mat today"});
@@ -130,12 +130,15 @@ TEST(Diversity, DistinctAndRepetition) {
 }
 
 TEST(TextMetrics, AllScoresAndJson) {
-  const TextScores t = score_texts({"the cat sat on the mat", "Hello world"}, {"the cat is on the mat", "Hello world"});
+  const TextScores t =
+      score_texts({"the cat sat on the mat", "Hello world"}, {"the cat is on the mat", "Hello world"});
   EXPECT_EQ(t.pairs, 2u);
   EXPECT_DOUBLE_EQ(t.rouge.rouge1.f, 11.0 / 12);
   EXPECT_DOUBLE_EQ(t.rouge.exact_match, 0.5);
-  EXPECT_NEAR(t.bleu.score, bleu_corpus({"the cat sat on the mat", "Hello world"}, {"the cat is on the mat", "Hello world"}).score,
-              0);
+  EXPECT_NEAR(
+      t.bleu.score,
+      bleu_corpus({"the cat sat on the mat", "Hello world"}, {"the cat is on the mat", "Hello world"}).score,
+      0);
   const nlohmann::ordered_json j = text_scores_json(t);
   EXPECT_EQ(j["pairs"], 2);
   EXPECT_DOUBLE_EQ(j["bleu"]["score"].get<double>(), t.bleu.score);
@@ -167,13 +170,14 @@ TEST(GenerationTask, EachTemplate) {
   EXPECT_EQ(t.reference, "Short.");
   EXPECT_EQ(t.stop, Strings{"\n"});
   // Other field names.
-  t = record_generation_task(rec(R"({"article": "Long story.", "highlights": "Short."})"), TemplateKind::Summarize,
-                             "d.jsonl", "article", "highlights");
+  t = record_generation_task(rec(R"({"article": "Long story.", "highlights": "Short."})"),
+                             TemplateKind::Summarize, "d.jsonl", "article", "highlights");
   EXPECT_EQ(prompt_text(t), "Long story.\nTL;DR: ");
   EXPECT_EQ(t.reference, "Short.");
 
   // Chat: the last reply is the reference, the conversation before it the prompt.
-  const char* chat = R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+  const char* chat =
+      R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
                        {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye."}]})";
   t = record_generation_task(rec(chat), TemplateKind::Auto, "d.jsonl");
   EXPECT_EQ(t.kind, TemplateKind::Chat);
@@ -186,7 +190,8 @@ TEST(GenerationTask, EachTemplate) {
   EXPECT_EQ(prompt_text(t), chat_prompt({{"user", "Hi"}}));
 }
 
-void expect_task_error(const char* json, TemplateKind kind, const std::string& what, const std::string& ref = "") {
+void expect_task_error(const char* json, TemplateKind kind, const std::string& what,
+                       const std::string& ref = "") {
   try {
     record_generation_task(rec(json), kind, "d.jsonl", "text", ref);
     ADD_FAILURE() << "no error for " << json;
@@ -197,7 +202,8 @@ void expect_task_error(const char* json, TemplateKind kind, const std::string& w
 
 TEST(GenerationTask, BadRecords) {
   expect_task_error(R"({"instruction": "Add."})", TemplateKind::Alpaca, "d.jsonl:3: no field \"output\"");
-  expect_task_error(R"({"input": "x", "output": "y"})", TemplateKind::Alpaca, "d.jsonl:3: no field \"instruction\"");
+  expect_task_error(R"({"input": "x", "output": "y"})", TemplateKind::Alpaca,
+                    "d.jsonl:3: no field \"instruction\"");
   expect_task_error(R"({"text": "x"})", TemplateKind::Summarize, "no field \"summary\"");
   expect_task_error(R"({"text": "", "summary": "y"})", TemplateKind::Summarize, "field \"text\" is empty");
   expect_task_error(R"({"foo": 1})", TemplateKind::Auto, "cannot tell the template");
@@ -205,8 +211,8 @@ TEST(GenerationTask, BadRecords) {
                     "the last message must be the assistant's reply");
   expect_task_error(R"({"messages": [{"role": "assistant", "content": "Hi"}]})", TemplateKind::Chat,
                     "no user or system message");
-  expect_task_error(R"({"messages": [{"role": "user", "content": "Hi"}]})", TemplateKind::Chat, "no field \"gold\"",
-                    "gold");
+  expect_task_error(R"({"messages": [{"role": "user", "content": "Hi"}]})", TemplateKind::Chat,
+                    "no field \"gold\"", "gold");
   expect_task_error(R"({"messages": "Hi"})", TemplateKind::Chat, "\"messages\" must be a list");
 }
 

@@ -72,9 +72,10 @@ void print_scores(const TextScores& t, bool json_only, std::string s = "") {
   s += table_line("ROUGE-1", t.rouge.rouge1);
   s += table_line("ROUGE-2", t.rouge.rouge2);
   s += table_line("ROUGE-L", t.rouge.rougeL);
-  s += fmt::format("BLEU:          {:.2f} ({:.1f}/{:.1f}/{:.1f}/{:.1f}, BP {:.3f}, {} vs {} reference tokens)\n",
-                   b.score, b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3],
-                   b.brevity_penalty, b.hyp_len, b.ref_len);
+  s += fmt::format(
+      "BLEU:          {:.2f} ({:.1f}/{:.1f}/{:.1f}/{:.1f}, BP {:.3f}, {} vs {} reference tokens)\n", b.score,
+      b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3], b.brevity_penalty, b.hyp_len,
+      b.ref_len);
   s += fmt::format("exact match:   {:.4f}\n", t.rouge.exact_match);
   s += fmt::format("distinct-1:    {:.4f} ({} words)\n", t.diversity.distinct1, t.diversity.unigrams);
   s += fmt::format("distinct-2:    {:.4f} ({} bigrams)\n", t.diversity.distinct2, t.diversity.bigrams);
@@ -126,13 +127,16 @@ void run_generate(EvalArgs a, const CLI::App* c) {
   const GenerationEval r = evaluate_generation(gen, recs, opt);
   if (opt.progress) std::fprintf(stderr, "\n");
   std::string s;
-  s += fmt::format("model:         {} ({} parameters)\n", a.model, with_commas(lm.model.config().num_parameters()));
+  s += fmt::format("model:         {} ({} parameters)\n", a.model,
+                   with_commas(lm.model.config().num_parameters()));
   s += fmt::format("records:       {} from {} (template {})\n", recs.size(), a.input, a.tmpl);
   const SamplingSettings& sm = gs.sampling;
-  s += sm.is_greedy() ? fmt::format("decoding:      greedy, at most {} new tokens\n", gs.max_new_tokens)
-                      : fmt::format("decoding:      sampled (temperature {}, top-k {}, top-p {}, seed {}), at most {} "
-                                    "new tokens\n",
-                                    sm.temperature, sm.top_k, sm.top_p, a.seed, gs.max_new_tokens);
+  s += sm.is_greedy()
+           ? fmt::format("decoding:      greedy, at most {} new tokens\n", gs.max_new_tokens)
+           : fmt::format(
+                 "decoding:      sampled (temperature {}, top-k {}, top-p {}, seed {}), at most {} "
+                 "new tokens\n",
+                 sm.temperature, sm.top_k, sm.top_p, a.seed, gs.max_new_tokens);
   if (!a.out.empty()) s += fmt::format("outputs:       {}\n", a.out);
   print_scores(r.scores, a.json, s);
 }
@@ -214,7 +218,8 @@ void run_eval(const EvalArgs& a, const CLI::App* c) {
   Backend& be = backend_for(a.device);  // before loading: a bad device is the first error
   LoadOptions load;
   load.backend = &be;
-  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights, WeightCheck::Warn) : load_model_dir(a.model, load);
+  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights, WeightCheck::Warn)
+                          : load_model_dir(a.model, load);
   std::shared_ptr<const Tokenizer> tok = lm.tokenizer;
   const ModelConfig& cfg = lm.model.config();
   std::vector<TokenId> ids;
@@ -235,7 +240,8 @@ void run_eval(const EvalArgs& a, const CLI::App* c) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string s;
   s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(cfg.num_parameters()));
-  if (lm.model.packed()) s += fmt::format("weights:    {} (packed)\n", ops::weight_type_name(lm.model.weight_type()));
+  if (lm.model.packed())
+    s += fmt::format("weights:    {} (packed)\n", ops::weight_type_name(lm.model.weight_type()));
   if (be.name() != "cpu") s += fmt::format("device:     {}\n", be.device_description());
   s += fmt::format("input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
                    a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx,
@@ -252,11 +258,11 @@ void run_eval(const EvalArgs& a, const CLI::App* c) {
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* c =
-      app.add_subcommand("eval",
-                         "Mean next-token cross-entropy and perplexity of a model on a text; multiple-choice "
-                         "accuracy (--choices); ROUGE, BLEU, exact match and diversity of given texts (--rouge/--bleu) or of "
-                         "the model's answers (--generate)");
+  CLI::App* c = app.add_subcommand(
+      "eval",
+      "Mean next-token cross-entropy and perplexity of a model on a text; multiple-choice "
+      "accuracy (--choices); ROUGE, BLEU, exact match and diversity of given texts (--rouge/--bleu) or of "
+      "the model's answers (--generate)");
   c->add_option("--model,-m", a->model, "Model directory")->option_text("DIR");
   c->add_option("--text", a->text, "Text file, encoded with the model's vocabulary")->option_text("FILE");
   c->add_option("--ids", a->ids, "Whitespace-separated token ids")->option_text("FILE");
@@ -296,14 +302,16 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16).description(""));
   c->add_option("--shots-file", a->shots_file, "Where the --shots examples come from (same formats)")
       ->option_text("FILE");
-  c->add_option("--seed", a->seed, "Seed of the few-shot draw and of --generate's sampling (default 1234)")->option_text("N");
+  c->add_option("--seed", a->seed, "Seed of the few-shot draw and of --generate's sampling (default 1234)")
+      ->option_text("N");
   c->add_option("--predictions", a->predictions, "Write each example's scores and choices as JSONL")
       ->option_text("FILE");
   c->add_flag(
       "--skip-bad-lines", a->skip_bad,
       "Skip malformed --choices/--shots-file lines (with a warning each) instead of rejecting the file");
-  c->add_flag("--rouge", a->rouge,
-              "Score --hyp texts against --ref texts: ROUGE-1/2/L, BLEU, exact match, distinct-1/2, repetition");
+  c->add_flag(
+      "--rouge", a->rouge,
+      "Score --hyp texts against --ref texts: ROUGE-1/2/L, BLEU, exact match, distinct-1/2, repetition");
   c->add_flag("--bleu", a->bleu, "The same as --rouge (every score is printed)");
   c->add_flag("--json", a->json, "With --rouge/--bleu/--generate: print only the JSON object of the scores");
   c->add_option("--hyp", a->hyp, "Generated texts: one per line (or JSONL with --hyp-field)")
@@ -312,25 +320,30 @@ void add_eval_command(CLI::App& app) {
       ->option_text("FILE");
   c->add_option("--hyp-field", a->hyp_field, "Read --hyp as JSONL, this field of each object")
       ->option_text("NAME");
-  c->add_option("--ref-field", a->ref_field,
-                "Read --ref as JSONL, this field of each object; with --generate, the records' reference field "
-                "(default: the template's: output, summary, or the last assistant message)")
+  c->add_option(
+       "--ref-field", a->ref_field,
+       "Read --ref as JSONL, this field of each object; with --generate, the records' reference field "
+       "(default: the template's: output, summary, or the last assistant message)")
       ->option_text("NAME");
-  c->add_flag("--generate", a->generate,
-              "The model answers --input's records under a fine-tuning --template; the answers are scored against "
-              "the records' references (as --rouge/--bleu)");
+  c->add_flag(
+      "--generate", a->generate,
+      "The model answers --input's records under a fine-tuning --template; the answers are scored against "
+      "the records' references (as --rouge/--bleu)");
   c->add_option("--input", a->input,
                 "With --generate: records (JSONL, JSON, CSV, TSV) with the prompt fields and a reference")
       ->option_text("FILE");
-  c->add_option("--template", a->tmpl,
-                "With --generate: auto (by the fields), alpaca, chat or summarize (TL;DR), as gpt finetune instruct")
+  c->add_option(
+       "--template", a->tmpl,
+       "With --generate: auto (by the fields), alpaca, chat or summarize (TL;DR), as gpt finetune instruct")
       ->capture_default_str();
-  c->add_option("--format", a->format, "With --generate: --input's format: auto (by extension), jsonl, json, csv, tsv")
+  c->add_option("--format", a->format,
+                "With --generate: --input's format: auto (by extension), jsonl, json, csv, tsv")
       ->capture_default_str();
   c->add_option("--source-field", a->source_field,
                 "With --generate --template summarize: the field to summarize (default text)")
       ->option_text("NAME");
-  c->add_option("--max-new-tokens", a->max_new_tokens, "With --generate: tokens per answer at most (default 64)")
+  c->add_option("--max-new-tokens", a->max_new_tokens,
+                "With --generate: tokens per answer at most (default 64)")
       ->option_text("N");
   c->add_option("--temperature,-t", a->sampling.temperature,
                 "With --generate: sample instead of greedy, logits divided by T (default 1; 0 = greedy)")
@@ -338,8 +351,9 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--top-k", a->sampling.top_k,
                 "With --generate: sample from the K most probable tokens (default 50; 0 = off)")
       ->option_text("K");
-  c->add_option("--top-p", a->sampling.top_p,
-                "With --generate: sample from the smallest set of tokens whose probability reaches P (default 1)")
+  c->add_option(
+       "--top-p", a->sampling.top_p,
+       "With --generate: sample from the smallest set of tokens whose probability reaches P (default 1)")
       ->option_text("P");
   c->add_option("--out,--hyp-out", a->out,
                 "With --generate: write the answers and references as JSONL (index, template, hypothesis, "

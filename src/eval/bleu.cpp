@@ -191,7 +191,8 @@ BleuScore bleu_from_counts(const std::array<size_t, kBleuMaxOrder>& matches,
   return s;
 }
 
-BleuScore bleu_corpus(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references) {
+BleuScore bleu_corpus(const std::vector<std::string>& hypotheses,
+                      const std::vector<std::string>& references) {
   if (hypotheses.size() != references.size())
     fail("bleu: {} hypotheses but {} references; they must pair up one to one", hypotheses.size(),
          references.size());

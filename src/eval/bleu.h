@@ -22,7 +22,7 @@ namespace gpt {
 inline constexpr int kBleuMaxOrder = 4;
 
 struct BleuScore {
-  double score = 0;  // 0..100
+  double score = 0;                                // 0..100
   std::array<double, kBleuMaxOrder> precisions{};  // percent, after smoothing
   std::array<size_t, kBleuMaxOrder> matches{}, totals{};
   double brevity_penalty = 0;

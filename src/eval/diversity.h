@@ -21,8 +21,8 @@ inline constexpr size_t kRepetitionOrder = 4;
 
 struct DiversityScores {
   double distinct1 = 0, distinct2 = 0, repetition = 0;
-  size_t unigrams = 0, bigrams = 0;      // n-grams counted for distinct-1 and distinct-2
-  size_t repetition_ngrams = 0;          // 4-grams counted for the repetition rate
+  size_t unigrams = 0, bigrams = 0;  // n-grams counted for distinct-1 and distinct-2
+  size_t repetition_ngrams = 0;      // 4-grams counted for the repetition rate
 };
 
 DiversityScores diversity(const std::vector<std::string>& outputs);

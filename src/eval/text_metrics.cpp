@@ -8,7 +8,8 @@
 
 namespace gpt {
 
-TextScores score_texts(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references) {
+TextScores score_texts(const std::vector<std::string>& hypotheses,
+                       const std::vector<std::string>& references) {
   TextScores s;
   s.rouge = rouge_corpus(hypotheses, references);  // checks the lengths
   s.pairs = hypotheses.size();
@@ -49,8 +50,8 @@ std::vector<std::string> read_texts(const std::string& path, const std::string& 
   return out;
 }
 
-TextScores score_text_files(const std::string& hyp_path, const std::string& hyp_field, const std::string& ref_path,
-                            const std::string& ref_field) {
+TextScores score_text_files(const std::string& hyp_path, const std::string& hyp_field,
+                            const std::string& ref_path, const std::string& ref_field) {
   const std::vector<std::string> hyp = read_texts(hyp_path, hyp_field), ref = read_texts(ref_path, ref_field);
   if (hyp.size() != ref.size())
     fail("--hyp {} has {} texts but --ref {} has {}; they must pair up line by line", hyp_path, hyp.size(),

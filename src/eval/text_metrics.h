@@ -22,7 +22,8 @@ struct TextScores {
 };
 
 // The lists must have the same, non-zero length (gpt::Error otherwise).
-TextScores score_texts(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references);
+TextScores score_texts(const std::vector<std::string>& hypotheses,
+                       const std::vector<std::string>& references);
 
 // The texts of a file: one per line (`field` empty; a final newline ends the last line, it does not
 // start an empty one), or one JSON object per line and its string field `field` (blank lines
@@ -31,8 +32,8 @@ TextScores score_texts(const std::vector<std::string>& hypotheses, const std::ve
 std::vector<std::string> read_texts(const std::string& path, const std::string& field = "");
 
 // read_texts on both files, then score_texts; texts that do not pair up are an error naming both.
-TextScores score_text_files(const std::string& hyp_path, const std::string& hyp_field, const std::string& ref_path,
-                            const std::string& ref_field);
+TextScores score_text_files(const std::string& hyp_path, const std::string& hyp_field,
+                            const std::string& ref_path, const std::string& ref_field);
 
 // {"pairs", "rouge1": {"p", "r", "f"}, "rouge2", "rougeL", "exact_match", "bleu": {"score",
 // "precisions", "bp", "hyp_len", "ref_len"}, "distinct1", "distinct2", "repetition"}

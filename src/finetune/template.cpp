@@ -195,8 +195,9 @@ GenerationTask record_generation_task(const Record& r, TemplateKind kind, const 
   };
   switch (kind) {
     case TemplateKind::Alpaca:
-      t.prompt = {text(instruction_prompt(nonempty_field(r, "instruction", path), record_text(r, "input").value_or("")),
-                       false)};
+      t.prompt = {text(
+          instruction_prompt(nonempty_field(r, "instruction", path), record_text(r, "input").value_or("")),
+          false)};
       t.reference = reference("output");
       return t;
     case TemplateKind::Summarize:
@@ -208,8 +209,8 @@ GenerationTask record_generation_task(const Record& r, TemplateKind kind, const 
       std::vector<ChatMessage> msgs = record_messages(r, path);
       if (reference_field.empty()) {
         if (msgs.empty() || msgs.back().role != "assistant")
-          fail("{}:{}: the last message must be the assistant's reply, the reference (or pass --ref-field)", path,
-               r.line);
+          fail("{}:{}: the last message must be the assistant's reply, the reference (or pass --ref-field)",
+               path, r.line);
         t.reference = msgs.back().content;
         msgs.pop_back();
       } else {
