@@ -238,6 +238,8 @@ expect_error "error: --generate, bad --top-p" "top-p must be in (0, 1]" \
   eval --generate -m "$M" --input "$TMP/alpaca.jsonl" --top-p 2
 expect_error "error: --generate, --max-new-tokens 0" "--max-new-tokens must be at least 1" \
   eval --generate -m "$M" --input "$TMP/alpaca.jsonl" --max-new-tokens 0
+expect_error "error: a --generate flag without --generate" "--temperature applies to --generate" \
+  eval --rouge --hyp "$TMP/h.txt" --ref "$TMP/r.txt" --temperature 0.5
 expect_error "error: --bleu, empty files" "hold no texts" eval --bleu --hyp "$TMP/empty.jsonl" --ref "$TMP/empty.jsonl"
 [[ -e $TMP/x.jsonl ]] && rm "$TMP/x.jsonl"
 x "$TMP/e.out" "$TMP/e.err" eval --generate -m "$M" --input "$TMP/noout.jsonl" --out "$TMP/x.jsonl"
