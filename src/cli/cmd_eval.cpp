@@ -72,10 +72,9 @@ void print_scores(const TextScores& t, bool json_only, std::string s = "") {
   s += table_line("ROUGE-1", t.rouge.rouge1);
   s += table_line("ROUGE-2", t.rouge.rouge2);
   s += table_line("ROUGE-L", t.rouge.rougeL);
-  s += fmt::format(
-      "BLEU:          {:.2f} ({:.1f}/{:.1f}/{:.1f}/{:.1f}, BP {:.3f}, {} tokens against {})\n", b.score,
-      b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3], b.brevity_penalty, b.hyp_len,
-      b.ref_len);
+  s += fmt::format("BLEU:          {:.2f} ({:.1f}/{:.1f}/{:.1f}/{:.1f}, BP {:.3f}, {} tokens against {})\n",
+                   b.score, b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3],
+                   b.brevity_penalty, b.hyp_len, b.ref_len);
   s += fmt::format("exact match:   {:.4f}\n", t.rouge.exact_match);
   s += fmt::format("distinct-1:    {:.4f} ({} words)\n", t.diversity.distinct1, t.diversity.unigrams);
   s += fmt::format("distinct-2:    {:.4f} ({} bigrams)\n", t.diversity.distinct2, t.diversity.bigrams);
@@ -205,8 +204,8 @@ void run_choices(const EvalArgs& a) {
 void run_eval(const EvalArgs& a, const CLI::App* c) {
   if (a.generate) return run_generate(a, c);
   // Flags of --generate alone are errors elsewhere, not silently ignored.
-  for (const char* f : {"--input", "--template", "--format", "--source-field", "--max-new-tokens", "--temperature",
-                        "--top-k", "--top-p", "--out"})
+  for (const char* f : {"--input", "--template", "--format", "--source-field", "--max-new-tokens",
+                        "--temperature", "--top-k", "--top-p", "--out"})
     if (c->count(f)) fail("{} applies to --generate", f);
   if (a.json && !a.rouge && !a.bleu) fail("--json applies to --rouge/--bleu and --generate");
   if (a.rouge || a.bleu) {
