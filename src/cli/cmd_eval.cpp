@@ -1,5 +1,7 @@
 // gpt eval: mean next-token cross-entropy and perplexity of a model on a text or id file;
-// multiple-choice accuracy (--choices, eval/choices.h); ROUGE and exact match (--rouge, eval/rouge.h).
+// multiple-choice accuracy (--choices, eval/choices.h); ROUGE, BLEU, exact match and diversity of
+// given texts (--rouge/--bleu, eval/text_metrics.h) or of a model's answers under a fine-tuning
+// template (--generate, finetune/generation_eval.h).
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -17,9 +19,9 @@
 #include "core/parallel.h"
 #include "eval/choices.h"
 #include "eval/evaluate.h"
-#include "eval/rouge.h"
+#include "eval/text_metrics.h"
+#include "finetune/generation_eval.h"
 #include "finetune/records.h"
-#include "finetune/summarize.h"
 #include "finetune/template.h"
 #include "generate/generator.h"
 #include "io/hf_config.h"
@@ -40,13 +42,14 @@ struct EvalArgs {
   int shots = 0;
   uint64_t seed = 1234;
   bool skip_bad = false;
-  // --rouge
-  bool rouge = false;
+  // --rouge / --bleu (the same scores) on --hyp and --ref
+  bool rouge = false, bleu = false, json = false;
   std::string hyp, ref, hyp_field, ref_field;
-  // --rouge --generate
+  // --generate
   bool generate = false;
-  std::string input, source_field = "text", hyp_out;
+  std::string input, source_field = "text", out, tmpl = "auto", format = "auto";
   int max_new_tokens = 64;
+  SamplingSettings sampling;
 };
 
 // True if DIR was written by `gpt quantize` (its config.json names the weight type).
@@ -56,109 +59,85 @@ bool quantized_dir(const std::string& dir) {
   return parse_hf_config(read_file(path), path).quant.has_value();
 }
 
-// The texts of --hyp / --ref: one per line, or with a field name one JSON object per line.
-std::vector<std::string> read_texts(const std::string& path, const std::string& field) {
-  const std::string data = read_file(path);
-  std::vector<std::string> out;
-  size_t line_no = 0;
-  for (size_t pos = 0; pos < data.size();) {
-    size_t end = data.find('\n', pos);
-    if (end == std::string::npos) end = data.size();
-    std::string line = data.substr(pos, end - pos);
-    pos = end + 1;
-    line_no++;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (field.empty()) {
-      out.push_back(std::move(line));
-      continue;
-    }
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    std::string why;
-    if (const std::optional<nlohmann::json> j = try_parse_json(line, &why)) {
-      if (!j->is_object() || !j->contains(field))
-        why = fmt::format("missing field \"{}\"", field);
-      else if (!(*j)[field].is_string())
-        why = fmt::format("field \"{}\" is not a string", field);
-      else
-        out.push_back((*j)[field].get<std::string>());
-    } else {
-      why = "invalid JSON (" + why + ")";
-    }
-    // Never skipped: the texts that follow would pair with the wrong partners.
-    if (!why.empty()) fail("{} line {}: {}", path, line_no, why);
-  }
-  return out;
+std::string table_line(const char* name, const RougePRF& p) {
+  return fmt::format("{:<15}{:.4f}  {:.4f}  {:.4f}\n", name, p.precision, p.recall, p.f);
 }
 
-// --generate: summaries of --input's source texts by the model (greedy, GPT-2's "TL;DR: " prompt,
-// up to the first newline or <|endoftext|>), with the records' references beside them.
-void summaries_for_rouge(const EvalArgs& a, std::vector<std::string>* hyp, std::vector<std::string>* ref) {
-  if (a.model.empty()) fail("--rouge --generate needs --model DIR");
-  if (a.input.empty())
-    fail("--rouge --generate needs --input FILE (records with the source text and its reference)");
-  if (!a.hyp.empty() || !a.ref.empty()) fail("--rouge --generate takes --input, not --hyp/--ref");
+// The scores as a table, then (last line) the JSON object; with --json the JSON alone.
+void print_scores(const TextScores& t, bool json_only, std::string s = "") {
+  if (json_only) return write_stdout(text_scores_json(t).dump() + "\n");
+  const BleuScore& b = t.bleu;
+  s += fmt::format("pairs:         {}\n", t.pairs);
+  s += fmt::format("{:<15}P       R       F\n", "");
+  s += table_line("ROUGE-1", t.rouge.rouge1);
+  s += table_line("ROUGE-2", t.rouge.rouge2);
+  s += table_line("ROUGE-L", t.rouge.rougeL);
+  s += fmt::format("BLEU:          {:.2f} ({:.1f}/{:.1f}/{:.1f}/{:.1f}, BP {:.3f}, {} tokens against {})\n",
+                   b.score, b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3],
+                   b.brevity_penalty, b.hyp_len, b.ref_len);
+  s += fmt::format("exact match:   {:.4f}\n", t.rouge.exact_match);
+  s += fmt::format("distinct-1:    {:.4f} ({} words)\n", t.diversity.distinct1, t.diversity.unigrams);
+  s += fmt::format("distinct-2:    {:.4f} ({} bigrams)\n", t.diversity.distinct2, t.diversity.bigrams);
+  s += fmt::format("repetition:    {:.4f} ({} 4-grams, repeats within an output)\n", t.diversity.repetition,
+                   t.diversity.repetition_ngrams);
+  s += text_scores_json(t).dump() + "\n";
+  write_stdout(s);
+}
+
+// --rouge / --bleu: texts given in two files.
+void run_score(const EvalArgs& a) {
+  if (a.hyp.empty() || a.ref.empty())
+    fail("--rouge/--bleu need --hyp FILE and --ref FILE (or --generate with --model and --input)");
+  print_scores(score_text_files(a.hyp, a.hyp_field, a.ref, a.ref_field), a.json);
+}
+
+// --generate: the model answers --input's records under a fine-tuning template; the answers are
+// written (--out) and scored against the records' references.
+void run_generate(EvalArgs a, const CLI::App* c) {
+  if (a.model.empty()) fail("--generate needs --model DIR");
+  if (a.input.empty()) fail("--generate needs --input FILE (records with the prompt fields and a reference)");
+  if (!a.hyp.empty() || !a.ref.empty()) fail("--generate takes --input, not --hyp/--ref");
+  if (!a.choices.empty()) fail("give --generate or --choices, not both");
   if (a.max_new_tokens < 1) fail("--max-new-tokens must be at least 1");
+  GenerationEvalOptions opt;
+  opt.kind = parse_template(a.tmpl);
+  opt.text_field = a.source_field;
+  opt.reference_field = a.ref_field;
+  opt.path = a.input;
+  opt.out_path = a.out;
+  GenerateSettings& gs = opt.settings;
+  gs.max_new_tokens = a.max_new_tokens;
+  gs.sampling = a.sampling;
+  // Greedy unless a sampling flag is given.
+  const bool sampled = c->count("--temperature") || c->count("--top-k") || c->count("--top-p");
+  gs.sampling.greedy = !sampled;
+  gs.sampling.seed = a.seed;
+  gs.validate();  // settings before the model: a typo fails fast
+  if (a.threads > 0) set_num_threads(a.threads);
   ReadOptions ro;
+  ro.format = parse_record_format(a.format);
   ro.skip_bad_lines = a.skip_bad;
   const std::vector<Record> recs = read_records(a.input, ro);
-  LoadedModel lm = load_for_inference(a.model);
+  LoadedModel lm = load_for_inference(a.model, a.device, a.weights);
   if (!lm.tokenizer) fail("{} has no vocabulary files", a.model);
   Generator gen(lm.model, lm.tokenizer);
-  SummarizeOptions so;
-  so.source_field = a.source_field;
-  if (!a.ref_field.empty()) so.reference_field = a.ref_field;
-  so.max_new_tokens = a.max_new_tokens;
-  so.path = a.input;
   if (!a.quiet && isatty(2))
-    so.progress = [](size_t i, size_t n) { std::fprintf(stderr, "\reval: summary %zu/%zu", i, n); };
-  const std::vector<SummaryPair> pairs = generate_summaries(gen, recs, so);
-  if (so.progress) std::fprintf(stderr, "\n");
-  std::string out;
-  for (size_t i = 0; i < pairs.size(); i++) {
-    hyp->push_back(pairs[i].hypothesis);
-    ref->push_back(pairs[i].reference);
-    nlohmann::ordered_json j;
-    j["index"] = i;
-    j["hypothesis"] = pairs[i].hypothesis;
-    j["reference"] = pairs[i].reference;
-    out += j.dump() + "\n";
-  }
-  if (!a.hyp_out.empty()) write_file_atomic(a.hyp_out, out);
-}
-
-void run_rouge(const EvalArgs& a) {
-  std::vector<std::string> hyp, ref;
-  if (a.generate) {
-    summaries_for_rouge(a, &hyp, &ref);
-  } else {
-    if (a.hyp.empty() || a.ref.empty()) fail("--rouge needs --hyp FILE and --ref FILE (or --generate)");
-    hyp = read_texts(a.hyp, a.hyp_field);
-    ref = read_texts(a.ref, a.ref_field);
-  }
-  if (hyp.size() != ref.size())
-    fail("--hyp {} has {} texts but --ref {} has {}; they must pair up line by line", a.hyp, hyp.size(),
-         a.ref, ref.size());
-  const RougeScores r = rouge_corpus(hyp, ref);
-  auto prf = [](const RougePRF& p) {
-    nlohmann::ordered_json j;
-    j["p"] = p.precision;
-    j["r"] = p.recall;
-    j["f"] = p.f;
-    return j;
-  };
-  nlohmann::ordered_json j;
-  j["pairs"] = hyp.size();
-  j["rouge1"] = prf(r.rouge1);
-  j["rouge2"] = prf(r.rouge2);
-  j["rougeL"] = prf(r.rougeL);
-  j["exact_match"] = r.exact_match;
+    opt.progress = [](size_t i, size_t n) { std::fprintf(stderr, "\reval: record %zu/%zu", i, n); };
+  const GenerationEval r = evaluate_generation(gen, recs, opt);
+  if (opt.progress) std::fprintf(stderr, "\n");
   std::string s;
-  s += fmt::format("pairs:       {}\n", hyp.size());
-  s += fmt::format("ROUGE-1 F:   {:.4f}\nROUGE-2 F:   {:.4f}\nROUGE-L F:   {:.4f}\n", r.rouge1.f, r.rouge2.f,
-                   r.rougeL.f);
-  s += fmt::format("exact match: {:.4f}\n", r.exact_match);
-  s += j.dump() + "\n";
-  write_stdout(s);
+  s += fmt::format("model:         {} ({} parameters)\n", a.model,
+                   with_commas(lm.model.config().num_parameters()));
+  s += fmt::format("records:       {} from {} (template {})\n", recs.size(), a.input, a.tmpl);
+  const SamplingSettings& sm = gs.sampling;
+  s += sm.is_greedy()
+           ? fmt::format("decoding:      greedy, at most {} new tokens\n", gs.max_new_tokens)
+           : fmt::format(
+                 "decoding:      sampled (temperature {}, top-k {}, top-p {}, seed {}), at most {} "
+                 "new tokens\n",
+                 sm.temperature, sm.top_k, sm.top_p, a.seed, gs.max_new_tokens);
+  if (!a.out.empty()) s += fmt::format("outputs:       {}\n", a.out);
+  print_scores(r.scores, a.json, s);
 }
 
 void run_choices(const EvalArgs& a) {
@@ -226,10 +205,16 @@ void run_choices(const EvalArgs& a) {
   write_stdout(s);
 }
 
-void run_eval(const EvalArgs& a) {
-  if (a.rouge) {
-    if (!a.choices.empty()) fail("give --rouge or --choices, not both");
-    return run_rouge(a);
+void run_eval(const EvalArgs& a, const CLI::App* c) {
+  if (a.generate) return run_generate(a, c);
+  // Flags of --generate alone are errors elsewhere, not silently ignored.
+  for (const char* f : {"--input", "--template", "--format", "--source-field", "--max-new-tokens",
+                        "--temperature", "--top-k", "--top-p", "--out"})
+    if (c->count(f)) fail("{} applies to --generate", f);
+  if (a.json && !a.rouge && !a.bleu) fail("--json applies to --rouge/--bleu and --generate");
+  if (a.rouge || a.bleu) {
+    if (!a.choices.empty()) fail("give --rouge/--bleu or --choices, not both");
+    return run_score(a);
   }
   if (a.model.empty()) fail("--model DIR is required");
   if (!a.choices.empty()) return run_choices(a);
@@ -241,7 +226,8 @@ void run_eval(const EvalArgs& a) {
   Backend& be = backend_for(a.device);  // before loading: a bad device is the first error
   LoadOptions load;
   load.backend = &be;
-  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights, WeightCheck::Warn) : load_model_dir(a.model, load);
+  LoadedModel lm = packed ? load_for_inference(a.model, a.device, a.weights, WeightCheck::Warn)
+                          : load_model_dir(a.model, load);
   std::shared_ptr<const Tokenizer> tok = lm.tokenizer;
   const ModelConfig& cfg = lm.model.config();
   std::vector<TokenId> ids;
@@ -262,7 +248,8 @@ void run_eval(const EvalArgs& a) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string s;
   s += fmt::format("model:      {} ({} parameters)\n", a.model, with_commas(cfg.num_parameters()));
-  if (lm.model.packed()) s += fmt::format("weights:    {} (packed)\n", ops::weight_type_name(lm.model.weight_type()));
+  if (lm.model.packed())
+    s += fmt::format("weights:    {} (packed)\n", ops::weight_type_name(lm.model.weight_type()));
   if (be.name() != "cpu") s += fmt::format("device:     {}\n", be.device_description());
   s += fmt::format("input:      {} tokens, {} windows of {} (stride {})\n", ids.size(), r.windows,
                    a.opt.seq_len > 0 ? a.opt.seq_len : cfg.n_ctx,
@@ -279,10 +266,11 @@ void run_eval(const EvalArgs& a) {
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* c =
-      app.add_subcommand("eval",
-                         "Mean next-token cross-entropy and perplexity of a model on a text; multiple-choice "
-                         "accuracy (--choices); ROUGE and exact match (--rouge)");
+  CLI::App* c = app.add_subcommand(
+      "eval",
+      "Mean next-token cross-entropy and perplexity of a model on a text; multiple-choice "
+      "accuracy (--choices); ROUGE, BLEU, exact match and diversity of given texts (--rouge/--bleu) or of "
+      "the model's answers (--generate)");
   c->add_option("--model,-m", a->model, "Model directory")->option_text("DIR");
   c->add_option("--text", a->text, "Text file, encoded with the model's vocabulary")->option_text("FILE");
   c->add_option("--ids", a->ids, "Whitespace-separated token ids")->option_text("FILE");
@@ -322,38 +310,64 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16).description(""));
   c->add_option("--shots-file", a->shots_file, "Where the --shots examples come from (same formats)")
       ->option_text("FILE");
-  c->add_option("--seed", a->seed, "Seed of the few-shot draw (default 1234)")->option_text("N");
+  c->add_option("--seed", a->seed, "Seed of the few-shot draw and of --generate's sampling (default 1234)")
+      ->option_text("N");
   c->add_option("--predictions", a->predictions, "Write each example's scores and choices as JSONL")
       ->option_text("FILE");
   c->add_flag(
       "--skip-bad-lines", a->skip_bad,
       "Skip malformed --choices/--shots-file lines (with a warning each) instead of rejecting the file");
-  c->add_flag("--rouge", a->rouge, "ROUGE-1/2/L and exact match of --hyp texts against --ref texts");
+  c->add_flag(
+      "--rouge", a->rouge,
+      "Score --hyp texts against --ref texts: ROUGE-1/2/L, BLEU, exact match, distinct-1/2, repetition");
+  c->add_flag("--bleu", a->bleu, "The same as --rouge (every score is printed)");
+  c->add_flag("--json", a->json, "With --rouge/--bleu/--generate: print only the JSON object of the scores");
   c->add_option("--hyp", a->hyp, "Generated texts: one per line (or JSONL with --hyp-field)")
       ->option_text("FILE");
   c->add_option("--ref", a->ref, "Reference texts: one per line (or JSONL with --ref-field)")
       ->option_text("FILE");
   c->add_option("--hyp-field", a->hyp_field, "Read --hyp as JSONL, this field of each object")
       ->option_text("NAME");
-  c->add_option("--ref-field", a->ref_field, "Read --ref as JSONL, this field of each object")
+  c->add_option(
+       "--ref-field", a->ref_field,
+       "Read --ref as JSONL, this field of each object; with --generate, the records' reference field "
+       "(default: the template's: output, summary, or the last assistant message)")
       ->option_text("NAME");
-  c->add_flag("--generate", a->generate,
-              "With --rouge: the model writes the hypotheses, greedy after GPT-2's \"TL;DR: \" prompt, for "
-              "--input's "
-              "records")
-      ->needs("--rouge");
+  c->add_flag(
+      "--generate", a->generate,
+      "The model answers --input's records under a fine-tuning --template; the answers are scored against "
+      "the records' references (as --rouge/--bleu)");
   c->add_option("--input", a->input,
-                "With --generate: records (JSONL, JSON, CSV, TSV) with a source text and its "
-                "reference (--source-field, --ref-field, default text and summary)")
+                "With --generate: records (JSONL, JSON, CSV, TSV) with the prompt fields and a reference")
       ->option_text("FILE");
-  c->add_option("--source-field", a->source_field, "With --generate: the field to summarize (default text)")
+  c->add_option(
+       "--template", a->tmpl,
+       "With --generate: auto (by the fields), alpaca, chat or summarize (TL;DR), as gpt finetune instruct")
+      ->capture_default_str();
+  c->add_option("--format", a->format,
+                "With --generate: --input's format: auto (by extension), jsonl, json, csv, tsv")
+      ->capture_default_str();
+  c->add_option("--source-field", a->source_field,
+                "With --generate --template summarize: the field to summarize (default text)")
       ->option_text("NAME");
   c->add_option("--max-new-tokens", a->max_new_tokens,
-                "With --generate: tokens per summary at most (default 64)")
+                "With --generate: tokens per answer at most (default 64)")
       ->option_text("N");
-  c->add_option("--hyp-out", a->hyp_out, "With --generate: write the summaries and references as JSONL")
+  c->add_option("--temperature,-t", a->sampling.temperature,
+                "With --generate: sample instead of greedy, logits divided by T (default 1; 0 = greedy)")
+      ->option_text("T");
+  c->add_option("--top-k", a->sampling.top_k,
+                "With --generate: sample from the K most probable tokens (default 50; 0 = off)")
+      ->option_text("K");
+  c->add_option(
+       "--top-p", a->sampling.top_p,
+       "With --generate: sample from the smallest set of tokens whose probability reaches P (default 1)")
+      ->option_text("P");
+  c->add_option("--out,--hyp-out", a->out,
+                "With --generate: write the answers and references as JSONL (index, template, hypothesis, "
+                "reference, finish)")
       ->option_text("FILE");
-  c->callback([a] { run_eval(*a); });
+  c->callback([a, c] { run_eval(*a, c); });
 }
 
 }  // namespace gpt::cli

@@ -174,6 +174,60 @@ TemplateKind detect_template(const Record& r) {
   return TemplateKind::Auto;
 }
 
+namespace {
+
+[[noreturn]] void undetected(const Record& r, const std::string& path) {
+  fail(
+      "{}:{}: cannot tell the template from the fields (expected \"messages\", \"instruction\" "
+      "or \"text\" + \"summary\"); pass --template",
+      path, r.line);
+}
+
+}  // namespace
+
+GenerationTask record_generation_task(const Record& r, TemplateKind kind, const std::string& path,
+                                      const std::string& text_field, const std::string& reference_field) {
+  if (kind == TemplateKind::Auto) kind = detect_template(r);
+  GenerationTask t;
+  t.kind = kind;
+  auto reference = [&](const char* own) {
+    return require_text(r, reference_field.empty() ? own : reference_field, path);
+  };
+  switch (kind) {
+    case TemplateKind::Alpaca:
+      t.prompt = {text(
+          instruction_prompt(nonempty_field(r, "instruction", path), record_text(r, "input").value_or("")),
+          false)};
+      t.reference = reference("output");
+      return t;
+    case TemplateKind::Summarize:
+      t.prompt = {text(summarize_prompt(nonempty_field(r, text_field, path)), false)};
+      t.reference = reference("summary");
+      t.stop = {"\n"};
+      return t;
+    case TemplateKind::Chat: {
+      std::vector<ChatMessage> msgs = record_messages(r, path);
+      if (reference_field.empty()) {
+        if (msgs.empty() || msgs.back().role != "assistant")
+          fail("{}:{}: the last message must be the assistant's reply, the reference (or pass --ref-field)",
+               path, r.line);
+        t.reference = msgs.back().content;
+        msgs.pop_back();
+      } else {
+        t.reference = reference("");
+      }
+      if (msgs.empty() || msgs.back().role == "assistant")
+        fail("{}:{}: no user or system message for the model to answer", path, r.line);
+      t.prompt = chat_prompt_segments(msgs);
+      t.stop = {"\n### "};
+      return t;
+    }
+    case TemplateKind::Auto:
+      break;
+  }
+  undetected(r, path);
+}
+
 std::vector<Segment> render_record(const Record& r, TemplateKind kind, const std::string& path) {
   if (kind == TemplateKind::Auto) kind = detect_template(r);
   switch (kind) {
@@ -192,10 +246,7 @@ std::vector<Segment> render_record(const Record& r, TemplateKind kind, const std
     case TemplateKind::Auto:
       break;
   }
-  fail(
-      "{}:{}: cannot tell the template from the fields (expected \"messages\", \"instruction\" "
-      "or \"text\" + \"summary\"); pass --template",
-      path, r.line);
+  undetected(r, path);
 }
 
 }  // namespace gpt

@@ -65,6 +65,27 @@ EncodedExample encode_segments(const Tokenizer& tok, std::span<const Segment> se
 // The tokenizer's <|endoftext|> id; gpt::Error if it has none.
 TokenId require_eot(const Tokenizer& tok);
 
+// A record as a generation task (gpt eval --generate): the prompt the template gives the model (the
+// segments training renders before the response, so it tokenises the same), the reference answer,
+// and the strings that end the model's answer besides <|endoftext|> (summarize: a newline; chat: the
+// next "\n### " header; alpaca: none).
+//   alpaca     prompt from "instruction" (+ "input"); reference "output"
+//   summarize  prompt from `text_field` (default "text"); reference "summary"
+//   chat       prompt from "messages" up to the last one, which must be the assistant's reply and is
+//              the reference; with `reference_field` the whole list is the prompt (ending with a
+//              user or system message) and that field is the reference
+// A non-empty `reference_field` replaces the template's reference field. Auto: detect_template.
+// Throws gpt::Error "PATH:LINE: ..." on a missing or empty prompt field or a missing reference.
+struct GenerationTask {
+  TemplateKind kind = TemplateKind::Auto;
+  std::vector<Segment> prompt;
+  std::string reference;
+  std::vector<std::string> stop;
+};
+GenerationTask record_generation_task(const Record& r, TemplateKind kind, const std::string& path,
+                                      const std::string& text_field = "text",
+                                      const std::string& reference_field = "");
+
 // Generation prompts, ending where the model's answer starts.
 std::string instruction_prompt(const std::string& instruction, const std::string& input = "");
 std::string summarize_prompt(const std::string& text);
