@@ -58,7 +58,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t prompts = ep == Endpoint::Chat ? 1 : r.prompt_texts.size() + r.prompt_ids.size();
   if (prompts == 0 || r.n < 1 || prompts * r.n > 8) std::abort();
   if (r.logprobs < -1 || r.logprobs > 20) std::abort();
-  if (r.max_tokens && *r.max_tokens < 1) std::abort();
+  // max_tokens 0 (nothing generated: a prompt scored with echo) is for completions only.
+  if (r.max_tokens && *r.max_tokens < (ep == Endpoint::Chat ? 1 : 0)) std::abort();
+  if (r.echo && ep == Endpoint::Chat) std::abort();
   for (const auto& s : r.stop)
     if (s.empty()) std::abort();
   if (ep == Endpoint::Chat && r.messages.empty()) std::abort();
@@ -67,7 +69,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Choice c;
   c.finish_reason = "length";
   for (const auto& ids : r.prompt_ids)
-    for (gpt::TokenId id : ids) c.tokens.push_back({id % 50257, "x", -1.0f, {{id % 50257, -1.0f}}});
+    for (gpt::TokenId id : ids) {
+      // As echo sends a prompt back: the first token unscored, the others scored.
+      ChoiceToken t{id % 50257, "x", -1.0f, {{id % 50257, -1.0f}}};
+      t.echoed = r.echo;
+      t.scored = !r.echo || !c.tokens.empty();
+      c.tokens.push_back(std::move(t));
+    }
   const ResponseMeta m = make_meta(ep, r.model);
   completion_response(r, m, {c}, Usage{}, *tok)
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
