@@ -11,8 +11,8 @@ seconds (`gpt prepare`, `gpt train`, as tests/trained_conformance.py does), then
      max |diff| / max |ref| <= 1e-4 per vector;
   2. the same vectors from token-id input (a .jsonl of id arrays) as from the texts, and batching
      (--batch-tokens 1: every input alone) changing nothing beyond 1e-5;
-  3. that the check can fail: the mean over one padded position more, and the other pooling,
-     differ from the reference by far more than the tolerance;
+  3. that the check can fail: the mean over one padded position more misses the reference by far
+     more than the tolerance, and the two poolings differ on every text (the states are not flat);
   4. an input longer than the context is a one-line error.
 
 Usage: .venv/bin/python tests/hf_embeddings.py [--gpt build/gpt] [--steps 120] [--keep DIR]
@@ -135,8 +135,8 @@ def main():
         _, got = embed(a.gpt, model, text_file, "--pooling", "mean")
         with torch.no_grad():
             padded = [hf(torch.tensor([x + [0]])).last_hidden_state[0].numpy().mean(0) for x in ids[:-1]]
-        off = min(rel(got[i], padded[i]) for i in range(len(padded)) if len(ids[i]) > 1)
-        check("mean over one padded position more misses", off > 100 * TOL, f"by at least {off:.2e}")
+        off = max(rel(got[i], padded[i]) for i in range(len(padded)))
+        check("mean over one padded position more misses", off > 100 * TOL, f"by up to {off:.2e}")
         multi = [i for i in range(len(ids)) if len(ids[i]) > 1]
         other = min(rel(ref["last"][i], ref["mean"][i]) for i in multi)
         check("last vs mean pooling differ (the states are not flat)", other > 100 * TOL, f"by at least {other:.2e}")
