@@ -178,7 +178,6 @@ std::shared_ptr<EmbedJob> Scheduler::submit_embedding(std::vector<std::vector<To
   job->inputs_ = std::move(inputs);
   job->opt_ = opt;
   job->vectors_.resize(job->inputs_.size() * static_cast<size_t>(model_.config().n_embd));
-  job->submitted_ = Clock::now();
   {
     std::lock_guard lk(mu_);
     if (stop_) fail("the server is shutting down");

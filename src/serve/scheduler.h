@@ -95,7 +95,6 @@ class EmbedJob {
   EmbedOptions opt_;
   size_t next_ = 0;  // inputs embedded so far (decode thread)
   int tokens_ = 0;
-  std::chrono::steady_clock::time_point submitted_;
   std::vector<float> vectors_;
   std::string error_;
   std::mutex mu_;
