@@ -194,10 +194,6 @@ void require_neutral(const std::string& key, const json& v) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // A request body: a JSON object, nesting bounded, or a 400.
 json parse_body(std::string_view body) {
   if (json_depth_exceeded(body, kMaxDepth) != std::string_view::npos)
