@@ -1,12 +1,14 @@
 // libFuzzer: what gpt serve parses of a request. The first byte picks: with its top bit set, the
 // header checks (serve/http_checks.h: Host, Origin, Authorization) on the rest split at the first
-// newline; else the body of the endpoint its lowest bit names (serve/openai_api.h). Parsing any
-// bytes either gives a request or throws ApiError with a 4xx status; an accepted request holds
-// only valid settings, and its responses and error objects serialise. The header checks never
-// crash, and what they accept is well formed.
+// newline; else with bit 0x40 an embeddings body (/v1/embeddings); else the body of the endpoint
+// its lowest bit names (serve/openai_api.h). Parsing any bytes either gives a request or throws
+// ApiError with a 4xx status; an accepted request holds only valid settings, and its responses
+// and error objects serialise. The header checks never crash, and what they accept is well formed.
 #include <cstdlib>
 #include <string_view>
+#include <vector>
 
+#include "generate/embed.h"
 #include "serve/http_checks.h"
 #include "serve/openai_api.h"
 
@@ -30,6 +32,35 @@ void check_headers(std::string_view a, std::string_view b) {
   if (!b.empty() && !bearer_matches("Bearer " + std::string(b), b)) std::abort();
 }
 
+// /v1/embeddings: a request or a 4xx ApiError; an accepted one has 1..2048 non-empty inputs of one
+// kind, a known pooling, and its response (float and base64) serialises.
+void check_embeddings(std::string_view body) {
+  using namespace gpt::serve;
+  EmbeddingRequest r;
+  try {
+    r = parse_embedding_request(body);
+  } catch (const ApiError& e) {
+    if (e.status < 400 || e.status > 499 || e.message.empty()) std::abort();
+    error_json(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return;
+  }
+  if (r.inputs() == 0 || r.inputs() > kMaxEmbeddingInputs) std::abort();
+  if (!r.texts.empty() && !r.ids.empty()) std::abort();
+  for (const auto& t : r.texts)
+    if (t.empty()) std::abort();
+  for (const auto& ids : r.ids)
+    if (ids.empty()) std::abort();
+  if (!gpt::parse_pooling(r.pooling)) std::abort();
+  if (r.dimensions && *r.dimensions < 1) std::abort();
+  const int dim = 3;
+  std::vector<float> v(r.inputs() * dim);
+  for (size_t i = 0; i < v.size(); i++) v[i] = static_cast<float>(i) * 0.5f - 1.0f;
+  for (bool b64 : {false, true}) {
+    r.base64 = b64;
+    embedding_response(r, r.model, v, dim, 1).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -42,8 +73,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                   nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1));
     return 0;
   }
-  const Endpoint ep = data[0] & 1 ? Endpoint::Chat : Endpoint::Completions;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if (data[0] & 0x40) {
+    check_embeddings(body);
+    return 0;
+  }
+  const Endpoint ep = data[0] & 1 ? Endpoint::Chat : Endpoint::Completions;
   ApiLimits limits;
   limits.max_choices = 8;
   CompletionRequest r;

@@ -43,6 +43,10 @@ if(EXISTS ${GPT_VENV_PYTHON})
     add_test(NAME hf_roundtrip
              COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_roundtrip.py --gpt $<TARGET_FILE:gpt>)
     set_tests_properties(hf_roundtrip PROPERTIES LABELS hf TIMEOUT 900)
+    # gpt embed against GPT2Model's last_hidden_state, mean- and last-pooled, on a trained model.
+    add_test(NAME hf_embeddings
+             COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_embeddings.py --gpt $<TARGET_FILE:gpt>)
+    set_tests_properties(hf_embeddings PROPERTIES LABELS hf TIMEOUT 900)
     # gpt quantize's bf16 and q8 directories, in transformers and recomputed with numpy.
     add_test(NAME hf_quantized
              COMMAND ${GPT_VENV_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/hf_quantized.py --gpt $<TARGET_FILE:gpt>)

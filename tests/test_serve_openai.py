@@ -129,6 +129,7 @@ def main():
     client = openai.OpenAI(base_url=base, api_key=KEY, max_retries=0)
     try:
         tests(gpt, model, port, base, client)
+        embedding_tests(gpt, model, port, client)
         device_tests(gpt, model, client)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -140,6 +141,95 @@ def main():
         check("SIGTERM shuts the server down cleanly", rc == 0, f"exit status {rc}")
     print(f"{len(FAILED)} failed" + (f": {FAILED}" if FAILED else ""))
     sys.exit(1 if FAILED else 0)
+
+
+def gpt_embed(gpt, model, *args):
+    """`gpt embed --json`'s vectors."""
+    return [json.loads(line)["embedding"] for line in run(gpt, "embed", "--model", model, "--json", *args).splitlines()]
+
+
+def max_diff(a, b):
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
+        return float("inf")
+    return max((abs(p - q) for x, y in zip(a, b) for p, q in zip(x, y)), default=0.0)
+
+
+def embedding_tests(gpt, model, port, client):
+    """/v1/embeddings through the openai client: its default base64 encoding and "float" both equal
+    `gpt embed` (the server's defaults: mean pooling, unit vectors), inputs in order, token ids, the
+    pooling extension, and 400s naming the field."""
+    texts = ["Hello world", "The quick brown fox jumps over the lazy dog", "a", "<|endoftext|>"]
+    args = [x for t in texts for x in ("--text", t)]
+    want = gpt_embed(gpt, model, *args, "--normalize")
+    before = metrics(port)
+    r = client.embeddings.create(model="m", input=texts)  # the client asks for base64 unless told
+    got = [d.embedding for d in r.data]
+    check("embeddings (client default, base64) == gpt embed --normalize", max_diff(got, want) <= 1e-6,
+          f"max |diff| {max_diff(got, want)}")
+    check("embeddings response: list, indices in order, usage", r.object == "list" and
+          [d.index for d in r.data] == list(range(len(texts))) and all(d.object == "embedding" for d in r.data) and
+          r.usage.prompt_tokens == r.usage.total_tokens == 2 + 9 + 1 + 1 and r.model == "m", str(r)[:300])
+    f = client.embeddings.create(model="m", input=texts, encoding_format="float")
+    check("embeddings encoding_format=float == gpt embed --normalize",
+          max_diff([d.embedding for d in f.data], want) <= 1e-6 and len(f.data[0].embedding) == 32,
+          f"max |diff| {max_diff([d.embedding for d in f.data], want)}")
+    st, body = raw(port, "POST", "/v1/embeddings", {"input": texts, "encoding_format": "base64"})
+    check("base64 is a string of little-endian float32", st == 200 and isinstance(body["data"][0]["embedding"], str)
+          and len(body["data"][0]["embedding"]) == (32 * 4 + 2) // 3 * 4, str(body)[:200])
+    one = client.embeddings.create(model="m", input="The quick brown fox jumps over the lazy dog")
+    check("a single string == its place in a batch", max_diff([one.data[0].embedding], [want[1]]) <= 1e-6)
+
+    # Token ids: an array of arrays, and a single array.
+    ids = [[15496, 995], [464, 2068], [64]]
+    ids_file = os.path.join(tempfile.mkdtemp(prefix="gpt_embed_"), "ids.jsonl")
+    with open(ids_file, "w") as fh:
+        fh.write("".join(json.dumps(x) + "\n" for x in ids))
+    want_ids = gpt_embed(gpt, model, "--input", ids_file, "--normalize")
+    t = client.embeddings.create(model="m", input=ids, encoding_format="float")
+    check("token-id inputs == gpt embed on the same ids", max_diff([d.embedding for d in t.data], want_ids) <= 1e-6
+          and max_diff([want_ids[0]], [want[0]]) <= 1e-6 and t.usage.prompt_tokens == 5,
+          f"max |diff| {max_diff([d.embedding for d in t.data], want_ids)}")
+    s1 = client.embeddings.create(model="m", input=[15496, 995])
+    check("a single list of token ids is one input", len(s1.data) == 1 and
+          max_diff([s1.data[0].embedding], [want[0]]) <= 1e-6, str(s1)[:200])
+    # gpt.cpp's extension fields: last-token pooling, raw (not normalized) vectors; dimensions = the width.
+    want_last = gpt_embed(gpt, model, *args, "--pooling", "last")
+    lr = client.embeddings.create(model="m", input=texts, dimensions=32,
+                                  extra_body={"pooling": "last", "normalize": False})
+    check("pooling=last, normalize=false == gpt embed --pooling last",
+          max_diff([d.embedding for d in lr.data], want_last) <= 1e-6 and max_diff(want_last, want) > 1e-3,
+          f"max |diff| {max_diff([d.embedding for d in lr.data], want_last)}")
+
+    for name, body, param in [
+        ("no input", {"model": "m"}, "input"),
+        ("an empty string", {"input": ""}, "input"),
+        ("an empty list", {"input": []}, "input"),
+        ("an empty string among others", {"input": ["a", ""]}, "input"),
+        ("an empty id list", {"input": [[15496], []]}, "input"),
+        ("input of the wrong type", {"input": 5}, "input"),
+        ("mixed strings and ids", {"input": ["a", 5]}, "input"),
+        ("a token id outside the vocabulary", {"input": [[15496], [99999]]}, "input"),
+        ("an input longer than the context", {"input": [464] * 8193}, "input"),
+        ("dimensions other than the width", {"input": "a", "dimensions": 16}, "dimensions"),
+        ("unknown encoding_format", {"input": "a", "encoding_format": "int8"}, "encoding_format"),
+        ("unknown pooling", {"input": "a", "pooling": "max"}, "pooling"),
+        ("unknown field", {"input": "a", "temperature": 1}, "temperature"),
+    ]:
+        st, resp = raw(port, "POST", "/v1/embeddings", body)
+        check(f"embeddings 400: {name}", *is_error(st, resp, 400, param))
+    try:
+        client.embeddings.create(model="m", input="a", dimensions=8)
+        check("openai client: embeddings BadRequestError", False, "no exception")
+    except openai.BadRequestError as e:
+        check("openai client: embeddings BadRequestError", e.status_code == 400 and "dimensions" in str(e))
+    st, resp = raw(port, "POST", "/v1/embeddings", {"input": "a"}, auth=False)
+    check("embeddings without the key -> 401", *is_error(st, resp, 401))
+    st, resp = raw(port, "POST", "/v1/embeddings", '{"input": "' + "a" * (2 << 20) + '"}')
+    check("embeddings: oversized body -> 413", *is_error(st, resp, 413))
+    after = metrics(port)
+    n = after["gpt_embedding_requests_total"] - before["gpt_embedding_requests_total"]
+    check("/metrics counts embeddings requests", n == 7 and after["gpt_embedding_inputs_total"] >
+          before["gpt_embedding_inputs_total"], f"{n} requests counted")
 
 
 def device_tests(gpt, model, cpu_client):

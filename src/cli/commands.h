@@ -25,5 +25,6 @@ void add_lora_commands(CLI::App& app);       // lora init, lora merge
 void add_classify_command(CLI::App& app);     // classify
 void add_attention_command(CLI::App& app);   // attention
 void add_serve_command(CLI::App& app);       // serve
+void add_embed_command(CLI::App& app);       // embed
 
 }  // namespace gpt::cli

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   gpt::cli::add_lora_commands(app);
   gpt::cli::add_attention_command(app);
   gpt::cli::add_serve_command(app);
+  gpt::cli::add_embed_command(app);
   check_thread_options(&app);
   gpt::fit_threads_to_address_space();
   try {

@@ -167,21 +167,6 @@ void softmax_rows(float* logits, int B, int K) {
   }
 }
 
-PaddedBatch pad_right(std::span<const std::vector<TokenId>* const> rows, TokenId pad) {
-  PaddedBatch p;
-  p.B = static_cast<int>(rows.size());
-  for (const auto* r : rows) {
-    if (r->empty()) fail("pad_right: an empty sequence");
-    p.T = std::max(p.T, static_cast<int>(r->size()));
-  }
-  p.ids.assign(static_cast<size_t>(p.B) * p.T, pad);
-  for (int i = 0; i < p.B; i++) {
-    std::copy(rows[i]->begin(), rows[i]->end(), p.ids.begin() + static_cast<std::ptrdiff_t>(i) * p.T);
-    p.last.push_back(static_cast<int>(rows[i]->size()) - 1);
-  }
-  return p;
-}
-
 std::string format_confusion(const Confusion& m, const std::vector<std::string>& labels) {
   size_t w = 9;  // "true \\ pred"
   for (const auto& l : labels) w = std::max(w, l.size());

@@ -17,6 +17,7 @@
 
 #include "finetune/loop.h"
 #include "finetune/records.h"
+#include "generate/embed.h"  // PaddedBatch, pad_right
 #include "model/gpt.h"
 #include "model/lora.h"
 #include "tokenizer/tokenizer.h"
@@ -80,14 +81,6 @@ double softmax_cross_entropy(const float* logits, std::span<const int> labels, i
                              float scale = 1.0f);
 // Row-wise softmax of logits [B, K] in place.
 void softmax_rows(float* logits, int B, int K);
-
-// A padded batch: ids [B, T] (right padded with `pad`), each row's last real position.
-struct PaddedBatch {
-  int B = 0, T = 0;
-  std::vector<TokenId> ids;
-  std::vector<int> last;
-};
-PaddedBatch pad_right(std::span<const std::vector<TokenId>* const> rows, TokenId pad);
 
 // confusion[true][predicted] counts, and the table as text (rows: true labels, columns: predicted).
 using Confusion = std::vector<std::vector<size_t>>;

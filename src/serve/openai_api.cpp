@@ -1,6 +1,7 @@
 #include "serve/openai_api.h"
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -191,15 +192,20 @@ void require_neutral(const std::string& key, const json& v) {
   }
 }
 
-}  // namespace
-
-CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLimits& limits) {
+// A request body: a JSON object, nesting bounded, or a 400.
+json parse_body(std::string_view body) {
   if (json_depth_exceeded(body, kMaxDepth) != std::string_view::npos)
     throw_api(400, "", fmt::format("the JSON body nests deeper than {} levels", kMaxDepth));
   std::optional<json> parsed = try_parse_json(body, nullptr, nullptr, kMaxDepth);
   if (!parsed) throw_api(400, "", "the body is not valid JSON");
-  const json j = std::move(*parsed);
-  if (!j.is_object()) throw_api(400, "", "the body must be a JSON object");
+  if (!parsed->is_object()) throw_api(400, "", "the body must be a JSON object");
+  return std::move(*parsed);
+}
+
+}  // namespace
+
+CompletionRequest parse_request(std::string_view body, Endpoint ep, const ApiLimits& limits) {
+  const json j = parse_body(body);
   CompletionRequest r;
   r.endpoint = ep;
   r.sampling.top_k = 0;  // OpenAI has no top-k: off unless asked
@@ -423,6 +429,124 @@ json usage_chunk(const CompletionRequest& r, const ResponseMeta& m, const Usage&
   out["choices"] = json::array();
   out["usage"] = usage_json(u);
   return out;
+}
+
+// ---- /v1/embeddings ---------------------------------------------------------------------------------
+
+namespace {
+
+// `input`: a string, an array of strings, an array of token ids, or an array of arrays of ids.
+void parse_embedding_input(EmbeddingRequest& r, const json& v) {
+  const std::string key = "input";
+  const char* want =
+      "a string, an array of strings, an array of token ids or an array of arrays of token ids";
+  if (v.is_string()) {
+    r.texts.push_back(v.get<std::string>());
+  } else if (!v.is_array()) {
+    wrong_type(key, v, want);
+  } else if (v.empty()) {
+    throw_api(400, key, "'input' must not be empty");
+  } else if (v.size() > kMaxEmbeddingInputs) {
+    throw_api(400, key, fmt::format("'input' holds {} inputs, more than {}", v.size(), kMaxEmbeddingInputs));
+  } else if (v[0].is_string()) {
+    for (const auto& s : v) r.texts.push_back(get_string(key, s));
+  } else if (v[0].is_array()) {
+    for (const auto& ids : v) {
+      if (!ids.is_array()) wrong_type(key, ids, "an array of token ids");
+      r.ids.push_back(get_ids(key, ids));
+    }
+  } else if (v[0].is_number()) {
+    r.ids.push_back(get_ids(key, v));
+  } else {
+    wrong_type(key, v[0], want);
+  }
+  for (size_t i = 0; i < r.texts.size(); i++)
+    if (r.texts[i].empty()) throw_api(400, key, fmt::format("input {} is an empty string", i));
+  for (size_t i = 0; i < r.ids.size(); i++)
+    if (r.ids[i].empty()) throw_api(400, key, fmt::format("input {} is an empty list of token ids", i));
+}
+
+}  // namespace
+
+EmbeddingRequest parse_embedding_request(std::string_view body) {
+  const json j = parse_body(body);
+  EmbeddingRequest r;
+  bool have_input = false;
+  for (const auto& [key, v] : j.items()) {
+    if (v.is_null() && key != "input") continue;  // null = the default, as OpenAI
+    if (key == "model") {
+      r.model = get_string(key, v);
+    } else if (key == "input") {
+      parse_embedding_input(r, v);
+      have_input = true;
+    } else if (key == "encoding_format") {
+      const std::string f = get_string(key, v);
+      if (f != "float" && f != "base64")
+        throw_api(400, key,
+                  fmt::format("'encoding_format' must be \"float\" or \"base64\", got {}", json_excerpt(f)));
+      r.base64 = f == "base64";
+    } else if (key == "dimensions") {
+      r.dimensions = get_int(key, v, 1, 1 << 30);
+    } else if (key == "user") {
+      get_string(key, v);
+    } else if (key == "pooling") {
+      r.pooling = get_string(key, v);
+      if (r.pooling != "mean" && r.pooling != "last")
+        throw_api(400, key,
+                  fmt::format("'pooling' must be \"mean\" or \"last\", got {}", json_excerpt(r.pooling)));
+    } else if (key == "normalize") {
+      r.normalize = get_bool(key, v);
+    } else {
+      throw_api(400, key, fmt::format("unrecognized request argument supplied: {}", key));
+    }
+  }
+  if (!have_input) throw_api(400, "input", "'input' is required");
+  return r;
+}
+
+std::string base64_encode(std::string_view bytes) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const uint32_t w = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16 |
+                       static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8 |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += kDigits[(w >> k) & 63];
+  }
+  if (const size_t rest = bytes.size() - i; rest > 0) {
+    uint32_t w = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (rest == 2) w |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    out += kDigits[(w >> 18) & 63];
+    out += kDigits[(w >> 12) & 63];
+    out += rest == 2 ? kDigits[(w >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+json embedding_response(const EmbeddingRequest& r, const std::string& model,
+                        const std::vector<float>& vectors, int dim, int prompt_tokens) {
+  static_assert(std::endian::native == std::endian::little, "base64 embeddings are little-endian float32");
+  json data = json::array();
+  const size_t n = dim > 0 ? vectors.size() / static_cast<size_t>(dim) : 0;
+  for (size_t i = 0; i < n; i++) {
+    const float* v = vectors.data() + i * static_cast<size_t>(dim);
+    json e;
+    if (r.base64) {
+      e = base64_encode(
+          std::string_view(reinterpret_cast<const char*>(v), static_cast<size_t>(dim) * sizeof(float)));
+    } else {
+      e = json::array();
+      for (int c = 0; c < dim; c++) e.push_back(v[c]);
+    }
+    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(e)}});
+  }
+  return {{"object", "list"},
+          {"data", std::move(data)},
+          {"model", model},
+          {"usage", {{"prompt_tokens", prompt_tokens}, {"total_tokens", prompt_tokens}}}};
 }
 
 }  // namespace gpt::serve

@@ -115,4 +115,38 @@ nlohmann::json chat_role_chunk(const ResponseMeta& m, int index);
 // The last chunk when stream_options.include_usage: no choices, the usage.
 nlohmann::json usage_chunk(const CompletionRequest& r, const ResponseMeta& m, const Usage& u);
 
+// ---- /v1/embeddings ---------------------------------------------------------------------------------
+
+// One validated embeddings request (docs/embeddings.md). OpenAI's fields, plus two of gpt.cpp's:
+// `pooling` ("mean", the default, or "last") and `normalize` (default true: unit vectors, as
+// OpenAI's are).
+struct EmbeddingRequest {
+  std::string model;
+  // `input`: one entry per input, texts (a string or an array of strings) or token ids (an array of
+  // ids or an array of such arrays); never empty, no empty entry.
+  std::vector<std::string> texts;
+  std::vector<std::vector<TokenId>> ids;  // used when texts is empty
+  bool base64 = false;                    // encoding_format "base64" (else "float")
+  std::optional<int64_t> dimensions;      // must equal the model's width (checked by the server)
+  std::string pooling = "mean";
+  bool normalize = true;
+  size_t inputs() const { return texts.empty() ? ids.size() : texts.size(); }
+};
+
+// The most inputs one request may hold (OpenAI's limit).
+inline constexpr size_t kMaxEmbeddingInputs = 2048;
+
+// Parses an embeddings body. Throws ApiError (400, with the offending `param`) on malformed JSON,
+// wrong types, an empty input or an empty entry, more than kMaxEmbeddingInputs inputs, an unknown
+// encoding_format or pooling, and unknown fields.
+EmbeddingRequest parse_embedding_request(std::string_view body);
+
+// {"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"}:
+// `vectors` is [inputs, dim]; each embedding a list of floats, or with base64 the string of its
+// little-endian float32 bytes.
+nlohmann::json embedding_response(const EmbeddingRequest& r, const std::string& model,
+                                  const std::vector<float>& vectors, int dim, int prompt_tokens);
+// Standard base64 (RFC 4648, with padding).
+std::string base64_encode(std::string_view bytes);
+
 }  // namespace gpt::serve

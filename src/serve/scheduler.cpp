@@ -62,6 +62,18 @@ std::vector<Choice> collect(Job& job) {
   return choices;
 }
 
+// ---- EmbedJob --------------------------------------------------------------------------------------
+
+bool EmbedJob::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  return cv_.wait_for(lk, timeout, [&] { return done_; });
+}
+
+void EmbedJob::cancel() {
+  if (cancelled_.exchange(true)) return;
+  if (owner_) owner_->wake();
+}
+
 // ---- the engine ------------------------------------------------------------------------------------
 
 // One choice of a running job, in one decoder row.
@@ -112,6 +124,8 @@ void Scheduler::stop() {
   std::lock_guard lk(mu_);
   for (auto& j : queue_) end(*j);
   queue_.clear();
+  for (auto& j : embed_queue_) end_embedding(*j, "the server is shutting down");
+  embed_queue_.clear();
 }
 
 void Scheduler::wake() {
@@ -159,6 +173,75 @@ std::shared_ptr<Job> Scheduler::submit(EngineRequest req) {
   }
   cv_.notify_all();
   return job;
+}
+
+std::shared_ptr<EmbedJob> Scheduler::submit_embedding(std::vector<std::vector<TokenId>> inputs,
+                                                      const EmbedOptions& opt) {
+  if (inputs.empty()) fail("an embeddings request needs at least one input");
+  check_embed_inputs(model_.config(), inputs);
+  auto job = std::make_shared<EmbedJob>();
+  job->owner_ = this;
+  for (const auto& in : inputs) job->tokens_ += static_cast<int>(in.size());
+  job->inputs_ = std::move(inputs);
+  job->opt_ = opt;
+  job->vectors_.resize(job->inputs_.size() * static_cast<size_t>(model_.config().n_embd));
+  {
+    std::lock_guard lk(mu_);
+    if (stop_) fail("the server is shutting down");
+    embed_queue_.push_back(job);
+    metrics_.embed_requests++;
+  }
+  cv_.notify_all();
+  return job;
+}
+
+void Scheduler::end_embedding(EmbedJob& j, std::string error) {
+  {
+    std::lock_guard lk(j.mu_);
+    j.error_ = std::move(error);
+    j.done_ = true;
+  }
+  j.cv_.notify_all();
+}
+
+// One piece of the first queued embeddings request: its next inputs, about one forward pass
+// (opt.batch_tokens tokens, at least one input). Decode thread only, between two decoder steps.
+void Scheduler::embed_piece() {
+  std::shared_ptr<EmbedJob> job;
+  {
+    std::lock_guard lk(mu_);
+    if (embed_queue_.empty()) return;
+    job = embed_queue_.front();
+  }
+  EmbedJob& j = *job;
+  const size_t n = j.inputs_.size(), i0 = j.next_;
+  size_t i1 = i0, tokens = 0;
+  while (i1 < n && (i1 == i0 || tokens + j.inputs_[i1].size() <= j.opt_.batch_tokens))
+    tokens += j.inputs_[i1++].size();
+  const auto t0 = Clock::now();
+  std::string error;
+  try {
+    const std::vector<float> v =
+        embed(model_, std::span<const std::vector<TokenId>>(j.inputs_).subspan(i0, i1 - i0), j.opt_);
+    std::copy(v.begin(), v.end(),
+              j.vectors_.begin() + static_cast<std::ptrdiff_t>(i0 * model_.config().n_embd));
+    j.next_ = i1;
+  } catch (const std::exception& e) {
+    // The inputs were checked when submitted: nothing a request does should get here.
+    std::fprintf(stderr, "gpt serve: error: %s\n", e.what());
+    error = e.what();
+  }
+  const bool ended = !error.empty() || j.next_ == n;
+  {
+    std::lock_guard lk(mu_);
+    metrics_.embed_seconds += seconds_since(t0);
+    if (error.empty()) {
+      metrics_.embed_inputs += i1 - i0;
+      metrics_.embed_tokens += tokens;
+    }
+    if (ended) embed_queue_.pop_front();
+  }
+  if (ended) end_embedding(j, std::move(error));
 }
 
 SchedulerMetrics Scheduler::metrics() const {
@@ -317,7 +400,7 @@ void Scheduler::loop() {
     admitted.clear();
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || !seqs_.empty() || !queue_.empty(); });
+      cv_.wait(lk, [&] { return stop_ || !seqs_.empty() || !queue_.empty() || !embed_queue_.empty(); });
       if (stop_) return;
       // Cancelled jobs leave the queue; the head is admitted while its choices fit (first come,
       // first served: a big request is not overtaken forever by small ones).
@@ -327,6 +410,12 @@ void Scheduler::loop() {
         std::lock_guard jl(j->mu_);
         j->done_ = true;
         j->cv_.notify_all();
+        return true;
+      });
+      std::erase_if(embed_queue_, [&](const std::shared_ptr<EmbedJob>& j) {
+        if (!j->cancelled()) return false;
+        metrics_.requests_cancelled++;
+        end_embedding(*j, "cancelled");
         return true;
       });
       size_t free_after_cancel = free_.size();
@@ -339,6 +428,8 @@ void Scheduler::loop() {
       }
       metrics_.requests_queued = static_cast<int>(queue_.size());
     }
+    // An embeddings request runs a piece at a token boundary, between two decoder steps.
+    embed_piece();
     try {
       step_once(admitted);
     } catch (const std::exception& e) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "generate/decoder.h"
+#include "generate/embed.h"
 #include "generate/generator.h"
 #include "serve/openai_api.h"
 
@@ -80,6 +81,36 @@ class Job {
 // Collects a job to its end (a non-streamed request): the choices in order.
 std::vector<Choice> collect(Job& job);
 
+// An embeddings request (/v1/embeddings), the consumer's side. Thread-safe. The scheduler's decode
+// thread runs it (see Scheduler::submit_embedding): its inputs, checked, and how to pool them.
+class EmbedJob {
+ public:
+  // Waits up to `timeout` for the vectors; true once the job has ended (done, failed or cancelled).
+  bool wait(std::chrono::milliseconds timeout);
+  // The client is gone: the job leaves the queue, or stops at its next piece.
+  void cancel();
+  bool cancelled() const { return cancelled_.load(); }
+  // Once ended: empty if all went well, else why not (the server stopping, an engine failure).
+  const std::string& error() const { return error_; }
+  // Once ended without an error: [inputs, n_embd], in the inputs' order.
+  const std::vector<float>& vectors() const { return vectors_; }
+  int tokens() const { return tokens_; }
+
+ private:
+  friend class Scheduler;
+  Scheduler* owner_ = nullptr;
+  std::vector<std::vector<TokenId>> inputs_;
+  EmbedOptions opt_;
+  size_t next_ = 0;  // inputs embedded so far (decode thread)
+  int tokens_ = 0;
+  std::vector<float> vectors_;
+  std::string error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::atomic<bool> cancelled_{false};
+};
+
 // /metrics figures, a consistent snapshot.
 struct SchedulerMetrics {
   int slots = 0, slots_busy = 0, requests_active = 0, requests_queued = 0;
@@ -96,6 +127,9 @@ struct SchedulerMetrics {
     void add(double seconds);
   };
   Histogram ttft, latency;
+  // /v1/embeddings: requests accepted, inputs and tokens embedded, seconds in their forward passes.
+  uint64_t embed_requests = 0, embed_inputs = 0, embed_tokens = 0;
+  double embed_seconds = 0;
 };
 
 class Scheduler {
@@ -110,6 +144,14 @@ class Scheduler {
   // Queues a request. Throws gpt::Error when it can never run (more choices than slots, a token
   // outside the vocabulary, prompt + max_tokens beyond the context).
   std::shared_ptr<Job> submit(EngineRequest req);
+  // Queues an embeddings request (generate/embed.h). Throws gpt::Error when an input can never run
+  // (check_embed_inputs). The decode thread runs it between two decoder steps, in pieces of about
+  // opt.batch_tokens tokens (one forward pass) per token boundary, so a big request delays the
+  // running streams by one pass at a time, never by its whole length. Why that thread: the model's
+  // hidden-state forward uses the model's one activation workspace and the engine's threads, both
+  // the decoder's too; on that thread the passes never overlap a decoder step or each other.
+  std::shared_ptr<EmbedJob> submit_embedding(std::vector<std::vector<TokenId>> inputs,
+                                             const EmbedOptions& opt);
   // Ends the decode thread (running jobs end as cancelled); idempotent.
   void stop();
 
@@ -119,6 +161,7 @@ class Scheduler {
 
  private:
   friend class Job;
+  friend class EmbedJob;
   struct Seq;
   void loop();
   void step_once(const std::vector<std::shared_ptr<Job>>& admitted);
@@ -127,6 +170,8 @@ class Scheduler {
   std::vector<ChoiceToken> echo_prompt(int slot, const std::vector<TokenId>& prompt, int logprobs, bool prefill);
   void emit(Job& j, Event ev);
   void retire(size_t i);
+  void embed_piece();
+  static void end_embedding(EmbedJob& j, std::string error);
 
   GPT& model_;
   const int slots_;
@@ -134,9 +179,10 @@ class Scheduler {
   std::shared_ptr<const Tokenizer> tok_;
   std::optional<TokenId> eot_;
 
-  mutable std::mutex mu_;  // guards queue_, stop_, metrics_
+  mutable std::mutex mu_;  // guards queue_, embed_queue_, stop_, metrics_
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::deque<std::shared_ptr<EmbedJob>> embed_queue_;
   bool stop_ = false;
   SchedulerMetrics metrics_;
 

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "generate/embed.h"
 #include "generate/utf8_stream.h"
 #include "serve/attention.h"
 #include "serve/http_checks.h"
@@ -209,6 +210,7 @@ enum class Route {
   None,
   Completions,
   Chat,
+  Embeddings,
   Models,
   Health,
   Metrics,
@@ -223,6 +225,7 @@ Route find_route(const std::string& method, const std::string& path) {
   if (method == "POST") {
     if (path == "/v1/completions") return Route::Completions;
     if (path == "/v1/chat/completions") return Route::Chat;
+    if (path == "/v1/embeddings") return Route::Embeddings;
     if (path == "/tokenize") return Route::Tokenize;
     if (path == "/detokenize") return Route::Detokenize;
     if (path == "/v1/attention") return Route::Attention;
@@ -312,6 +315,7 @@ struct Server::Impl {
   std::optional<ApiError> check_head(MHD_Connection* c, Pending& p, bool& close_now);
   Reply dispatch(MHD_Connection* c, Pending& p);
   Reply completions(MHD_Connection* c, const std::string& body, Endpoint ep);
+  Reply embeddings(MHD_Connection* c, const std::string& body);
   std::string metrics_text() const;
   void set_receiving(MHD_Connection* c, bool receiving);
   void watch();
@@ -475,6 +479,8 @@ Reply Server::Impl::dispatch(MHD_Connection* c, Pending& p) {
       return guarded([&] { return completions(c, p.body, Endpoint::Completions); });
     case Route::Chat:
       return guarded([&] { return completions(c, p.body, Endpoint::Chat); });
+    case Route::Embeddings:
+      return guarded([&] { return embeddings(c, p.body); });
     case Route::Models:
       return json_reply({{"object", "list"},
                          {"data", json::array({{{"id", opt.model_name},
@@ -651,6 +657,58 @@ Reply Server::Impl::completions(MHD_Connection* c, const std::string& body, Endp
   return reply;
 }
 
+// /v1/embeddings: parsed and checked here (every refusal a 400 naming its field), then run by the
+// scheduler's decode thread (Scheduler::submit_embedding says why there), waited for like a
+// non-streamed completion: a client that leaves cancels it.
+Reply Server::Impl::embeddings(MHD_Connection* c, const std::string& body) {
+  const EmbeddingRequest r = parse_embedding_request(body);
+  const ModelConfig& cfg = model.config();
+  if (r.dimensions && *r.dimensions != cfg.n_embd)
+    throw_api(400, "dimensions",
+              fmt::format("this model's embeddings have {} dimensions; 'dimensions' {} cannot be served "
+                          "(only the full width, or leave it out)",
+                          cfg.n_embd, *r.dimensions));
+  std::vector<std::vector<TokenId>> inputs;
+  if (!r.texts.empty()) {
+    const Tokenizer& tok = tokenizer();
+    for (const auto& t : r.texts) inputs.push_back(tok.encode(t, AllowedSpecial::everything(), 1));
+  } else {
+    inputs = r.ids;
+  }
+  try {
+    check_embed_inputs(cfg, inputs);
+  } catch (const Error& e) {
+    throw_api(400, "input", e.what());
+  }
+  EmbedOptions eo;
+  eo.pooling = *parse_pooling(r.pooling);
+  eo.normalize = r.normalize;
+  if (stopping) throw api_error(503, "the server is shutting down");
+  std::shared_ptr<EmbedJob> job;
+  try {
+    job = sched.submit_embedding(std::move(inputs), eo);
+  } catch (const Error& e) {
+    if (stopping) throw api_error(503, "the server is shutting down");
+    throw_api(400, "input", e.what());
+  }
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const int fd = info ? info->connect_fd : -1;
+  while (!job->wait(kPoll)) {
+    if (client_gone(fd)) {
+      job->cancel();
+      Reply gone;
+      gone.status = 0;
+      return gone;
+    }
+  }
+  if (!job->error().empty()) {
+    if (stopping || job->cancelled()) throw api_error(503, "the server is shutting down");
+    throw api_error(500, job->error());
+  }
+  return json_reply(embedding_response(r, r.model.empty() ? opt.model_name : r.model, job->vectors(),
+                                       cfg.n_embd, job->tokens()));
+}
+
 std::string Server::Impl::metrics_text() const {
   const SchedulerMetrics m = sched.metrics();
   std::string s;
@@ -684,6 +742,13 @@ std::string Server::Impl::metrics_text() const {
          "Rows summed over decoder steps (mean batch = this / steps).", static_cast<double>(m.step_rows));
   metric("gpt_decode_seconds_total", "counter", "Seconds spent in decoder steps.", m.step_seconds);
   metric("gpt_prefill_seconds_total", "counter", "Seconds spent in prompt prefills.", m.prefill_seconds);
+  metric("gpt_embedding_requests_total", "counter", "Embeddings requests accepted.",
+         static_cast<double>(m.embed_requests));
+  metric("gpt_embedding_inputs_total", "counter", "Inputs embedded.", static_cast<double>(m.embed_inputs));
+  metric("gpt_embedding_tokens_total", "counter", "Tokens of the inputs embedded.",
+         static_cast<double>(m.embed_tokens));
+  metric("gpt_embedding_seconds_total", "counter", "Seconds spent in embedding forward passes.",
+         m.embed_seconds);
   histogram("gpt_time_to_first_token_seconds", "From request to its first token.", m.ttft);
   histogram("gpt_request_duration_seconds", "From request to its last token.", m.latency);
   return s;
