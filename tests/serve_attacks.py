@@ -583,6 +583,21 @@ def checks(gpt, model, char_model):
     bounded("chunked body of 64 MiB", lambda: a_chunked_body(srv, 64 * MiB), "413 or closed")
     bounded("body without a length, 64 MiB", lambda: a_close_body(srv, 64 * MiB), "400 or closed")
 
+    # Prompt log-probabilities (echo): scoring holds a fixed buffer whatever the prompt (after the
+    # first request has made it), and a 1 MiB prompt is refused by the context before any work.
+    full = {"prompt": [11] * 256, "echo": True, "logprobs": 20, "max_tokens": 0}
+    r = request(port, "POST", "/v1/completions", full, timeout=60)
+    check("echo + logprobs 20 over the whole context: 200, every token back",
+          r[0] == 200 and len(json.loads(r[2])["choices"][0]["logprobs"]["tokens"]) == 256, outcome(r))
+    bounded("echo + logprobs 20 over the whole context, again",
+            lambda: {"outcome": outcome(request(port, "POST", "/v1/completions", full, timeout=60))}, "200")
+    mib = {"prompt": "hello " * 174000, "echo": True, "logprobs": 20, "max_tokens": 0}  # just under 1 MiB
+    bounded("echo + logprobs of a 1 MiB prompt",
+            lambda: {"outcome": outcome(request(port, "POST", "/v1/completions", mib, timeout=60))}, "400")
+    mib["prompt"] += "hello " * 1000
+    bounded("echo + logprobs of a prompt over the body limit",
+            lambda: {"outcome": outcome(request(port, "POST", "/v1/completions", mib, timeout=60))}, "413")
+
     body = b'{"prompt": "x", "max_tokens": 1}'
     s = connect(port)
     s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\n"

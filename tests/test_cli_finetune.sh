@@ -53,6 +53,16 @@ report "finetune instruct on chat records" "$(why_ok "$TMP/e2")"
 x "$TMP/o3" "$TMP/e3" "${FT[@]}" --data "$D/summarize.csv" --template summarize --val-fraction 0.2 \
   --max-steps 2 --pack --out "$TMP/sum"
 report "finetune instruct on summarization records (csv, packed)" "$(why_ok "$TMP/e3")"
+# A template file: the records' own fields in its {placeholders}; a malformed file is one error.
+printf '%s\n' '{"prompt": "Question: {question}\nAnswer:", "response": " {answer}", "stop": ["\n"]}' >"$TMP/qa.json"
+printf '%s\n' '{"question": "Capital of France?", "answer": "Paris"}' '{"question": "Legs of a spider?", "answer": "Eight"}' \
+  '{"question": "Two plus two?", "answer": "Four"}' >"$TMP/qa.jsonl"
+x "$TMP/o4" "$TMP/e4" "${FT[@]}" --data "$TMP/qa.jsonl" --template "$TMP/qa.json" --val-fraction 0 --max-steps 2 \
+  --out "$TMP/qa"
+report "finetune instruct with a template file" "$(why_ok "$TMP/e4")"
+printf '%s\n' '{"prompt": "Q: {question", "response": "{answer}"}' >"$TMP/badq.json"
+x "$TMP/o5" "$TMP/e5" "${FT[@]}" --data "$TMP/qa.jsonl" --template "$TMP/badq.json" --max-steps 2 --out "$TMP/badq"
+report "finetune instruct: a malformed template file is one error" "$(why_error "$TMP/e5" "opens no {field}")"
 
 # LoRA and partial fine-tuning through the same loop.
 x "$TMP/o" "$TMP/e" "${FT[@]}" --data "$D/instruct.jsonl" --max-steps 2 --max-len 64 --trainable lora \

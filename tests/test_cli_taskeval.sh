@@ -39,7 +39,7 @@ J
 x "$TMP/c.out" "$TMP/c.err" eval -m "$M" --choices "$TMP/c.jsonl" --predictions "$TMP/p.jsonl"
 why=$(why_run "$TMP/c.err")
 last=$(tail -n 1 "$TMP/c.out")
-[[ -z $why ]] && ! grep -qE '^\{"examples": 4, "accuracy": [0-9.e-]+, "accuracy_norm": [0-9.e-]+\}$' <<<"$last" &&
+[[ -z $why ]] && ! grep -qE '^\{"examples": 4, "accuracy": [0-9.e-]+, "accuracy_norm": [0-9.e-]+, "accuracy_char": [0-9.e-]+\}$' <<<"$last" &&
   why="last line is not the result: $last"
 [[ -z $why ]] && ! grep -q "truncated: *1 example" "$TMP/c.out" && why="the long example is not counted as truncated"
 report "eval --choices: the JSON result is the last line" "$why"
@@ -61,7 +61,7 @@ fi
 l3=$(sed -n 3p "$TMP/p.jsonl")
 s3=$(grep -oE '"scores_sum":\[[^]]*\]' <<<"$l3" | cut -d'[' -f2 | tr -d ']')
 [[ -z $why && ${s3%,*} != "${s3#*,}" ]] && why="identical choices scored differently: $s3"
-[[ -z $why ]] && ! grep -q '"index":2,.*"pred":0,"pred_norm":0,"label":0' <<<"$l3" && why="example 2: $l3"
+[[ -z $why ]] && ! grep -q '"index":2,.*"pred":0,"pred_norm":0,"pred_char":0,"label":0' <<<"$l3" && why="example 2: $l3"
 [[ -z $why ]] && ! grep -q '"label":1}' <<<"$(sed -n 2p "$TMP/p.jsonl")" && why="HellaSwag string label not read"
 report "eval --predictions: scores and choices per example, consistent with the accuracy" "$why"
 
@@ -126,7 +126,7 @@ check_generate() {
     --out "$TMP/go.jsonl" "$@"
   why=$(why_run "$TMP/g.err")
   [[ -z $why && $(wc -l <"$TMP/go.jsonl") -ne $n ]] && why="--out has $(wc -l <"$TMP/go.jsonl") lines, want $n"
-  [[ -z $why && $tmpl != auto && $(grep -c "\"template\":\"$tmpl\"" "$TMP/go.jsonl") -ne $n ]] &&
+  [[ -z $why && $tmpl != auto && $tmpl != */* && $(grep -c "\"template\":\"$tmpl\"" "$TMP/go.jsonl") -ne $n ]] &&
     why="not every line says template $tmpl: $(excerpt "$TMP/go.jsonl")"
   [[ -z $why ]] && ! head -n 1 "$TMP/go.jsonl" | grep -qF "\"reference\":\"$ref1\"" &&
     why="first reference is not '$ref1': $(head -n 1 "$TMP/go.jsonl")"
@@ -160,6 +160,14 @@ C
 check_generate "Alpaca records, the output as reference" "$TMP/alpaca.jsonl" alpaca 3 "45 kilometers is 45000 meters."
 check_generate "chat records, the last reply as reference" "$TMP/chat.jsonl" chat 2 "Paris."
 check_generate "TL;DR from CSV" "$TMP/sum.csv" summarize 2 "Meeting moved to Tuesday."
+# A template file ({field} placeholders): its response, filled, is the reference; the JSONL says "file".
+printf '%s\n' '{"prompt": "Question: {question}\nAnswer:", "response": " {answer}", "stop": ["\n"]}' >"$TMP/qa.json"
+printf '%s\n' '{"question": "Capital of France?", "answer": "Paris"}' '{"question": "Legs of a spider?", "answer": "Eight"}' \
+  >"$TMP/qa.jsonl"
+check_generate "a template file" "$TMP/qa.jsonl" "$TMP/qa.json" 2 " Paris"
+why=""
+[[ $(grep -c '"template":"file"' "$TMP/go.jsonl") -ne 2 ]] && why="$(excerpt "$TMP/go.jsonl")"
+report "eval --generate --template FILE: the outputs say template file" "$why"
 # auto: each record's template from its fields.
 cat "$TMP/alpaca.jsonl" "$TMP/chat.jsonl" "$TMP/s.jsonl" 2>/dev/null >"$TMP/mixed.jsonl"
 printf '{"text": "Stocks fell on Monday.", "summary": "stocks fell"}\n' >>"$TMP/mixed.jsonl"

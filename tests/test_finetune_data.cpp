@@ -1,6 +1,8 @@
 // Fine-tuning data: the record readers (JSONL, JSON array, CSV, TSV) and the prompt templates.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "core/error.h"
 #include "finetune/records.h"
 #include "finetune/template.h"
@@ -223,6 +225,73 @@ TEST(Template, MaskCoversResponseAndEot) {
   int trained = 0;
   for (size_t i = 0; i < full.ids.size(); ++i) trained += full.trained[i];
   EXPECT_EQ(trained, static_cast<int>(tok->encode("Hello!").size() + tok->encode("Ciao.").size() + 2));
+}
+
+// A template file: {field} placeholders from the record ({{ }} are braces), the prompt untrained,
+// the response and <|endoftext|> trained; as a generation task its prompt and its filled response
+// (the reference) and stop strings; every malformed file is one error naming it.
+TEST(Template, FromAFile) {
+  const std::string dir = ::testing::TempDir();
+  auto write = [&](const std::string& name, const std::string& body) {
+    const std::string path = dir + "/" + name;
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    std::fwrite(body.data(), 1, body.size(), f);
+    std::fclose(f);
+    return path;
+  };
+  const std::string qa =
+      write("qa.json", R"({"prompt": "Q: {question} {{x}}\nA:", "response": " {answer}", "stop": ["\n"]})");
+  const PromptTemplate t = load_template(qa);
+  EXPECT_EQ(t.kind, TemplateKind::File);
+  const Record r{nlohmann::json::parse(R"({"question": "2+2?", "answer": "4"})"), 7};
+  const std::vector<Segment> segs = render_record(r, t, "d.jsonl");
+  ASSERT_EQ(segs.size(), 3u);
+  EXPECT_EQ(segs[0].text, "Q: 2+2? {x}\nA:");
+  EXPECT_FALSE(segs[0].trained);
+  EXPECT_EQ(segs[1].text, " 4");
+  EXPECT_TRUE(segs[1].trained);
+  EXPECT_TRUE(segs[2].eot && segs[2].trained);
+  const GenerationTask g = record_generation_task(r, t, "d.jsonl");
+  ASSERT_EQ(g.prompt.size(), 1u);
+  EXPECT_EQ(g.prompt[0].text, "Q: 2+2? {x}\nA:");
+  EXPECT_EQ(g.reference, " 4");
+  EXPECT_EQ(g.stop, std::vector<std::string>{"\n"});
+  EXPECT_EQ(load_template("alpaca").kind, TemplateKind::Alpaca);
+  // A missing field names the record.
+  try {
+    render_record(Record{nlohmann::json::parse(R"({"question": "x"})"), 9}, t, "d.jsonl");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("d.jsonl:9"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("answer"), std::string::npos) << e.what();
+  }
+  for (const auto& [body, what] : std::vector<std::pair<std::string, std::string>>{
+           {"[1]", "JSON object"},
+           {"{\"prompt\": \"a\"", "JSON object"},
+           {R"({"prompt": "a {x"})", "opens no"},
+           {R"({"prompt": "a {} b", "response": "r"})", "opens no"},
+           {R"({"prompt": "a } b", "response": "r"})", "lone"},
+           {R"({"prompt": "p"})", "\"response\" is required"},
+           {R"({"response": "r"})", "\"prompt\" is required"},
+           {R"({"prompt": 3, "response": "r"})", "must be a string"},
+           {R"({"prompt": "p", "response": "r", "stop": [""]})", "non-empty"},
+           {R"({"prompt": "p", "response": "r", "extra": 1})", "unknown key"},
+       }) {
+    const std::string path = write("bad.json", body);
+    try {
+      load_template(path);
+      ADD_FAILURE() << body;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << body << ": " << e.what();
+    }
+  }
+  try {
+    load_template("no-such-template");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("template file"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Template, ChatHistoryTrimmedOldestTurnsFirst) {

@@ -100,7 +100,7 @@ void run_generate(EvalArgs a, const CLI::App* c) {
   if (!a.choices.empty()) fail("give --generate or --choices, not both");
   if (a.max_new_tokens < 1) fail("--max-new-tokens must be at least 1");
   GenerationEvalOptions opt;
-  opt.kind = parse_template(a.tmpl);
+  opt.tmpl = load_template(a.tmpl);
   opt.text_field = a.source_field;
   opt.reference_field = a.ref_field;
   opt.path = a.input;
@@ -176,8 +176,8 @@ void run_choices(const EvalArgs& a) {
       j["index"] = p.index;
       j["scores_sum"] = p.scores.sum;
       j["scores_mean"] = p.scores.mean;
-      j["pred"] = p.scores.pred;
       j["scores_per_char"] = p.scores.per_char;
+      j["pred"] = p.scores.pred;
       j["pred_norm"] = p.scores.pred_norm;
       j["pred_char"] = p.scores.pred_char;
       j["label"] = p.label;
@@ -342,7 +342,8 @@ void add_eval_command(CLI::App& app) {
       ->option_text("FILE");
   c->add_option(
        "--template", a->tmpl,
-       "With --generate: auto (by the fields), alpaca, chat or summarize (TL;DR), as gpt finetune instruct")
+       "With --generate: auto (by the fields), alpaca, chat, summarize (TL;DR) or a template file, as gpt "
+       "finetune instruct")
       ->capture_default_str();
   c->add_option("--format", a->format,
                 "With --generate: --input's format: auto (by extension), jsonl, json, csv, tsv")

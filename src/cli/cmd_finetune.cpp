@@ -41,7 +41,7 @@ void run_instruct(InstructArgs& a) {
   FinetuneConfig cfg = resolve_finetune_flags(a.ft, lm.model.config().n_layer);
   cfg.base_model = a.model_dir;
   const int max_len = resolve_max_len(a.ft, lm.model.config().n_ctx);
-  const TemplateKind kind = parse_template(a.tmpl);
+  const PromptTemplate kind = load_template(a.tmpl);
 
   ReadOptions ro = read_options(a.ft);
   std::vector<Record> train = read_records(a.data, ro);
@@ -100,7 +100,7 @@ CLI::App* add_finetune_command(CLI::App& app) {
   cmd->add_option("--val", a->val, "Validation records (default: the last --val-fraction of --data)");
   cmd->add_option("--val-fraction", a->val_fraction, "Held out from the end of --data without --val")
       ->capture_default_str();
-  cmd->add_option("--template", a->tmpl, "auto (by the fields), alpaca, chat or summarize")
+  cmd->add_option("--template", a->tmpl, "auto (by the fields), alpaca, chat, summarize, or a template file (JSON: prompt, response, stop with {field} placeholders)")
       ->capture_default_str();
   cmd->add_flag("--pack", a->pack, "Pack several examples per sequence (default: pad each batch)");
   a->ft.cfg.schedule.lr = 5e-5f;  // fine-tuning rates are far below pretraining's

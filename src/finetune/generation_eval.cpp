@@ -15,7 +15,7 @@ std::vector<GeneratedOutput> generate_outputs(Generator& gen, const std::vector<
   std::vector<GenerationTask> tasks;
   tasks.reserve(records.size());
   for (const Record& r : records)
-    tasks.push_back(record_generation_task(r, opt.kind, opt.path, opt.text_field, opt.reference_field));
+    tasks.push_back(record_generation_task(r, opt.tmpl, opt.path, opt.text_field, opt.reference_field));
   GenerateSettings gs = opt.settings;
   gs.num_samples = 1;
   gs.beams = 0;

@@ -17,7 +17,7 @@
 namespace gpt {
 
 struct GenerationEvalOptions {
-  TemplateKind kind = TemplateKind::Auto;
+  PromptTemplate tmpl;              // a built-in kind (Auto: by each record's fields) or a file's
   std::string text_field = "text";  // summarize: the text to summarize
   std::string reference_field;      // empty: the template's own (output, summary, the last reply)
   // max_new_tokens and sampling are used (greedy or not); sampling.seed seeds record i's stream

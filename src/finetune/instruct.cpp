@@ -8,7 +8,7 @@
 namespace gpt {
 
 std::vector<EncodedExample> encode_records(const std::vector<Record>& records, const Tokenizer& tok,
-                                           TemplateKind kind, int max_len, const std::string& path,
+                                           const PromptTemplate& tmpl, int max_len, const std::string& path,
                                            bool skip_bad, EncodeReport* report) {
   if (max_len < 1) fail("--max-len must be at least 1 (got {})", max_len);
   require_eot(tok);
@@ -18,7 +18,7 @@ std::vector<EncodedExample> encode_records(const std::vector<Record>& records, c
   for (const Record& r : records) {
     std::vector<Segment> segs;
     try {
-      segs = render_record(r, kind, path);
+      segs = render_record(r, tmpl, path);
     } catch (const Error&) {
       if (!skip_bad) throw;
       ++rep.skipped;

@@ -24,7 +24,7 @@ struct EncodeReport {
 // Renders and encodes records. Each example keeps at most max_len + 1 tokens (max_len inputs and
 // their targets). A record the template rejects throws, or (skip_bad) is counted and left out.
 std::vector<EncodedExample> encode_records(const std::vector<Record>& records, const Tokenizer& tok,
-                                           TemplateKind kind, int max_len, const std::string& path,
+                                           const PromptTemplate& tmpl, int max_len, const std::string& path,
                                            bool skip_bad, EncodeReport* report = nullptr);
 
 // A batch ready for GPT::forward: inputs and targets [B, T], targets kIgnoreIndex where not trained.

@@ -1,6 +1,10 @@
 #include "finetune/template.h"
 
+#include <filesystem>
+
 #include "core/error.h"
+#include "core/io.h"
+#include "core/json.h"
 
 namespace gpt {
 
@@ -58,8 +62,81 @@ const char* template_name(TemplateKind kind) {
       return "chat";
     case TemplateKind::Summarize:
       return "summarize";
+    case TemplateKind::File:
+      return "file";
   }
   return "?";
+}
+
+namespace {
+
+// Checks a template text's braces: {name} with a non-empty name without braces, {{ and }}.
+void check_braces(std::string_view t, const std::string& path, const char* key) {
+  for (size_t i = 0; i < t.size(); i++) {
+    if (t[i] == '{' && i + 1 < t.size() && t[i + 1] == '{') {
+      i++;
+    } else if (t[i] == '}' && i + 1 < t.size() && t[i + 1] == '}') {
+      i++;
+    } else if (t[i] == '{') {
+      const size_t end = t.find_first_of("{}", i + 1);
+      if (end == std::string_view::npos || t[end] != '}' || end == i + 1)
+        fail("{}: \"{}\": a '{{' at offset {} opens no {{field}} (write {{{{ for a brace)", path, key, i);
+      i = end;
+    } else if (t[i] == '}') {
+      fail("{}: \"{}\": a lone '}}' at offset {} (write }}}} for a brace)", path, key, i);
+    }
+  }
+}
+
+}  // namespace
+
+PromptTemplate load_template(std::string_view spec) {
+  if (spec == "auto" || spec == "alpaca" || spec == "chat" || spec == "summarize") return parse_template(spec);
+  const std::string path(spec);
+  if (!std::filesystem::is_regular_file(path))
+    fail("unknown template \"{}\" (expected auto, alpaca, chat, summarize or a template file)", spec);
+  std::string err;
+  const std::optional<nlohmann::json> j = try_parse_json(read_file(path), &err, nullptr, 8);
+  if (!j || !j->is_object()) fail("{}: a template file is a JSON object ({})", path, j ? "not an object" : err);
+  PromptTemplate t(TemplateKind::File);
+  t.path = path;
+  bool have_prompt = false, have_response = false;
+  for (const auto& [k, v] : j->items()) {
+    if (k == "prompt" || k == "response") {
+      if (!v.is_string()) fail("{}: \"{}\" must be a string", path, k);
+      (k == "prompt" ? t.prompt : t.response) = v.get<std::string>();
+      (k == "prompt" ? have_prompt : have_response) = true;
+      check_braces(v.get<std::string>(), path, k.c_str());
+    } else if (k == "stop") {
+      if (!v.is_array()) fail("{}: \"stop\" must be an array of strings", path);
+      for (const auto& x : v) {
+        if (!x.is_string() || x.get<std::string>().empty())
+          fail("{}: \"stop\" must hold non-empty strings", path);
+        t.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      fail("{}: unknown key \"{}\" (a template file has \"prompt\", \"response\" and \"stop\")", path, k);
+    }
+  }
+  if (!have_prompt || t.prompt.empty()) fail("{}: \"prompt\" is required and must not be empty", path);
+  if (!have_response || t.response.empty()) fail("{}: \"response\" is required and must not be empty", path);
+  return t;
+}
+
+std::string fill_template(std::string_view t, const Record& r, const std::string& path) {
+  std::string out;
+  for (size_t i = 0; i < t.size(); i++) {
+    if ((t[i] == '{' || t[i] == '}') && i + 1 < t.size() && t[i + 1] == t[i]) {
+      out += t[i++];
+    } else if (t[i] == '{') {
+      const size_t end = t.find('}', i + 1);  // balanced: load_template checked
+      out += require_text(r, t.substr(i + 1, end - i - 1), path);
+      i = end;
+    } else {
+      out += t[i];
+    }
+  }
+  return out;
 }
 
 std::string instruction_prompt(const std::string& instruction, const std::string& input) {
@@ -185,15 +262,20 @@ namespace {
 
 }  // namespace
 
-GenerationTask record_generation_task(const Record& r, TemplateKind kind, const std::string& path,
+GenerationTask record_generation_task(const Record& r, const PromptTemplate& tmpl, const std::string& path,
                                       const std::string& text_field, const std::string& reference_field) {
-  if (kind == TemplateKind::Auto) kind = detect_template(r);
+  TemplateKind kind = tmpl.kind == TemplateKind::Auto ? detect_template(r) : tmpl.kind;
   GenerationTask t;
   t.kind = kind;
   auto reference = [&](const char* own) {
     return require_text(r, reference_field.empty() ? own : reference_field, path);
   };
   switch (kind) {
+    case TemplateKind::File:
+      t.prompt = {text(fill_template(tmpl.prompt, r, path), false)};
+      t.reference = reference_field.empty() ? fill_template(tmpl.response, r, path) : reference("");
+      t.stop = tmpl.stop;
+      return t;
     case TemplateKind::Alpaca:
       t.prompt = {text(
           instruction_prompt(nonempty_field(r, "instruction", path), record_text(r, "input").value_or("")),
@@ -228,9 +310,12 @@ GenerationTask record_generation_task(const Record& r, TemplateKind kind, const 
   undetected(r, path);
 }
 
-std::vector<Segment> render_record(const Record& r, TemplateKind kind, const std::string& path) {
-  if (kind == TemplateKind::Auto) kind = detect_template(r);
+std::vector<Segment> render_record(const Record& r, const PromptTemplate& tmpl, const std::string& path) {
+  const TemplateKind kind = tmpl.kind == TemplateKind::Auto ? detect_template(r) : tmpl.kind;
   switch (kind) {
+    case TemplateKind::File:
+      return {text(fill_template(tmpl.prompt, r, path), false), text(fill_template(tmpl.response, r, path), true),
+              eot()};
     case TemplateKind::Alpaca:
       return render_alpaca(nonempty_field(r, "instruction", path), record_text(r, "input").value_or(""),
                            nonempty_field(r, "output", path));

@@ -11,6 +11,9 @@
 //              "### Assistant:\n{c}<|endoftext|>\n\n" (trained: {c}<|endoftext|>); a generation prompt
 //              ends with "### Assistant:\n" and the reply stops at <|endoftext|>
 //   summarize  "{text}\nTL;DR: " then {summary}<|endoftext|> (the GPT-2 paper's TL;DR: prompt)
+//   a file     your own (load_template): a JSON object {"prompt": "...", "response": "...", "stop":
+//              [...]} whose {field} placeholders take the record's fields ({{ and }} are braces):
+//              the prompt untrained, then the response and <|endoftext|> trained
 #pragma once
 #include <cstdint>
 #include <span>
@@ -31,9 +34,25 @@ struct Segment {
   bool eot = false;  // the <|endoftext|> token itself (text is ignored)
 };
 
-enum class TemplateKind { Auto, Alpaca, Chat, Summarize };
+enum class TemplateKind { Auto, Alpaca, Chat, Summarize, File };
 TemplateKind parse_template(std::string_view name);  // "auto" | "alpaca" | "chat" | "summarize"
 const char* template_name(TemplateKind kind);
+
+// A template: a built-in kind, or one read from a file (kind File), whose texts have {field}
+// placeholders. Converts from a kind, so a built-in is passed as its kind.
+struct PromptTemplate {
+  TemplateKind kind = TemplateKind::Auto;
+  std::string prompt, response;   // File: the texts with placeholders
+  std::vector<std::string> stop;  // File: strings that end a generated answer (besides <|endoftext|>)
+  std::string path;               // File: where it came from
+  PromptTemplate(TemplateKind k = TemplateKind::Auto) : kind(k) {}  // NOLINT: implicit on purpose
+};
+// A built-in name (parse_template), or else the path of a template file. Throws gpt::Error naming
+// the file on an unreadable file, bad JSON, an unknown or missing key, or an unbalanced brace.
+PromptTemplate load_template(std::string_view spec);
+// The file template's text with the record's fields in place (a missing field is an error naming
+// PATH:LINE and the field).
+std::string fill_template(std::string_view text, const Record& r, const std::string& path);
 
 struct ChatMessage {
   std::string role;  // "system", "user" or "assistant"
@@ -51,7 +70,7 @@ std::vector<Segment> render_summarize(const std::string& text, const std::string
 TemplateKind detect_template(const Record& r);
 // Renders a record with a template (Auto: detect_template). Throws gpt::Error "PATH:LINE: ..." on
 // a missing or empty field, a bad message list or nothing to train on.
-std::vector<Segment> render_record(const Record& r, TemplateKind kind, const std::string& path);
+std::vector<Segment> render_record(const Record& r, const PromptTemplate& tmpl, const std::string& path);
 // A record's "messages" as ChatMessages (errors as above).
 std::vector<ChatMessage> record_messages(const Record& r, const std::string& path);
 
@@ -68,9 +87,10 @@ TokenId require_eot(const Tokenizer& tok);
 // A record as a generation task (gpt eval --generate): the prompt the template gives the model (the
 // segments training renders before the response, so it tokenises the same), the reference answer,
 // and the strings that end the model's answer besides <|endoftext|> (summarize: a newline; chat: the
-// next "\n### " header; alpaca: none).
+// next "\n### " header; alpaca: none; a file: its "stop").
 //   alpaca     prompt from "instruction" (+ "input"); reference "output"
 //   summarize  prompt from `text_field` (default "text"); reference "summary"
+//   a file     prompt: its "prompt" filled; reference: its "response" filled
 //   chat       prompt from "messages" up to the last one, which must be the assistant's reply and is
 //              the reference; with `reference_field` the whole list is the prompt (ending with a
 //              user or system message) and that field is the reference
@@ -82,7 +102,7 @@ struct GenerationTask {
   std::string reference;
   std::vector<std::string> stop;
 };
-GenerationTask record_generation_task(const Record& r, TemplateKind kind, const std::string& path,
+GenerationTask record_generation_task(const Record& r, const PromptTemplate& tmpl, const std::string& path,
                                       const std::string& text_field = "text",
                                       const std::string& reference_field = "");
 
