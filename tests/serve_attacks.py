@@ -594,6 +594,12 @@ def checks(gpt, model, char_model):
     mib = {"prompt": "hello " * 174000, "echo": True, "logprobs": 20, "max_tokens": 0}  # just under 1 MiB
     bounded("echo + logprobs of a 1 MiB prompt",
             lambda: {"outcome": outcome(request(port, "POST", "/v1/completions", mib, timeout=60))}, "400")
+    many = {"input": ["hello " * 60] * 2048, "encoding_format": "base64"}  # 2048 inputs of 60 tokens
+    bounded("embeddings of 2048 inputs", lambda: {"outcome": outcome(request(port, "POST", "/v1/embeddings", many,
+                                                                           timeout=120))}, "200")
+    bounded("embeddings of a 1 MiB input",
+            lambda: {"outcome": outcome(request(port, "POST", "/v1/embeddings", {"input": "hello " * 174000},
+                                                timeout=60))}, "400")
     mib["prompt"] += "hello " * 1000
     bounded("echo + logprobs of a prompt over the body limit",
             lambda: {"outcome": outcome(request(port, "POST", "/v1/completions", mib, timeout=60))}, "413")
