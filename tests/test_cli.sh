@@ -552,6 +552,32 @@ x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --preset gpt3-small --band 128
 why=$(why_run "$TMP/info.err")
 [[ -z $why ]] && ! grep -q "banded (W = 128)" "$TMP/info.out" && why="band not shown: $(excerpt "$TMP/info.out")"
 report "info --preset gpt3-small --band 128" "$why"
+# --budget: the JSON line's FLOPs are FLOPs/token x tokens (20 per parameter by default); with
+# --measure the time is tokens over the measured speed.
+x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --budget --preset gpt2 --flops 1e21
+why=$(why_run "$TMP/info.err")
+[[ -z $why ]] && ! tail -n 1 "$TMP/info.out" | /usr/bin/python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+assert j["parameters"] == 124439808 and j["tokens"] == 20 * 124439808, j
+assert abs(j["flops"] - j["flops_per_token"] * j["tokens"]) < 1e-6 * j["flops"], j
+assert abs(6 * j["optimal_parameters"] * j["optimal_tokens"] - 1e21) < 1e12, j
+assert j["memory_bytes"] > 4 * 4 * 124439808 and j["seconds"] is None, j' 2>"$TMP/py.err" &&
+  why="JSON line: $(tail -n 1 "$TMP/info.out") $(tail -n 2 "$TMP/py.err")"
+report "info --budget: FLOPs = FLOPs/token x 20 tokens per parameter; compute-optimal for --flops" "$why"
+x "$EMPTY" "$TMP/info.out" "$TMP/info.err" info --budget --n-layer 1 --n-head 2 --n-embd 32 --context 64 \
+  -b 2 -t 16 --tokens 1e6 --measure
+why=$(why_run "$TMP/info.err")
+[[ -z $why ]] && ! tail -n 1 "$TMP/info.out" | /usr/bin/python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+assert j["tokens_per_s"] > 0 and abs(j["seconds"] - 1e6 / j["tokens_per_s"]) < 1e-6 * j["seconds"], j' &&
+  why="JSON line: $(tail -n 1 "$TMP/info.out")"
+[[ -z $why ]] && ! grep -q "^time here" "$TMP/info.out" && why="no time line: $(excerpt "$TMP/info.out")"
+report "info --budget --measure: the time is the tokens at the measured speed" "$why"
+expect_error "error: --measure without --budget" "--budget" "$EMPTY" info --preset gpt2 --measure
+expect_error "error: --budget --tokens -5" "--tokens" "$EMPTY" info --budget --preset gpt2 --tokens -5
+expect_error "error: --budget -t beyond the context" "context" "$EMPTY" info --budget --preset gpt2 -t 2048
 expect_error "error: unknown preset" "gpt5" "$EMPTY" info --preset gpt5
 expect_error "error: n_embd not a multiple of n_head" "multiple" "$EMPTY" info --n-head 5
 expect_error "error: --ln sideways" "--ln" "$EMPTY" info --ln sideways

@@ -18,11 +18,8 @@
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "model/gpt.h"
-#include "model/lora.h"
 #include "ops/ops.h"
-#include "train/adamw.h"
-#include "train/step.h"
-#include "train/trainable.h"
+#include "train/step_bench.h"
 
 namespace gpt::cli {
 namespace {
@@ -42,79 +39,20 @@ struct BenchModelArgs {
 
 void run_bench_model(const BenchModelArgs& a, bool train) {
   if (a.threads > 0) set_num_threads(a.threads);
-  ModelConfig cfg = a.model.resolve("gpt2");
-  if (a.seq > cfg.n_ctx) fail("--seq-len {} is longer than the model's context {}", a.seq, cfg.n_ctx);
+  const ModelConfig cfg = a.model.resolve("gpt2");
   Backend& be = backend_for(a.device);
-  GPT model(cfg, be);
-  model.init_gpt2(1);
-  // What trains and its optimizer, as fine-tuning sets them up (finetune/loop.cpp).
-  std::unique_ptr<LoraAdapters> lora;
-  if (a.lora_r > 0) {
-    LoraConfig lc;
-    lc.r = a.lora_r;
-    lora = std::make_unique<LoraAdapters>(cfg, lc, be);
-    lora->init(1);
-    model.attach_lora(lora.get());
-  }
-  const Trainable trainable = lora                   ? Trainable::none(model)
-                              : a.freeze_below >= 0 ? Trainable::from_layer(model, a.freeze_below)
-                                                    : Trainable::all(model);
-  trainable.apply(model);
-  std::unique_ptr<AdamW> opt;
-  std::unique_ptr<TrainStep> train_step;
-  if (train) {
-    opt = std::make_unique<AdamW>(model, AdamWConfig{}, trainable);
-    if (lora) opt->add_group({"lora", lora->params(), lora->grads(), lora->num_parameters(), {}});
-    train_step = std::make_unique<TrainStep>(model, *opt, StepOptions{});
-  }
-  const size_t N = static_cast<size_t>(a.batch) * a.seq;
-  std::mt19937 rng(7);
-  std::vector<TokenId> x(N);
-  std::vector<int32_t> y(N);
-  for (size_t i = 0; i < N; i++) {
-    x[i] = rng() % cfg.vocab_size;
-    y[i] = static_cast<int32_t>(rng() % cfg.vocab_size);
-  }
-  double phase[4] = {0, 0, 0, 0};  // zero_grad, forward, backward, optimizer (timed steps only)
-  bool timing = false;
-  // A device queues its work: each phase ends when the device has done it.
-  auto timed = [&](int i, auto&& fn) {
-    auto t0 = Clock::now();
-    fn();
-    be.synchronize();
-    if (timing) phase[i] += seconds_since(t0);
-  };
-  // The product's step (train/step.h): zero_grad is what accumulate() spends outside the forward
-  // and backward; the optimizer is update() (the norm, clipping, AdamW, parameters_changed).
-  auto step = [&](int k) {
-    if (train) {
-      const auto t0 = Clock::now();
-      const double fb0 = phase[1] + phase[2];
-      train_step->accumulate(k, 1, [&](int, uint64_t seed) {
-        double l = 0;
-        timed(1, [&] { l = model.forward(x.data(), y.data(), a.batch, a.seq, true, seed); });
-        timed(2, [&] { model.backward(); });
-        return l;
-      });
-      if (timing) phase[0] += seconds_since(t0) - (phase[1] + phase[2] - fb0);
-      timed(3, [&] { train_step->update(1e-4f); });
-    } else {
-      timed(1, [&] { model.forward(x.data(), y.data(), a.batch, a.seq, false); });
-    }
-  };
-  for (int k = 0; k < a.warmup; k++) step(k);
-  std::vector<double> times;
-  timing = true;
-  for (int k = 0; k < std::max(1, a.steps); k++) {
-    auto t0 = Clock::now();
-    step(a.warmup + k);
-    times.push_back(seconds_since(t0));
-  }
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2], best = times.front();
-  const double flops = (train ? cfg.train_flops_per_token(a.seq) : cfg.forward_flops_per_token(a.seq)) * N;
+  StepBenchOptions o;
+  o.batch = a.batch;
+  o.seq = a.seq;
+  o.steps = std::max(1, a.steps);
+  o.warmup = a.warmup;
+  o.train = train;
+  o.lora_r = a.lora_r;
+  o.freeze_below = a.freeze_below;
+  const StepBenchResult r = bench_train_step(cfg, be, o);
+  const double median = r.median_s, best = r.best_s, flops = r.flops_per_step;
   const double peak_mb = static_cast<double>(peak_rss_bytes()) / 1e6;
-  const double tokens_per_s = static_cast<double>(N) / median;
+  const double tokens_per_s = r.tokens_per_s;
   // MFU against the device's dense bf16 peak; none where the peak is unknown (the CPU: its fp32
   // ceiling is `gpt bench gemm`'s to measure).
   const double peak = be.peak_bf16_flops();
@@ -128,17 +66,15 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
                    ops::kernel_level());
   if (be.name() != "cpu") s += fmt::format("device:    {} ({})\n", be.device_description(), be.name());
   s += fmt::format("step:      {:.1f} ms median, {:.1f} ms best ({} steps after {} warm-up)\n", median * 1e3,
-                   best * 1e3, times.size(), a.warmup);
-  const double nsteps = static_cast<double>(times.size());
+                   best * 1e3, r.timed_steps, a.warmup);
   if (train)
     s += fmt::format(
         "phases:    zero_grad {:.1f} ms, forward {:.1f} ms, backward {:.1f} ms, AdamW {:.1f} ms (means)\n",
-        phase[0] / nsteps * 1e3, phase[1] / nsteps * 1e3, phase[2] / nsteps * 1e3, phase[3] / nsteps * 1e3);
-  if (lora || !trainable.all())
-    s += fmt::format("trainable: {} parameters ({})\n",
-                     with_commas(lora ? lora->num_parameters() : trainable.num_parameters()),
-                     lora ? fmt::format("LoRA r={} on c_attn, c_proj, c_fc; base frozen", a.lora_r)
-                          : fmt::format("blocks {}.. and the head", a.freeze_below));
+        r.phase_s[0] * 1e3, r.phase_s[1] * 1e3, r.phase_s[2] * 1e3, r.phase_s[3] * 1e3);
+  if (a.lora_r > 0 || a.freeze_below >= 0)
+    s += fmt::format("trainable: {} parameters ({})\n", with_commas(r.trainable_parameters),
+                     a.lora_r > 0 ? fmt::format("LoRA r={} on c_attn, c_proj, c_fc; base frozen", a.lora_r)
+                                  : fmt::format("blocks {}.. and the head", a.freeze_below));
   s += fmt::format("tokens/s:  {:.0f}\n", tokens_per_s);
   s += fmt::format("GFLOP/s:   {:.1f} ({:.2f} GFLOP per step)\n", flops / median / 1e9, flops / 1e9);
   if (peak > 0)
@@ -147,9 +83,8 @@ void run_bench_model(const BenchModelArgs& a, bool train) {
   s += fmt::format(
       "memory:    peak RSS {:.0f} MB (parameters {:.0f} MB, gradients {:.0f} MB, optimizer {:.0f} MB, "
       "activations {:.0f} MB)\n",
-      peak_mb, model.parameter_bytes() / 1e6, model.gradient_bytes() / 1e6,
-      opt ? opt->state_bytes() / 1e6 : 0.0,
-      model.activation_bytes() / 1e6);
+      peak_mb, r.parameter_bytes / 1e6, r.gradient_bytes / 1e6, r.optimizer_bytes / 1e6,
+      r.activation_bytes / 1e6);
   nlohmann::json j = {{"bench", train ? "train-step" : "forward"},
                       {"preset", cfg.preset},
                       {"batch", a.batch},

@@ -142,6 +142,72 @@ struct GPT::Pass {
   ops::Dropout drop(int layer, int site) const { return {dropout, ops::dropout_seed(seed, layer, site)}; }
 };
 
+namespace {
+
+// Carves a workspace's tensors out of `base` (null: only counts) for a pass of N rows; returns the
+// bytes used. One carving serves the plan (count, allocate, carve again) and the estimate of
+// GPT::planned_activation_bytes.
+size_t carve_workspace(GPT::Workspace& a, char* base, const ModelConfig& cfg, const Backend& be, size_t N,
+                       int B, int T, bool training, size_t logit_rows, int lora_r, size_t scratch_bytes) {
+  const bool cached = a.cached;
+  const int Ci = cfg.n_embd, Hi = cfg.n_head;
+  const size_t C = Ci, V = cfg.vocab_size;
+  const size_t layer_sets = training ? cfg.n_layer : 1;
+  const size_t att_bytes = training ? be.attention_saved_bytes(B, T, Ci, Hi) : 0;
+  const size_t es = act_size(be.act_type());
+  size_t used = 0;
+  auto take_bytes = [&](size_t bytes) -> void* {
+    void* r = base ? base + used : nullptr;
+    used += (bytes + 255) / 256 * 256;  // every tensor 256-byte aligned
+    return r;
+  };
+  auto act = [&](size_t n) { return static_cast<Act*>(take_bytes(n * es)); };
+  auto f32 = [&](size_t n) { return static_cast<float*>(take_bytes(n * sizeof(float))); };
+  a.encoded = act(N * C);
+  a.layers.assign(cfg.n_layer, {});
+  for (size_t l = 0; l < layer_sets; l++) {
+    LayerActs& L = a.layers[l];
+    L.ln1 = act(N * C);
+    L.ln1_mean = f32(N);
+    L.ln1_rstd = f32(N);
+    L.qkv = act(N * 3 * C);
+    L.att = training ? take_bytes(att_bytes) : nullptr;
+    L.atty = act(N * C);
+    L.res2 = act(N * C);
+    L.ln2 = act(N * C);
+    L.ln2_mean = f32(N);
+    L.ln2_rstd = f32(N);
+    L.fch = act(N * 4 * C);
+    L.fch_gelu = act(N * 4 * C);
+    L.res3 = act(N * C);
+    for (int t = 0; t < kLoraTargets; t++) L.lora_u[t] = lora_r ? act(N * lora_r) : nullptr;
+  }
+  for (size_t l = layer_sets; l < a.layers.size(); l++) a.layers[l] = a.layers[0];
+  a.proj = act(N * C);
+  a.lnf = act(N * C);
+  a.lnf_mean = f32(N);
+  a.lnf_rstd = f32(N);
+  a.logits = logit_rows ? act(logit_rows * V) : nullptr;
+  a.losses = cached ? nullptr : f32(N);
+  a.lse = cached ? nullptr : f32(N);
+  a.scratch = take_bytes(scratch_bytes);
+  a.inputs = static_cast<TokenId*>(take_bytes(N * sizeof(TokenId)));
+  a.targets = cached ? nullptr : static_cast<int32_t*>(take_bytes(N * sizeof(int32_t)));
+  a.index = cached ? static_cast<int32_t*>(take_bytes(2 * N * sizeof(int32_t))) : nullptr;
+  a.lora_xd = lora_r ? act(N * 4 * C) : nullptr;
+  a.lora_du = lora_r && training ? act(N * lora_r) : nullptr;
+  if (training) {
+    a.dres = act(N * C);
+    a.dbuf = act(N * C);
+    a.dbuf2 = act(N * C);
+    a.dqkv = act(N * 3 * C);
+    a.dfch = act(N * 4 * C);
+  }
+  return used;
+}
+
+}  // namespace
+
 void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
   const int Ci = cfg_.n_embd, Hi = cfg_.n_head;
   const bool cached = a.cached;
@@ -152,71 +218,15 @@ void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
   if (!cached && a.B == B && a.T == T && a.training == training && a.scratch_bytes == scratch_bytes &&
       (a.with_logits || !logits) && a.lora_r == lora_r && !a.arena.empty())
     return;
-  const size_t N = cached ? static_cast<size_t>(a.rows) : static_cast<size_t>(B) * T, C = Ci, V = cfg_.vocab_size;
-  const size_t layer_sets = training ? cfg_.n_layer : 1;
-  const size_t att_bytes = training ? be_->attention_saved_bytes(B, T, Ci, Hi) : 0;
-  const size_t es = act_size(be_->act_type());
+  const size_t N = cached ? static_cast<size_t>(a.rows) : static_cast<size_t>(B) * T;
   const size_t logit_rows = !logits ? 0 : cached ? static_cast<size_t>(a.head_rows) : N;
-
   // Two passes over the same carving: the first counts the bytes, the second hands out pointers.
-  char* base = nullptr;
-  size_t used = 0;
-  auto take_bytes = [&](size_t bytes) -> void* {
-    void* r = base ? base + used : nullptr;
-    used += (bytes + 255) / 256 * 256;  // every tensor 256-byte aligned
-    return r;
-  };
-  auto act = [&](size_t n) { return static_cast<Act*>(take_bytes(n * es)); };
-  auto f32 = [&](size_t n) { return static_cast<float*>(take_bytes(n * sizeof(float))); };
-  auto carve = [&] {
-    used = 0;
-    a.encoded = act(N * C);
-    a.layers.assign(cfg_.n_layer, {});
-    for (size_t l = 0; l < layer_sets; l++) {
-      LayerActs& L = a.layers[l];
-      L.ln1 = act(N * C);
-      L.ln1_mean = f32(N);
-      L.ln1_rstd = f32(N);
-      L.qkv = act(N * 3 * C);
-      L.att = training ? take_bytes(att_bytes) : nullptr;
-      L.atty = act(N * C);
-      L.res2 = act(N * C);
-      L.ln2 = act(N * C);
-      L.ln2_mean = f32(N);
-      L.ln2_rstd = f32(N);
-      L.fch = act(N * 4 * C);
-      L.fch_gelu = act(N * 4 * C);
-      L.res3 = act(N * C);
-      for (int t = 0; t < kLoraTargets; t++) L.lora_u[t] = lora_r ? act(N * lora_r) : nullptr;
-    }
-    for (size_t l = layer_sets; l < a.layers.size(); l++) a.layers[l] = a.layers[0];
-    a.proj = act(N * C);
-    a.lnf = act(N * C);
-    a.lnf_mean = f32(N);
-    a.lnf_rstd = f32(N);
-    a.logits = logit_rows ? act(logit_rows * V) : nullptr;
-    a.losses = cached ? nullptr : f32(N);
-    a.lse = cached ? nullptr : f32(N);
-    a.scratch = take_bytes(scratch_bytes);
-    a.inputs = static_cast<TokenId*>(take_bytes(N * sizeof(TokenId)));
-    a.targets = cached ? nullptr : static_cast<int32_t*>(take_bytes(N * sizeof(int32_t)));
-    a.index = cached ? static_cast<int32_t*>(take_bytes(2 * N * sizeof(int32_t))) : nullptr;
-    a.lora_xd = lora_r ? act(N * 4 * C) : nullptr;
-    a.lora_du = lora_r && training ? act(N * lora_r) : nullptr;
-    if (training) {
-      a.dres = act(N * C);
-      a.dbuf = act(N * C);
-      a.dbuf2 = act(N * C);
-      a.dqkv = act(N * 3 * C);
-      a.dfch = act(N * 4 * C);
-    }
-  };
-  carve();
-  const size_t total = used;
+  const size_t total =
+      carve_workspace(a, nullptr, cfg_, *be_, N, B, T, training, logit_rows, lora_r, scratch_bytes);
   a.arena = BackendBuffer();  // release the old plan before allocating the new one
   a.arena = BackendBuffer(*be_, total);
-  base = static_cast<char*>(a.arena.get());
-  carve();
+  carve_workspace(a, static_cast<char*>(a.arena.get()), cfg_, *be_, N, B, T, training, logit_rows, lora_r,
+                  scratch_bytes);
   a.B = B;
   a.T = T;
   a.training = training;
@@ -224,6 +234,13 @@ void GPT::plan(Workspace& a, int B, int T, bool training, bool logits) {
   a.scratch_bytes = scratch_bytes;
   a.lora_r = lora_r;
   a.host_logits_valid = a.host_losses_valid = a.host_hidden_valid = false;
+}
+
+size_t GPT::planned_activation_bytes(const ModelConfig& cfg, Backend& backend, int B, int T, bool training) {
+  Workspace a;
+  const size_t N = static_cast<size_t>(B) * T;
+  return carve_workspace(a, nullptr, cfg, backend, N, B, T, training, N, 0,
+                         backend.attention_scratch_bytes(B, T, cfg.n_embd, cfg.n_head));
 }
 
 size_t GPT::activation_bytes() const { return acts_ ? acts_->arena.bytes() : 0; }

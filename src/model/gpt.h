@@ -189,6 +189,9 @@ class GPT {
   size_t parameter_bytes() const { return params_.bytes(); }
   size_t gradient_bytes() const { return grads_.bytes(); }
   size_t activation_bytes() const;
+  // The activation bytes forward (and with training, backward) would allocate for B sequences of T
+  // with logits, on `backend`: the same plan, counted without a model (gpt info --budget).
+  static size_t planned_activation_bytes(const ModelConfig& cfg, Backend& backend, int B, int T, bool training);
 
  private:
   struct Pass;
