@@ -75,8 +75,8 @@ void run_budget(const InfoArgs& a, const ModelConfig& cfg) {
   s += fmt::format("  AdamW moments    {}\n", format_bytes(b.optimizer_bytes));
   s += fmt::format("  activations      {} (the training network's plan)\n", format_bytes(b.activation_bytes));
   if (b.tokens_per_s > 0) {
-    s += fmt::format("speed here         {:.0f} tokens/s (measured: {}, {} threads)\n", b.tokens_per_s,
-                     cpu().summary(), num_threads());
+    s += fmt::format("speed here         {:.0f} tokens/s (two training steps at B = {}, T = {} measured on {})\n",
+                     b.tokens_per_s, b.batch, b.seq, cpu().summary());
     s += fmt::format("time here          {}\n", duration(b.seconds));
   }
   nlohmann::json j = {{"preset", cfg.preset},
