@@ -292,6 +292,7 @@ TEST(Inspect, DecisiveModelKnownAnswers) {
     double want = 0;
     for (int q = 0; q < T; q++) want += std::log(c.banded(l) ? std::min(q + 1, c.band) : q + 1) / T;
     for (double e : r.layers[l].entropy) EXPECT_NEAR(e, want, 1e-5) << "layer " << l;
+    EXPECT_NEAR(r.layers[l].uniform_entropy, want, 1e-12);
     // The stream passes through unchanged: ln_1's input is the block's output.
     EXPECT_NEAR(r.layers[l].ln_in[0].avg.norm, r.layers[l].out.avg.norm, 1e-4);
     EXPECT_NEAR(r.layers[l].ln_in[1].last.std, r.layers[l].out.last.std, 1e-5);

@@ -107,6 +107,11 @@ std::string quoted(const Tokenizer* tok, TokenId id) {
   return nlohmann::json(inspect_token_text(tok, id)).dump();
 }
 
+// A probability in 5 characters or so: 0.734, or 2.1e-05 below 0.001.
+std::string prob_text(double p) {
+  return p >= 0.001 || p == 0 ? fmt::format("{:.3f}", p) : fmt::format("{:.1e}", p);
+}
+
 }  // namespace
 
 std::string inspect_token_text(const Tokenizer* tok, TokenId id) {
@@ -134,6 +139,9 @@ Inspection inspect(GPT& model, std::span<const TokenId> ids, const InspectOption
   for (int l = 0; l < cfg.n_layer; l++) {
     r.layers[l].layer = l;
     r.layers[l].banded = cfg.banded(l);
+    for (int q = 0; q < T; q++)  // query q sees q + 1 keys, or the last `band` of them
+      r.layers[l].uniform_entropy +=
+          std::log(static_cast<double>(cfg.banded(l) ? std::min(q + 1, cfg.band) : q + 1)) / T;
   }
   // One row whose chunk is the whole prompt: one pass, input i at position i.
   Decoder dec(model, 1, T);
@@ -160,6 +168,7 @@ nlohmann::json inspection_json(const Inspection& r, const Tokenizer* tok) {
                       {"ln_2", {{"in", summary_json(L.ln_in[1])}, {"out", summary_json(L.ln_out[1])}}},
                       {"out", summary_json(L.out)},
                       {"entropy", L.entropy},
+                      {"uniform_entropy", L.uniform_entropy},
                       {"lens", std::move(lens)}});
   }
   return {{"tokens", std::move(tokens)}, {"ids", r.ids},
@@ -187,16 +196,16 @@ std::string inspection_text(const Inspection& r, const Tokenizer* tok) {
     s += fmt::format("{:>5}  {}  {}  {}  {}\n", L.layer, cell(L.ln_in[0]), cell(L.ln_out[0]),
                      cell(L.ln_in[1]), cell(L.ln_out[1]));
   s += fmt::format(
-      "\nattention entropy per head, nats, averaged over the {} queries (uniform over all keys: up to ln {} "
-      "= {:.3f})\n",
-      T, T, std::log(static_cast<double>(T)));
+      "\nattention entropy per head, nats, averaged over the {} queries (uniform: every allowed key "
+      "alike)\n",
+      T);
   s += fmt::format("{:>5}", "layer");
   for (int h = 0; h < c.n_head; h++) s += fmt::format(" {:>6}", fmt::format("h{}", h));
-  s += "\n";
+  s += fmt::format("  {:>7}\n", "uniform");
   for (const LayerInspection& L : r.layers) {
     s += fmt::format("{:>5}", L.layer);
     for (double e : L.entropy) s += fmt::format(" {:>6.3f}", e);
-    s += L.banded ? "  (banded)\n" : "\n";
+    s += fmt::format("  {:>7.3f}{}\n", L.uniform_entropy, L.banded ? "  (banded)" : "");
   }
   for (int t = r.lens_from; t < T; t++) {
     s += fmt::format("\nlogit lens at position {} ({}): top {} next tokens of each layer's output\n", t,
@@ -204,7 +213,7 @@ std::string inspection_text(const Inspection& r, const Tokenizer* tok) {
     for (const LayerInspection& L : r.layers) {
       s += fmt::format("{:>5}", L.layer);
       for (const LensToken& x : L.lens[t - r.lens_from])
-        s += fmt::format("  {} {:.3f}", quoted(tok, x.id), x.prob);
+        s += fmt::format("  {} {}", quoted(tok, x.id), prob_text(x.prob));
       s += "\n";
     }
   }

@@ -41,8 +41,9 @@ struct LayerInspection {
   // ln_1 (k = 0) and ln_2 (k = 1): their inputs and outputs (BlockStates in model/gpt.h: for pre-LN,
   // ln_1's input is the block's input; for post-LN it is the input plus the attention).
   StreamSummary ln_in[2], ln_out[2];
-  StreamSummary out;                         // the block's output, the stream the lens reads
-  std::vector<double> entropy;               // per head, nats: -sum p ln p per query, averaged over queries
+  StreamSummary out;            // the block's output, the stream the lens reads
+  std::vector<double> entropy;  // per head, nats: -sum p ln p per query, averaged over queries
+  double uniform_entropy = 0;   // the same for attention spread evenly over the keys the mask allows
   std::vector<std::vector<LensToken>> lens;  // per lens position (from lens_from), top_k, most likely first
 };
 
@@ -65,8 +66,8 @@ std::string inspect_token_text(const Tokenizer* tok, TokenId id);
 
 // The inspection as JSON: {"tokens", "ids", "n_layer", "n_head", "ln", "top_k", "lens_from",
 // "layers": [{"layer", "banded", "ln_1": {"in", "out"}, "ln_2": {...}, "out", each {"avg", "last"} of
-// {"mean", "std", "norm"}, "entropy": [per head], "lens": [{"position", "top": [{"id", "token",
-// "prob"}]}]}]}.
+// {"mean", "std", "norm"}, "entropy": [per head], "uniform_entropy", "lens": [{"position", "top":
+// [{"id", "token", "prob"}]}]}]}.
 nlohmann::json inspection_json(const Inspection& r, const Tokenizer* tok);
 // The same as aligned text tables (stream statistics averaged over positions, entropies, the lens).
 std::string inspection_text(const Inspection& r, const Tokenizer* tok);
