@@ -45,7 +45,7 @@ why=$(why_run "$TMP/t.err")
   why="header: $(excerpt "$TMP/t.out")"
 [[ -z $why ]] && ! grep -q '^logit lens at position 3 (" hello"): top 2' "$TMP/t.out" && why="no lens header: $(excerpt "$TMP/t.out")"
 [[ -z $why && $(grep -c '^    [0-2]  ' "$TMP/t.out") -ne 9 ]] && why="expected 3 rows in each of 3 tables: $(excerpt "$TMP/t.out")"
-[[ -z $why && $(tail -1 "$TMP/t.out" | grep -oE '" [01]\.[0-9]+(e-[0-9]+)?' | wc -l) -ne 2 ]] && why="lens row: $(tail -1 "$TMP/t.out")"
+[[ -z $why && $(tail -1 "$TMP/t.out" | grep -oE '" [0-9]\.[0-9]+(e-[0-9]+)?' | wc -l) -ne 2 ]] && why="lens row: $(tail -1 "$TMP/t.out")"
 report "text tables" "$why"
 
 # --json --all-positions: the lens at every position, top-k sorted probabilities.
