@@ -329,7 +329,8 @@ TEST(Inspect, JsonTextAndSvg) {
   std::fclose(f);
   EXPECT_NE(svg.find("<svg"), std::string::npos);
   EXPECT_NE(svg.find("Logit lens"), std::string::npos);
-  EXPECT_NE(svg.find(inspect_token_text(nullptr, r.layers[1].lens[2][0].id)), std::string::npos);
+  EXPECT_NE(svg.find("&quot;" + inspect_token_text(nullptr, r.layers[1].lens[2][0].id) + "&quot;"),
+            std::string::npos);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
   // A heat map whose cells do not match its labels is refused.
   HeatMap bad;

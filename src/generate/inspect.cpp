@@ -228,12 +228,12 @@ void write_inspection_svg(const std::string& path, const Inspection& r, const To
   m.y_title = "layer";
   m.scale_label = "probability of the top token";
   for (int t = r.lens_from; t < T; t++)
-    m.col_labels.push_back(fmt::format("{} {}", t, inspect_token_text(tok, r.ids[t])));
+    m.col_labels.push_back(fmt::format("{} {}", t, quoted(tok, r.ids[t])));
   for (const LayerInspection& L : r.layers) {
     m.row_labels.push_back(fmt::format("{}", L.layer));
     for (const auto& top : L.lens) {
       m.values.push_back(top.front().prob);
-      m.text.push_back(inspect_token_text(tok, top.front().id));
+      m.text.push_back(quoted(tok, top.front().id));
     }
   }
   write_heat_map_svg(path, m);
