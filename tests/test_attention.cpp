@@ -175,6 +175,24 @@ TEST(Attention, CaptureIsChunkSafeAndHarmless) {
   EXPECT_EQ(attention_weights(pm, one, 1, 0), std::vector<float>{1.0f});
 }
 
+// The playground's logit lens (POST /v1/inspect): the inspection at every position, and bad requests.
+TEST(Attention, InspectResponse) {
+  const GPT m = make_model(small(2, 4, 32, 12, 40), 5);
+  GPT pm = test::packed_copy(m, ops::WeightType::F32);
+  const CharTokenizer tok = CharTokenizer::from_text("abcdefghijklmnopqrstuvwxyz ,.");
+  const nlohmann::json r = inspect_response(pm, tok, {{"prompt", "hello"}, {"top_k", 2}});
+  EXPECT_EQ(r["tokens"].size(), 5u);
+  ASSERT_EQ(r["layers"].size(), 2u);
+  ASSERT_EQ(r["layers"][1]["lens"].size(), 5u);
+  EXPECT_EQ(r["layers"][1]["lens"][0]["top"].size(), 2u);
+  EXPECT_EQ(inspect_response(pm, tok, {{"prompt", "ab"}})["top_k"], 5);
+  for (const nlohmann::json& bad :
+       {nlohmann::json{{"prompt", "abc"}, {"top_k", 0}}, nlohmann::json{{"prompt", "abc"}, {"top_k", 21}},
+        nlohmann::json{{"prompt", "abc"}, {"top_k", "5"}}, nlohmann::json{{"prompt", ""}},
+        nlohmann::json{{"top_k", 3}}, nlohmann::json{{"prompt", "abcdefghijklm"}}})
+    EXPECT_THROW(inspect_response(pm, tok, bad), Error) << bad.dump();
+}
+
 TEST(Attention, ResponseShapeAndBadRequests) {
   const ModelConfig cfg = small(2, 4, 32, 48, 40);
   const GPT m = make_model(cfg, 5);

@@ -7,7 +7,8 @@ clicks a token and checks the candidates panel (K candidates, probabilities in (
 at most 1, the sampled token among them); clicks another candidate and checks that the text was
 cut at that token, continued from the candidate and streamed further; runs the attention view for
 two layers and checks the heat map was drawn (a canvas of the right size with many colours);
-checks POST /v1/attention answers a bad layer with 400; and takes a screenshot, which must
+checks POST /v1/attention answers a bad layer with 400; draws the logit lens (POST /v1/inspect, a bad
+top_k a 400); and takes a screenshot, which must
 decode to a PNG of a real size that is not a single colour.
 
 Usage: .venv/bin/python tests/test_playground.py [--gpt build/gpt] [--screenshot FILE] [--keep DIR]
@@ -273,7 +274,41 @@ def main():
         report("hovering a cell shows its weight",
                "" if tip.is_displayed() and re.search(r"\d\.\d{4}$", tip.text) else f"tip {tip.text!r}")
 
+        # ---- logit lens view ----------------------------------------------------------------------
+        def lens_shape():
+            return driver.execute_script("""
+                const rows = document.querySelectorAll('#lens tr');
+                if (rows.length < 2) return null;
+                const cells = [...rows].slice(1).map(r => r.querySelectorAll('td').length);
+                const colours = new Set([...document.querySelectorAll('#lens td')].map(td => td.style.background));
+                return {rows: rows.length - 1, cells: cells, colours: colours.size,
+                        backgrounds: [...document.querySelectorAll('#lens td')].map(td => td.style.background),
+                        title: document.querySelector('#lens td').title};
+            """)
+
+        driver.find_element(By.ID, "lens-run").click()
+        wait.until(lambda d: lens_shape() is not None)
+        ls = lens_shape()
+        why = ""
+        if ls["rows"] != 2 or ls["cells"] != [len(PROMPT)] * 2:
+            why = f"expected 2 layers x {len(PROMPT)} positions, got {ls['rows']} rows of {ls['cells']}"
+        elif ls["colours"] < 1 or "" in ls["backgrounds"]:
+            why = "a cell has no colour"  # (a random model's cells may all share the palest one)
+        elif ls["title"].count("%") != 5:
+            why = f"a cell's tooltip does not list the top 5: {ls['title']!r}"
+        report("the logit-lens view draws layers x positions with the top tokens", why)
+
         # ---- the endpoint's errors ----------------------------------------------------------------
+        req = urllib.request.Request(server.url + "/v1/inspect", method="POST",
+                                     data=json.dumps({"prompt": "abc", "top_k": 0}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=30)
+            report("POST /v1/inspect with a bad top_k is a 400", "it succeeded")
+        except urllib.error.HTTPError as e:
+            body = e.read().decode(errors="replace")
+            report("POST /v1/inspect with a bad top_k is a 400",
+                   "" if e.code == 400 and "top_k" in body else f"HTTP {e.code}: {body}")
         req = urllib.request.Request(server.url + "/v1/attention", method="POST",
                                      data=json.dumps({"prompt": "abc", "layer": 7}).encode(),
                                      headers={"Content-Type": "application/json"})

@@ -24,6 +24,7 @@ void add_chat_command(CLI::App& app);            // chat
 void add_lora_commands(CLI::App& app);       // lora init, lora merge
 void add_classify_command(CLI::App& app);     // classify
 void add_attention_command(CLI::App& app);   // attention
+void add_inspect_command(CLI::App& app);     // inspect
 void add_serve_command(CLI::App& app);       // serve
 void add_embed_command(CLI::App& app);       // embed
 

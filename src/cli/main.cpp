@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   gpt::cli::add_classify_command(app);
   gpt::cli::add_lora_commands(app);
   gpt::cli::add_attention_command(app);
+  gpt::cli::add_inspect_command(app);
   gpt::cli::add_serve_command(app);
   gpt::cli::add_embed_command(app);
   check_thread_options(&app);

@@ -75,8 +75,8 @@ void Decoder::run_prefill(int prow, std::span<const TokenId> tokens, float* last
       want0 = n - 1;
       out = last_logits;
     }
-    model_.forward_cached(*ws_, cache_, n, row_tokens + t0, s_rows_.data(), s_pos_.data(), want0, out, cap_layer_,
-                          cap_.out ? &cap_ : nullptr);
+    model_.forward_cached(*ws_, cache_, n, row_tokens + t0, s_rows_.data(), s_pos_.data(), want0, out,
+                          observer_);
     len_[prow] = t0 + n;
     if (sink) {
       sink->each(t0, n, out);
@@ -94,21 +94,23 @@ void Decoder::prefill(int row, std::span<const TokenId> tokens, float* all_logit
   if (tokens.size() > static_cast<size_t>(cfg_.n_ctx)) tokens = tokens.subspan(tokens.size() - cfg_.n_ctx);
   for (TokenId t : tokens)
     if (t >= static_cast<TokenId>(V_)) fail("token id {} is out of range for a vocabulary of {}", t, V_);
-  if (cap_.out) {
-    cap_.T = static_cast<int>(tokens.size());
-    std::fill(cap_.out, cap_.out + static_cast<size_t>(cap_.T) * cap_.T, 0.0f);
+  if (cap_.layer >= 0) {
+    cap_.cap.T = static_cast<int>(tokens.size());
+    std::fill(cap_.cap.out, cap_.cap.out + static_cast<size_t>(cap_.cap.T) * cap_.cap.T, 0.0f);
   }
+  // Armed for one prefill only (a step or a rebuild never observes).
+  auto disarm = [&] {
+    cap_.layer = -1;
+    observer_ = nullptr;
+    sink_ = nullptr;
+  };
   try {
     run_prefill(phys_[row], tokens, logits(row), all_logits, sink_);
   } catch (...) {
-    cap_ = {};
-    cap_layer_ = -1;
-    sink_ = nullptr;
+    disarm();
     throw;
   }
-  cap_ = {};  // armed for one prefill only (a step or a rebuild never captures)
-  cap_layer_ = -1;
-  sink_ = nullptr;
+  disarm();
 }
 
 void Decoder::prefill(int row, std::span<const TokenId> tokens, const PositionLogits& sink) {
@@ -122,8 +124,14 @@ void Decoder::capture_attention(int layer, int head, float* out) {
     fail("decoder: layer {} is out of range (0..{})", layer, cfg_.n_layer - 1);
   if (head < 0 || head >= cfg_.n_head) fail("decoder: head {} is out of range (0..{})", head, cfg_.n_head - 1);
   if (!out) fail("decoder: capture_attention needs an output buffer");
-  cap_layer_ = layer;
-  cap_ = {head, out, 0};
+  cap_.layer = layer;
+  cap_.cap = {head, out, 0};
+  observer_ = &cap_;
+}
+
+void Decoder::observe(ForwardObserver* observer) {
+  cap_.layer = -1;
+  observer_ = observer;
 }
 
 void Decoder::step(std::span<const int> rows, std::span<const TokenId> tokens) {

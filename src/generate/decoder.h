@@ -80,6 +80,10 @@ class Decoder {
   // out [T, T] (T = the tokens the prefill keeps; row i = query i over keys 0..T-1, zero where the
   // mask hides a key). For the playground's attention view (serve/attention.h); the CPU backends.
   void capture_attention(int layer, int head, float* out);
+  // Arms an observer (model/gpt.h: attention captures, residual-stream states, the logit lens) for
+  // the next prefill only; null disarms. It sees each pass of the prefill (at most `chunk` tokens:
+  // a decoder whose chunk covers the prompt shows it in one pass, input i = position i).
+  void observe(ForwardObserver* observer);
 
  private:
   void run_prefill(int prow, std::span<const TokenId> tokens, float* last_logits, float* all_logits,
@@ -102,9 +106,14 @@ class Decoder {
   std::vector<int> s_old_, s_new_;
   std::vector<char> s_used_;
   size_t rebuilds_ = 0;
-  // the armed attention capture (capture_attention)
-  int cap_layer_ = -1;
-  ops::AttentionCapture cap_;
+  // the armed attention capture (capture_attention): an observer of one layer
+  struct CaptureOne : ForwardObserver {
+    int layer = -1;
+    ops::AttentionCapture cap;
+    const ops::AttentionCapture* attention_capture(int l) override { return l == layer ? &cap : nullptr; }
+  };
+  CaptureOne cap_;
+  ForwardObserver* observer_ = nullptr;   // armed for the next prefill (observe)
   const PositionLogits* sink_ = nullptr;  // armed for one prefill by the sink overload
 };
 

@@ -124,6 +124,7 @@ class GPT::Workspace {
   float lora_dropout_p = 0.0f;  // and on the LoRA adapters' inputs
   // host copies of the logits and losses, for device backends (filled on first access)
   std::vector<float> host_logits, host_losses, host_hidden;
+  std::vector<float> host_lens;  // cached passes: a batch of logit-lens logits (ForwardObserver)
   bool host_logits_valid = false, host_losses_valid = false, host_hidden_valid = false;
   bool have_logits = false;  // the last forward ran the LM head
 };
@@ -137,8 +138,7 @@ struct GPT::Pass {
   uint64_t seed = 0;
   KvCache* cache = nullptr;  // a cached pass
   CacheIndex at;             // ... where its inputs sit
-  int capture_layer = -1;
-  const ops::AttentionCapture* capture = nullptr;
+  ForwardObserver* observer = nullptr;  // cached passes only
   ops::Dropout drop(int layer, int site) const { return {dropout, ops::dropout_seed(seed, layer, site)}; }
 };
 
@@ -563,13 +563,26 @@ void GPT::block_forward(Workspace& a, const Pass& p, int l, const Act* x) {
   const bool pre = cfg_.ln == LnPlacement::Pre;
   const int band = cfg_.banded(l) ? cfg_.band : 0;
 
+  // An observer's copies of the residual stream (the pass's rows share one set of tensors across
+  // layers, so the block's input and pre-LN's ln_1 output are taken before they are overwritten).
+  const bool observe = p.observer && p.observer->wants_states();
+  std::vector<float> taps[5];  // ln_1 in, ln_1 out, ln_2 in, ln_2 out, the block's output
+  auto tap = [&](int k, const Act* t) {
+    taps[k].resize(N * C);
+    be.act_to_host_f32(taps[k].data(), t, N * C);
+  };
+  if (observe && pre) {
+    tap(0, x);
+    tap(1, L.ln1);
+  }
+
   // attention sub-block: qkv -> causal attention -> c_proj, then the residual add
   project(a, p, l, static_cast<int>(LoraTarget::Attn), L.qkv, pre ? L.ln1 : x);
   if (p.cache) {  // the pass's keys and values join the cache, then each query attends to its row
     KvCache& kv = *p.cache;
     be.kv_cache_write(kv.k(l), kv.v(l), kv.type(), L.qkv, p.at, n, C, H, cfg_.n_ctx);
-    be.attention_cached(L.atty, a.scratch, L.qkv, kv.k(l), kv.v(l), kv.type(), p.at, n, C, H, cfg_.n_ctx, band,
-                        l == p.capture_layer ? p.capture : nullptr);
+    be.attention_cached(L.atty, a.scratch, L.qkv, kv.k(l), kv.v(l), kv.type(), p.at, n, C, H, cfg_.n_ctx,
+                        band, p.observer ? p.observer->attention_capture(l) : nullptr);
   } else {
     be.attention_forward(L.atty, L.att, a.scratch, L.qkv, p.B, p.T, C, H, band, p.drop(l, 1), p.training);
   }
@@ -602,6 +615,59 @@ void GPT::block_forward(Workspace& a, const Pass& p, int l, const Act* x) {
   } else {  // ln_2(ln1 + drop(proj)) is the block's output
     be.residual_layernorm_forward(L.res3, L.ln2, L.ln2_mean, L.ln2_rstd, L.ln1, a.proj, p.drop(l, 3), Wl.ln2_w,
                                   Wl.ln2_b, n, C, eps);
+  }
+  if (!p.observer) return;
+  const Act* out = pre ? L.res3 : L.ln2;  // the residual stream after this block
+  if (observe) {
+    if (!pre) {
+      tap(0, L.res2);
+      tap(1, L.ln1);
+    }
+    tap(2, pre ? L.res2 : L.res3);
+    tap(3, L.ln2);
+    tap(4, out);
+    BlockStates s;
+    s.layer = l;
+    s.n = n;
+    s.C = C;
+    for (int k = 0; k < 2; k++) {
+      s.ln_in[k] = taps[2 * k].data();
+      s.ln_out[k] = taps[2 * k + 1].data();
+    }
+    s.out = taps[4].data();
+    p.observer->block_states(s);
+  }
+  // The logit lens: the model's head on this block's output. Pre-LN normalises it with ln_f into
+  // a.lnf first (the last block has just written the same values there).
+  const int lens0 = p.observer->lens_from(n);
+  if (lens0 < n) {
+    const Act* head_in = out;
+    if (pre) {
+      be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, out, dw_.lnf_w, dw_.lnf_b, n, C, eps);
+      head_in = a.lnf;
+    }
+    head_to_host(a, head_in, std::max(lens0, 0), n, nullptr,
+                 [&](int i0, int k, const float* logits) { p.observer->lens_logits(l, i0, k, logits); });
+  }
+}
+
+void GPT::head_to_host(Workspace& a, const Act* x, int i0, int n, float* host_out,
+                       const std::function<void(int, int, const float*)>& sink) {
+  const int C = cfg_.n_embd, V = cfg_.vocab_size;
+  const size_t es = act_size(be_->act_type());
+  for (int j0 = i0; j0 < n; j0 += a.head_rows) {
+    const int k = std::min(a.head_rows, n - j0);
+    be_->lm_head_forward(a.logits, static_cast<const char*>(x) + static_cast<size_t>(j0) * C * es, lm_head(),
+                         k, C, V);
+    float* dst = host_out;
+    if (dst) {
+      dst += static_cast<size_t>(j0 - i0) * V;
+    } else {
+      a.host_lens.resize(static_cast<size_t>(k) * V);
+      dst = a.host_lens.data();
+    }
+    be_->act_to_host_f32(dst, a.logits, static_cast<size_t>(k) * V);
+    if (sink) sink(j0, k, dst);
   }
 }
 
@@ -710,8 +776,7 @@ GPT::WorkspacePtr GPT::make_workspace(int rows) {
 }
 
 void GPT::forward_cached(Workspace& a, KvCache& cache, int n, const TokenId* ids, const int32_t* rows,
-                         const int32_t* pos, int want0, float* host_out, int capture_layer,
-                         const ops::AttentionCapture* capture) {
+                         const int32_t* pos, int want0, float* host_out, ForwardObserver* observer) {
   if (!a.cached) fail("internal error: forward_cached needs a workspace from make_workspace()");
   if (n < 1 || n > a.rows) fail("internal error: a cached pass of {} inputs in a workspace of {}", n, a.rows);
   if (want0 < 0 || want0 > n) fail("internal error: logits from input {} of {}", want0, n);
@@ -729,19 +794,11 @@ void GPT::forward_cached(Workspace& a, KvCache& cache, int n, const TokenId* ids
   p.n = n;
   p.cache = &cache;
   p.at = {a.index + n, a.index, a.host_index.data() + n, a.host_index.data()};
-  p.capture_layer = capture_layer;
-  p.capture = capture;
+  p.observer = observer;
   run_blocks(a, p);
   if (!host_out) return;
   // The head for the wanted inputs only, head_rows at a time; the logits go to the host.
-  const int C = cfg_.n_embd, V = cfg_.vocab_size;
-  const size_t es = act_size(be.act_type());
-  for (int i0 = want0; i0 < n; i0 += a.head_rows) {
-    const int k = std::min(a.head_rows, n - i0);
-    be.lm_head_forward(a.logits, static_cast<const char*>(a.lnf) + static_cast<size_t>(i0) * C * es, lm_head(), k, C,
-                       V);
-    be.act_to_host_f32(host_out + static_cast<size_t>(i0 - want0) * V, a.logits, static_cast<size_t>(k) * V);
-  }
+  head_to_host(a, a.lnf, want0, n, host_out, nullptr);
 }
 
 // ---- backward --------------------------------------------------------------------------------------

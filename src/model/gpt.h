@@ -53,6 +53,42 @@ struct ModelTensors {
 class LoraAdapters;  // model/lora.h
 class KvCache;       // model/kv_cache.h
 
+// Looking inside a cached forward pass (the attention view, generate/inspect.h): what one block
+// computed, as host fp32 copies [n, C] of the pass's n inputs. ln_in[k] / ln_out[k] are the input
+// and output of ln_1 (k = 0) and ln_2 (k = 1) as the block runs them: pre-LN, ln_1 normalises the
+// block's input and ln_2 the stream after the attention's residual add; post-LN (GPT-1), ln_1
+// normalises the input plus the attention and ln_2 that plus the MLP, which is the block's output.
+// out is the residual stream the block hands on (pre-LN: after the MLP's residual add).
+struct BlockStates {
+  int layer = 0, n = 0, C = 0;
+  const float* ln_in[2] = {nullptr, nullptr};
+  const float* ln_out[2] = {nullptr, nullptr};
+  const float* out = nullptr;
+};
+
+// Hooks into GPT::block_forward during a cached pass (forward_cached). Every hook is optional; the
+// pass computes the same numbers with or without an observer.
+class ForwardObserver {
+ public:
+  virtual ~ForwardObserver() = default;
+  // Layer l's attention probabilities go to this capture (host memory, ops.h; the CPU backends), or
+  // nowhere when null.
+  virtual const ops::AttentionCapture* attention_capture(int layer) {
+    (void)layer;
+    return nullptr;
+  }
+  // Whether block_states() is called after each block (it costs copies to the host).
+  virtual bool wants_states() const { return false; }
+  virtual void block_states(const BlockStates& s) { (void)s; }
+  // The logit lens: the model's own head (ln_f for pre-LN, then the LM head) applied to each
+  // block's output for the pass's inputs [lens_from(n), n); lens_logits() gets them as host fp32
+  // [k, V] for inputs i0 .. i0+k-1, a few rows at a time. n (the default): no lens.
+  virtual int lens_from(int n) const { return n; }
+  virtual void lens_logits(int layer, int i0, int k, const float* logits) {
+    (void)layer, (void)i0, (void)k, (void)logits;
+  }
+};
+
 class GPT {
  public:
   // Builds the network in training storage with all parameters zero (see init_gpt2, or io/model_dir.h to
@@ -162,11 +198,9 @@ class GPT {
   // One pass of n <= rows inputs: input i is token ids[i] at position pos[i] of cache row rows[i]
   // (host arrays; the positions of one row's inputs consecutive). Every layer's keys and values go
   // into the cache; the logits of inputs [want0, n) go to host_out ([n - want0, V], fp32) unless it
-  // is null. capture_layer >= 0 with a capture: that layer's attention probabilities of one head
-  // (the attention view; the CPU backends only).
+  // is null. An observer (may be null) sees inside the blocks (ForwardObserver above).
   void forward_cached(Workspace& ws, KvCache& cache, int n, const TokenId* ids, const int32_t* rows,
-                      const int32_t* pos, int want0, float* host_out, int capture_layer = -1,
-                      const ops::AttentionCapture* capture = nullptr);
+                      const int32_t* pos, int want0, float* host_out, ForwardObserver* observer = nullptr);
 
   // ---- which gradients backward computes --------------------------------------------------------
   // Every tensor's after construction. What trains is the optimizer's choice (train/trainable.h),
@@ -211,6 +245,12 @@ class GPT {
   // One block's forward: x (the block's input) -> the next LayerNorm's output, written into the next
   // block's ln1 (pre-LN) or this block's ln2 (post-LN), which is the block's output.
   void block_forward(Workspace& a, const Pass& p, int l, const Act* x);
+  // The LM head over inputs [i0, n) of its input x [n, C] (after ln_f, if the model has one) in a
+  // cached pass: their logits go to the host, head_rows of them at a time, each batch handed to
+  // sink(first input, count, logits) (may be empty), into
+  // host_out ([n - i0, V]) when not null, else a buffer of the workspace.
+  void head_to_host(Workspace& a, const Act* x, int i0, int n, float* host_out,
+                    const std::function<void(int, int, const float*)>& sink);
   // A projection of block l: out = in @ W + b, and the attached adapter's low-rank update.
   void project(Workspace& a, const Pass& p, int l, int target, Act* out, const Act* in);
   float run_forward(const TokenId* inputs, const int32_t* targets, int B, int T, bool training,

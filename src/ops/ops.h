@@ -89,7 +89,9 @@ void kv_cache_write(const KvCacheView& kv, const float* qkv, const int32_t* rows
                     int H);
 // The probabilities of one head during a prefill, for the attention view: out [T, T], row = the
 // query's position, column = the key's; what the mask hides (and keys outside the pass's rows) 0.
+// head = kAllHeads: every head's, out [H, T, T] (the inspection's entropies).
 struct AttentionCapture {
+  static constexpr int kAllHeads = -1;
   int head = 0;
   float* out = nullptr;
   int T = 0;

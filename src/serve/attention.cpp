@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "generate/decoder.h"
+#include "generate/inspect.h"
 #include "generate/utf8_stream.h"
 
 namespace gpt {
@@ -68,24 +69,39 @@ int int_field(const nlohmann::json& req, const char* key, int fallback) {
   return static_cast<int>(v);
 }
 
-}  // namespace
-
-nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req) {
+// The request's prompt as token ids, for a view of at most kMaxAttentionTokens tokens.
+std::vector<TokenId> view_prompt(GPT& model, const Tokenizer& tok, const nlohmann::json& req) {
   if (!req.is_object()) fail("attention: the request must be a JSON object");
   auto p = req.find("prompt");
   if (p == req.end()) fail("attention: 'prompt' is required");
   if (!p->is_string()) fail("attention: 'prompt' must be a string");
   const std::string& text = p->get_ref<const std::string&>();
-  const int layer = int_field(req, "layer", 0), head = int_field(req, "head", 0);
   // A cheap bound first, so a huge text is refused without encoding it (256 tokens of text average
   // far fewer than 64 bytes each); the token count is checked exactly below.
   if (text.size() > static_cast<size_t>(kMaxAttentionTokens) * 64)
     fail("attention: the prompt is too long ({} bytes) for the attention view", text.size());
-  const std::vector<TokenId> ids = tok.encode(text, AllowedSpecial::everything());
   if (tok.vocab_size() > static_cast<size_t>(model.config().vocab_size))
     fail("attention: the vocabulary has {} tokens but the model only {}", tok.vocab_size(),
          model.config().vocab_size);
+  return tok.encode(text, AllowedSpecial::everything());
+}
+
+}  // namespace
+
+nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req) {
+  const std::vector<TokenId> ids = view_prompt(model, tok, req);
+  const int layer = int_field(req, "layer", 0), head = int_field(req, "head", 0);
   return attention_json(model, &tok, ids, layer, head);
+}
+
+nlohmann::json inspect_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req) {
+  const std::vector<TokenId> ids = view_prompt(model, tok, req);
+  const int top_k = int_field(req, "top_k", 5);
+  if (top_k < 1 || top_k > 20) fail("inspect: 'top_k' must be between 1 and 20, got {}", top_k);
+  const int cap = std::min(model.config().n_ctx, kMaxAttentionTokens);
+  if (ids.size() > static_cast<size_t>(cap))
+    fail("inspect: the prompt has {} tokens, more than the {} this view shows", ids.size(), cap);
+  return inspection_json(inspect(model, ids, {.top_k = top_k, .all_positions = true}), &tok);
 }
 
 nlohmann::json attention_response(GPT& model, const Tokenizer& tok, std::string_view body) {

@@ -1,7 +1,7 @@
 // The playground's attention view (POST /v1/attention): for one layer and one head, how much each
 // prompt token attends to each earlier token: the softmax probabilities of the causal (or, in
 // GPT-3's banded layers, band-limited) attention, as the KV-cache Decoder computes them in a
-// prefill. See docs/playground.md.
+// prefill. See docs/playground.md. Also the playground's logit lens (POST /v1/inspect).
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -32,5 +32,10 @@ nlohmann::json attention_json(GPT& model, const Tokenizer* tok, std::span<const 
 nlohmann::json attention_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req);
 // The same from the raw request body, parsed by core/json.h (a depth limit; bad JSON is gpt::Error).
 nlohmann::json attention_response(GPT& model, const Tokenizer& tok, std::string_view body);
+
+// POST /v1/inspect (the playground's logit-lens view): {"prompt": str, "top_k": int (default 5,
+// 1..20)} -> inspection_json (generate/inspect.h) of the prompt's tokens with the lens at every
+// position; at most kMaxAttentionTokens tokens. Bad input throws gpt::Error (the server answers 400).
+nlohmann::json inspect_response(GPT& model, const Tokenizer& tok, const nlohmann::json& req);
 
 }  // namespace gpt

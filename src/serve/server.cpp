@@ -218,6 +218,7 @@ enum class Route {
   Detokenize,
   TokenizerInfo,
   Attention,
+  Inspect,
   Asset
 };
 
@@ -229,6 +230,7 @@ Route find_route(const std::string& method, const std::string& path) {
     if (path == "/tokenize") return Route::Tokenize;
     if (path == "/detokenize") return Route::Detokenize;
     if (path == "/v1/attention") return Route::Attention;
+    if (path == "/v1/inspect") return Route::Inspect;
   } else if (method == "GET" || method == "HEAD") {
     if (path == "/v1/models") return Route::Models;
     if (path == "/health") return Route::Health;
@@ -546,6 +548,12 @@ Reply Server::Impl::dispatch(MHD_Connection* c, Pending& p) {
         // The model's weights are read-only: the connection's thread runs its own prefill on them, with
         // a decoder (and so a cache and activations) of its own.
         return json_reply(attention_response(model, tokenizer(), j));
+      });
+    case Route::Inspect:
+      return guarded([&] {  // the logit-lens view: the same, a prefill of the connection's own
+        const json j = json::parse(p.body, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) throw_api(400, "", "the body must be a JSON object");
+        return json_reply(inspect_response(model, tokenizer(), j));
       });
     case Route::Asset: {
       // The playground page (serve/playground.h, embedded in the binary).

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "core/io.h"
 
 namespace gpt {
@@ -163,6 +164,87 @@ std::string loss_plot_svg(const std::string& title,
   }
   svg += "</svg>\n";
   return svg;
+}
+
+namespace {
+
+// White (0) to dark blue (1).
+std::string heat_colour(double v) {
+  v = std::clamp(std::isfinite(v) ? v : 0.0, 0.0, 1.0);
+  auto mix = [&](int lo, int hi) { return static_cast<int>(std::lround(lo + (hi - lo) * v)); };
+  return fmt::format("#{:02x}{:02x}{:02x}", mix(255, 8), mix(255, 48), mix(255, 107));
+}
+
+// At most n characters (code points) of s, with an ellipsis when cut.
+std::string clip_text(const std::string& s, size_t n) {
+  size_t chars = 0, i = 0;
+  for (; i < s.size(); i++)
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && chars++ == n) break;
+  return i < s.size() ? s.substr(0, i) + "\u2026" : s;
+}
+
+}  // namespace
+
+std::string heat_map_svg(const HeatMap& m) {
+  const size_t rows = m.row_labels.size(), cols = m.col_labels.size();
+  if (m.values.size() != rows * cols)
+    fail("heat map: {} values for {} rows and {} columns", m.values.size(), rows, cols);
+  if (!m.text.empty() && m.text.size() != rows * cols)
+    fail("heat map: {} texts for {} rows and {} columns", m.text.size(), rows, cols);
+  constexpr double kCellW = 84, kCellH = 26, kBarW = 160;
+  size_t row_label = 0;
+  for (const auto& r : m.row_labels) row_label = std::max(row_label, r.size());
+  const double left = 40 + 7 * static_cast<double>(row_label), top = 78;
+  const double grid_w = kCellW * static_cast<double>(cols), grid_h = kCellH * static_cast<double>(rows);
+  const double width = std::max(left + grid_w + 20, kBarW + 80), height = top + grid_h + 70;
+  std::string svg = fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
+      "<text x=\"{2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
+      width, height, width / 2, xml_escape(m.title));
+  svg += fmt::format("<text x=\"{}\" y=\"48\" text-anchor=\"middle\">{}</text>\n", left + grid_w / 2,
+                     xml_escape(m.x_title));
+  svg += fmt::format(
+      "<text x=\"14\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {0})\">{1}</text>\n",
+      top + grid_h / 2, xml_escape(m.y_title));
+  for (size_t c = 0; c < cols; c++)
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                       left + kCellW * (static_cast<double>(c) + 0.5), top - 8,
+                       xml_escape(clip_text(m.col_labels[c], 10)));
+  for (size_t r = 0; r < rows; r++) {
+    const double y = top + kCellH * static_cast<double>(r);
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6,
+                       y + kCellH / 2 + 4, xml_escape(m.row_labels[r]));
+    for (size_t c = 0; c < cols; c++) {
+      const double v = m.values[r * cols + c], x = left + kCellW * static_cast<double>(c);
+      svg += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#ddd\"/>", x, y,
+          kCellW, kCellH, heat_colour(v));
+      if (!m.text.empty())
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"{}\">{}</text>",
+                           x + kCellW / 2, y + kCellH / 2 + 4, v > 0.55 ? "white" : "black",
+                           xml_escape(clip_text(m.text[r * cols + c], 10)));
+      svg += "\n";
+    }
+  }
+  // The colour bar: 0 .. 1 under the grid.
+  const double by = top + grid_h + 24;
+  for (int i = 0; i < 20; i++)
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"{:.1f}\" height=\"12\" fill=\"{}\"/>",
+                       left + kBarW / 20 * i, by, kBarW / 20 + 0.5, heat_colour((i + 0.5) / 20));
+  svg += fmt::format(
+      "\n<rect x=\"{0}\" y=\"{1}\" width=\"{2}\" height=\"12\" fill=\"none\" stroke=\"#888\"/>"
+      "<text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">0</text><text x=\"{4}\" y=\"{3}\" "
+      "text-anchor=\"middle\">1</text><text x=\"{5}\" y=\"{6}\">{7}</text>\n",
+      left, by, kBarW, by + 26, left + kBarW, left + kBarW + 10, by + 10, xml_escape(m.scale_label));
+  svg += "</svg>\n";
+  return svg;
+}
+
+void write_heat_map_svg(const std::string& path, const HeatMap& m) {
+  write_file_atomic(path, heat_map_svg(m));
 }
 
 void write_loss_plot_svg(const std::string& path, const std::string& title,

@@ -1,5 +1,5 @@
 // gpt.cpp playground: plain JavaScript, no libraries. It talks to `gpt serve` through
-// POST /v1/completions (streamed, with logprobs), POST /v1/attention and GET /v1/models only.
+// POST /v1/completions (streamed, with logprobs), POST /v1/attention, POST /v1/inspect and GET /v1/models only.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -342,6 +342,49 @@ function hoverHeatmap(ev) {
 
 $("generate").addEventListener("click", () => generate($("prompt").value, true));
 $("stop").addEventListener("click", () => { if (controller) controller.abort(); });
+// ---- logit lens --------------------------------------------------------------------------------
+
+async function runLens() {
+  const st = $("lens-status");
+  st.classList.remove("error");
+  st.textContent = "computing\u2026";
+  try {
+    const resp = await fetch("/v1/inspect", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prompt: $("prompt").value, top_k: 5 }),
+    });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    drawLens(await resp.json());
+  } catch (e) {
+    st.textContent = String(e.message || e);
+    st.classList.add("error");
+  }
+}
+
+function drawLens(r) {
+  const table = $("lens");
+  table.textContent = "";
+  const head = table.insertRow();
+  head.appendChild(document.createElement("th")).textContent = "layer";
+  for (const t of r.tokens) head.appendChild(document.createElement("th")).textContent = label(t);
+  for (const layer of r.layers) {
+    const row = table.insertRow();
+    row.appendChild(document.createElement("th")).textContent = String(layer.layer);
+    for (const pos of layer.lens) {
+      const top = pos.top[0], cell = row.insertCell();
+      const l = Math.round(97 - 72 * Math.max(0, Math.min(1, top.prob)));  // light to dark blue
+      cell.style.background = `hsl(214, 70%, ${l}%)`;
+      cell.style.color = l < 60 ? "#ffffff" : "#111111";
+      cell.textContent = label(top.token);
+      cell.title = `layer ${layer.layer}, after "${showToken(r.tokens[pos.position])}":\n` +
+        pos.top.map((c) => `"${showToken(c.token)}" ${(100 * c.prob).toFixed(1)}%`).join("\n");
+    }
+  }
+  $("lens-status").textContent = `${r.n_layer} layers, ${r.tokens.length} tokens (${r.ln}-LN)`;
+}
+
+$("lens-run").addEventListener("click", runLens);
 $("attention-run").addEventListener("click", runAttention);
 $("attention-layer").addEventListener("change", () => { if (attention) runAttention(); });
 $("attention-head").addEventListener("change", () => { if (attention) runAttention(); });

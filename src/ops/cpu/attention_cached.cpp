@@ -92,7 +92,12 @@ void attention_cached(float* out, float* scratch, const float* qkv, const KvCach
     const char* Kc = slot(kv.k, kv, r, h, H, hs) + static_cast<size_t>(k0) * row_bytes;
     const char* Vc = slot(kv.v, kv, r, h, H, hs) + static_cast<size_t>(k0) * row_bytes;
     float* O = out + static_cast<size_t>(i0) * C + h * hs;
-    const bool capture_here = capture && capture->out && h == capture->head;
+    const bool capture_here =
+        capture && capture->out && (h == capture->head || capture->head == AttentionCapture::kAllHeads);
+    float* cap_out = !capture_here ? nullptr
+                     : capture->head == AttentionCapture::kAllHeads
+                         ? capture->out + static_cast<size_t>(h) * capture->T * capture->T
+                         : capture->out;
     if (n == 1) {  // a decode step: one query, one pass over the row's keys and values
       if (kv.f16)
         kern.attend_f16(O, Q, reinterpret_cast<const uint16_t*>(Kc), reinterpret_cast<const uint16_t*>(Vc), kn, hs,
@@ -101,7 +106,7 @@ void attention_cached(float* out, float* scratch, const float* qkv, const KvCach
         kern.attend_f32(O, Q, reinterpret_cast<const float*>(Kc), reinterpret_cast<const float*>(Vc), kn, hs, scale,
                         S);
       if (capture_here) {  // the probabilities again, on the side: the output above stays as it is
-        float* P = capture->out + static_cast<size_t>(p0) * capture->T + k0;
+        float* P = cap_out + static_cast<size_t>(p0) * capture->T + k0;
         float* row = S + kn;
         for (int j = 0; j < kn; j++) {
           const float* kr = reinterpret_cast<const float*>(Kc + static_cast<size_t>(j) * row_bytes);
@@ -134,7 +139,7 @@ void attention_cached(float* out, float* scratch, const float* qkv, const KvCach
       kern.masked_softmax(S + static_cast<size_t>(q) * kn, kn, first_key(p0 + q, band) - k0, p0 + q - k0);
     if (capture_here)  // the probabilities, before they weight the values; keys outside [k0, p1] stay 0
       for (int q = 0; q < n; q++)
-        std::memcpy(capture->out + static_cast<size_t>(p0 + q) * capture->T + k0, S + static_cast<size_t>(q) * kn,
+        std::memcpy(cap_out + static_cast<size_t>(p0 + q) * capture->T + k0, S + static_cast<size_t>(q) * kn,
                     static_cast<size_t>(kn) * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, kn, 1.0f, S, kn, V, hs, 0.0f, O, C);
   }
