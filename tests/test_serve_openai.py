@@ -364,10 +364,8 @@ def tests(gpt, model, port, base, client):
     text = "".join(c.choices[0].text for c in es if c.choices)
     check("streamed echo", text == prompt + want[:len(text) - len(prompt)] and text.startswith(prompt) and
           es[-1].usage.completion_tokens == 2, f"{text!r} {es[-1].usage}")
-    st, resp = raw(port, "POST", "/v1/completions", {"prompt": [11] * 8192, "echo": True, "logprobs": 1,
-                                                     "max_tokens": 0})
-    check("echo of a prompt that fills the context (max_tokens 0)",
-          st == 200 and len(resp["choices"][0]["logprobs"]["tokens"]) == 8192, str(resp)[:200])
+    # (A prompt that fills the whole context is scored in serve_attacks, on a model of 256 positions:
+    # here 8192 positions of a 50257-word vocabulary would take seconds on one thread.)
     st, resp = raw(port, "POST", "/v1/completions", {"prompt": [11] * 8193, "echo": True, "logprobs": 1,
                                                      "max_tokens": 0})
     check("400: echo of a prompt beyond the context", *is_error(st, resp, 400, "prompt"))
