@@ -49,6 +49,10 @@ class Server:
 
     def __init__(self, gpt, model, *args, env=None, preexec=None):
         e = dict(os.environ, OMP_NUM_THREADS="1")
+        # Peak RSS is the measure here. Under AddressSanitizer its quarantine keeps freed blocks
+        # resident, which would count memory the server gave back: no quarantine for these servers
+        # (a no-op for a build without it).
+        e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0").lstrip(":")
         e.update(env or {})
         self.proc = subprocess.Popen([gpt, "serve", "--model", model, "--threads", "1", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
