@@ -188,7 +188,9 @@ TEST_P(InspectShapes, LastLayerLensIsTheModelsPrediction) {
     ASSERT_EQ(top.size(), static_cast<size_t>(V));
     for (size_t i = 0; i < top.size(); i++) {
       EXPECT_NEAR(top[i].prob, p[top[i].id], 1e-5) << "position " << t << " rank " << i;
-      if (i > 0) EXPECT_GE(top[i - 1].prob, top[i].prob);
+      if (i > 0) {
+        EXPECT_GE(top[i - 1].prob, top[i].prob);
+      }
     }
     decisive = std::max(decisive, top[0].prob);
   }
