@@ -55,6 +55,18 @@ void widen(double& lo, double& hi) {
   hi += pad;
 }
 
+// An SVG document's opening: the size, a white background and the title centred on top.
+template <typename W, typename H>
+std::string svg_open(W width, H height, const std::string& title) {
+  return fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
+      "<text x=\"{2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
+      width, height, width / 2, xml_escape(title));
+}
+
 }  // namespace
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
@@ -96,13 +108,7 @@ std::string loss_plot_svg(const std::string& title,
   auto px = [&](double x) { return kLeft + (x - x_lo) / (x_hi - x_lo) * pw; };
   auto py = [&](double y) { return kTop + ph - (y - y_lo) / (y_hi - y_lo) * ph; };
 
-  std::string svg = fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
-      kWidth, kHeight, kWidth / 2, xml_escape(title));
+  std::string svg = svg_open(kWidth, kHeight, title);
   // Grid lines and tick labels, then the frame on top of them.
   const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
   for (double t : xt)
@@ -197,13 +203,7 @@ std::string heat_map_svg(const HeatMap& m) {
   const double left = 40 + 7 * static_cast<double>(row_label), top = 78;
   const double grid_w = kCellW * static_cast<double>(cols), grid_h = kCellH * static_cast<double>(rows);
   const double width = std::max(left + grid_w + 20, kBarW + 80), height = top + grid_h + 70;
-  std::string svg = fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
-      width, height, width / 2, xml_escape(m.title));
+  std::string svg = svg_open(width, height, m.title);
   svg += fmt::format("<text x=\"{}\" y=\"48\" text-anchor=\"middle\">{}</text>\n", left + grid_w / 2,
                      xml_escape(m.x_title));
   svg += fmt::format(
