@@ -211,6 +211,22 @@ TEST(Sampling, LogSoftmaxAndTopLogprobs) {
   EXPECT_NEAR(top[0].second, std::log(0.5), 1e-5);
   EXPECT_NEAR(top[2].second, std::log(0.15), 1e-5);
   EXPECT_EQ(top_logprobs(l, 10).size(), 4u);
+  // Against a full sort, on a vocabulary with many ties: most probable first, ties by lower id.
+  std::mt19937 g(3);
+  std::vector<float> many(5000);
+  for (auto& x : many) x = static_cast<float>(g() % 40) * 0.25f;
+  std::vector<uint32_t> order(many.size());
+  for (uint32_t i = 0; i < order.size(); i++) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return many[a] > many[b] || (many[a] == many[b] && a < b); });
+  for (int n : {1, 7, 100, 5000}) {
+    const auto t = top_logprobs(many, n);
+    ASSERT_EQ(t.size(), static_cast<size_t>(n));
+    for (int i = 0; i < n; i++) {
+      EXPECT_EQ(t[i].first, order[i]) << n << " " << i;
+      EXPECT_EQ(t[i].second, token_logprob(many, order[i]));
+    }
+  }
 }
 
 // ---- the chain ----------------------------------------------------------------------------------

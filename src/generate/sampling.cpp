@@ -196,10 +196,23 @@ std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logit
   std::vector<std::pair<TokenId, float>> out;
   if (n <= 0 || logits.empty()) return out;
   const double lse = log_sum_exp(logits);
-  std::vector<uint32_t> ids(logits.size());
-  for (size_t i = 0; i < ids.size(); i++) ids[i] = static_cast<uint32_t>(i);
-  const size_t k = std::min<size_t>(static_cast<size_t>(n), ids.size());
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), Ranks{logits.data()});
+  // The k best in a heap whose top is the worst of them: k ids held, not one per vocabulary entry
+  // (this runs for every scored position of a prompt, and every token with logprobs).
+  const size_t k = std::min<size_t>(static_cast<size_t>(n), logits.size());
+  const Ranks better{logits.data()};
+  std::vector<uint32_t> ids;
+  ids.reserve(k);
+  for (uint32_t i = 0; i < logits.size(); i++) {
+    if (ids.size() < k) {
+      ids.push_back(i);
+      std::push_heap(ids.begin(), ids.end(), better);
+    } else if (better(i, ids.front())) {
+      std::pop_heap(ids.begin(), ids.end(), better);
+      ids.back() = i;
+      std::push_heap(ids.begin(), ids.end(), better);
+    }
+  }
+  std::sort_heap(ids.begin(), ids.end(), better);
   for (size_t i = 0; i < k; i++)
     out.emplace_back(ids[i], static_cast<float>(static_cast<double>(logits[ids[i]]) - lse));
   return out;
